@@ -1,0 +1,1 @@
+"""The Typer CLI (and, later, the Textual app) on top of the engine."""

@@ -1,0 +1,1 @@
+"""The training, evaluation and storage engine. Never imports textual, rich or typer."""

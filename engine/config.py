@@ -1,0 +1,361 @@
+"""The config tree: the one definition of what a preset may say.
+
+Every field is typed, defaulted and documented in one line (its `doc` metadata). Raw dicts from YAML are
+validated by `from_dict`, which rejects unknown keys (naming the file, the dotted key and the closest valid
+key) and wrong types (naming the key, the value and the expected type). This module imports neither torch
+nor any UI library, so validating a preset is fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+from engine.errors import ConfigError, did_you_mean
+
+SCHEMA_VERSION = 1
+
+
+def doc(text: str, default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with a one-line description (shown by `presets show` and errors)."""
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"doc": text})
+    return field(default=default, metadata={"doc": text})
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from, at which resolution, and how they are split."""
+
+    source: Literal[
+        "digits", "mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100", "svhn", "folder", "csv"
+    ] = doc("dataset source: embedded digits, a torchvision dataset, an image folder or CSV + folder", "digits")
+    root: str | None = doc("folder of the dataset (folder/csv sources) or download folder; None = data dir", None)
+    csv_file: str | None = doc("CSV file with one row per image (csv source), relative to root or absolute", None)
+    file_column: str = doc("CSV column holding the image file name (csv source)", "Id")
+    label_column: str = doc("CSV column holding the label, a class name or an integer (csv source)", "Category")
+    file_suffix: str = doc("suffix appended to CSV file names that lack one, e.g. '.jpg' (csv source)", "")
+    test_root: str | None = doc("explicit labelled test set in the same layout as root; None = hold out", None)
+    test_csv_file: str | None = doc("CSV of the explicit test set (csv source)", None)
+    image_size: int | None = doc("training resolution in pixels (square); None = the source's native size", None)
+    channels: int | None = doc("image channels, 1 (gray) or 3 (RGB); None = the source's native channels", None)
+    val_fraction: float = doc("fraction of the training images held out for validation (stratified)", 0.1)
+    test_fraction: float = doc("fraction held out as test set when the source has no test split", 0.2)
+    split_seed: int = doc("seed of the train/val/test and k-fold splits", 0)
+    folds: int | None = doc("number of stratified k-fold folds over train+val; None = plain holdout", None)
+    fold: int = doc("which fold (0-based) is the validation set when folds is set", 0)
+    on_bad_image: Literal["error", "skip"] = doc("a corrupt/unreadable image: stop with its path, or skip it", "error")
+    sampler: Literal["shuffle", "weighted"] = doc("epoch order: a permutation, or weighted by inverse class count", "shuffle")
+    class_weighted_loss: bool = doc("weight the loss by inverse class frequency (for imbalanced data)", False)
+    limit: int | None = doc("use only the first N training images (quick experiments); None = all", None)
+    device_budget_gb: float = doc("keep the image table on the GPU when it is smaller than this (GiB)", 8.0)
+
+
+@dataclass
+class ModelConfig:
+    """The architecture; `options` go to the registered builder and are checked against its signature."""
+
+    name: str = doc("registered model name, see `imgcls-console presets list model`", "convnet")
+    dropout: float = doc("dropout probability before the classifier head", 0.0)
+    pretrained: str | None = doc("torchvision weights name or a local .safetensors/.pth file; None = random", None)
+    freeze_backbone_epochs: int = doc("train only the head for this many first epochs (with pretrained)", 0)
+    options: dict[str, Any] = doc("architecture options passed to the builder (layers, widths, ...)", factory=dict)
+
+
+@dataclass
+class AugmentConfig:
+    """Per-sample random augmentation of training batches (on the device) and normalization."""
+
+    ops: list[dict[str, Any]] = doc("training augmentations in order, each {op: name, p: prob, ...params}", factory=list)
+    normalize: Literal["none", "uniform", "dataset", "imagenet", "custom"] = doc(
+        "normalization: none, uniform (mean .5 std .5), dataset statistics, ImageNet, or custom mean/std", "dataset"
+    )
+    mean: list[float] | None = doc("per-channel mean in [0, 1] for normalize: custom", None)
+    std: list[float] | None = doc("per-channel std in [0, 1] for normalize: custom", None)
+    mixup_alpha: float = doc("mixup Beta(alpha, alpha) parameter; 0 = off", 0.0)
+    cutmix_alpha: float = doc("cutmix Beta(alpha, alpha) parameter; 0 = off", 0.0)
+    mix_prob: float = doc("probability that a batch gets mixup/cutmix when either is on", 1.0)
+
+
+@dataclass
+class OptimConfig:
+    """The optimizer."""
+
+    name: Literal["sgd", "adam", "adamw"] = doc("optimizer", "sgd")
+    lr: float = doc("peak learning rate (per batch as configured, not scaled by batch size)", 0.1)
+    momentum: float = doc("SGD momentum", 0.9)
+    nesterov: bool = doc("SGD Nesterov momentum", False)
+    weight_decay: float = doc("L2 weight decay (decoupled for adamw)", 0.0)
+    betas: list[float] = doc("Adam/AdamW beta1, beta2", factory=lambda: [0.9, 0.999])
+    eps: float = doc("Adam/AdamW epsilon", 1e-8)
+    no_decay_norm_bias: bool = doc("exclude norm and bias parameters from weight decay", False)
+    grad_clip: float | None = doc("clip the global gradient norm to this value; None = off", None)
+    accumulate: int = doc("accumulate gradients over this many batches per optimizer step", 1)
+
+
+@dataclass
+class ScheduleConfig:
+    """The learning-rate schedule; epochs-based fields count epochs even when stepped per batch."""
+
+    name: Literal[
+        "constant", "step", "multistep", "exponential", "polynomial", "cosine", "onecycle", "plateau"
+    ] = doc("schedule shape", "constant")
+    interval: Literal["epoch", "step"] = doc("update the LR after every epoch or after every optimizer step", "epoch")
+    step_size: int = doc("step: epochs between LR drops", 30)
+    milestones: list[int] = doc("multistep: epochs at which the LR is multiplied by gamma", factory=list)
+    gamma: float = doc("step/multistep/exponential: LR multiplier per drop (per epoch for exponential)", 0.1)
+    power: float = doc("polynomial: decay exponent", 1.0)
+    t_max: int | None = doc("cosine: epochs of one half-cosine; None = all epochs after warmup", None)
+    min_lr: float = doc("cosine/plateau: LR floor", 0.0)
+    pct_start: float = doc("onecycle: fraction of training spent increasing the LR", 0.3)
+    warmup_epochs: float = doc("linear warmup length in epochs (fractions allowed with interval: step)", 0.0)
+    warmup_start_factor: float = doc("warmup starts at lr * this factor", 0.1)
+    metric: str = doc("plateau: validation metric watched (val_loss or val_acc)", "val_loss")
+    mode: Literal["min", "max"] = doc("plateau: whether the metric should go down or up", "min")
+    factor: float = doc("plateau: LR multiplier on a plateau", 0.1)
+    patience: int = doc("plateau: epochs without improvement before the LR drops", 5)
+    cooldown: int = doc("plateau: epochs to wait after a drop before watching again", 0)
+    threshold: float = doc("plateau: relative improvement that counts", 1e-4)
+
+
+@dataclass
+class EarlyStopConfig:
+    """Stop when a validation metric stops improving."""
+
+    metric: str | None = doc("validation metric to watch (val_loss, val_acc); None = off", None)
+    mode: Literal["min", "max"] = doc("min for losses, max for accuracies", "min")
+    patience: int = doc("epochs without improvement before stopping", 10)
+    min_delta: float = doc("smallest change that counts as improvement", 0.0)
+
+
+@dataclass
+class CheckpointConfig:
+    """Which checkpoints a run keeps."""
+
+    last: bool = doc("keep the checkpoint of the last finished epoch (needed for resume)", True)
+    best_metric: str = doc("metric that picks the `best` checkpoint (val_acc, val_loss)", "val_acc")
+    best_mode: Literal["min", "max"] = doc("whether the best metric is minimised or maximised", "max")
+    every: int = doc("also keep a checkpoint every N epochs (epoch-NNN); 0 = off", 0)
+    keep: int = doc("newest N periodic epoch checkpoints kept; 0 = keep all", 0)
+
+
+@dataclass
+class TrainConfig:
+    """The loop: length, batch size, device, precision, reproducibility and checkpoints."""
+
+    epochs: int = doc("number of training epochs", 10)
+    batch_size: int = doc("training images per batch", 64)
+    eval_batch_size: int = doc("images per batch for validation/test", 512)
+    device: str = doc("auto (CUDA when available), cpu, cuda or cuda:N", "auto")
+    precision: Literal["fp32", "bf16", "fp16"] = doc("autocast precision on CUDA (CPU runs use fp32)", "fp32")
+    channels_last: bool = doc("use channels_last memory format on CUDA", True)
+    compile: bool = doc("torch.compile the model (CUDA)", False)
+    seed: int = doc("seed for weights, sampling and augmentation", 0)
+    deterministic: bool = doc("bit-stable runs: deterministic algorithms, no cudnn autotune", False)
+    label_smoothing: float = doc("cross-entropy label smoothing", 0.0)
+    ema_decay: float = doc("exponential moving average of weights per step; 0 = off", 0.0)
+    drop_last: bool = doc("drop the ragged last training batch (static shapes)", True)
+    log_every: int = doc("emit a step event every N optimizer steps", 50)
+    early_stop: EarlyStopConfig = doc("early stopping", factory=EarlyStopConfig)
+    checkpoint: CheckpointConfig = doc("checkpoint policy", factory=CheckpointConfig)
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation defaults."""
+
+    tta: str = doc("test-time augmentation spec, e.g. none, flip, flip+shift, random:10", "none")
+    combine: Literal["logits", "probs", "vote"] = doc("how TTA views / ensemble members are combined", "logits")
+    use_ema: bool = doc("evaluate EMA weights when the checkpoint has them", True)
+
+
+@dataclass
+class ExperimentConfig:
+    """A fully resolved experiment: what `config.yaml` in a run folder holds."""
+
+    name: str = doc("experiment name (run folders are named after it)", "experiment")
+    description: str = doc("one line about the experiment", "")
+    data: DataConfig = doc("data", factory=DataConfig)
+    model: ModelConfig = doc("model", factory=ModelConfig)
+    augment: AugmentConfig = doc("augmentation", factory=AugmentConfig)
+    optim: OptimConfig = doc("optimizer", factory=OptimConfig)
+    schedule: ScheduleConfig = doc("learning-rate schedule", factory=ScheduleConfig)
+    train: TrainConfig = doc("training loop", factory=TrainConfig)
+    eval: EvalConfig = doc("evaluation", factory=EvalConfig)
+
+
+SECTION_TYPES: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "augment": AugmentConfig,
+    "optim": OptimConfig,
+    "schedule": ScheduleConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+}
+PRESET_KINDS = ("data", "model", "augment", "optim", "schedule", "experiment")
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _where(source: str | None, dotted: str) -> str:
+    return f"{source}: {dotted}" if source else dotted
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        (inner,) = typing.get_args(tp) or (Any,)
+        return f"list of {_type_name(inner)}"
+    if origin is dict:
+        return "mapping"
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, dotted: str, source: str | None) -> Any:
+    """Check `value` against type `tp`; return it (ints widened to float). Raise ConfigError naming the key."""
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{_where(source, dotted)}: expected a mapping, got {value!r}")
+        return _build(tp, value, dotted, source)
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, dotted, source)
+            except ConfigError:
+                continue
+        raise _type_error(value, tp, dotted, source)
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        allowed = [str(a) for a in typing.get_args(tp)]
+        hint = did_you_mean(str(value), allowed)
+        raise ConfigError(
+            f"{_where(source, dotted)}: {value!r} is not allowed; expected {_type_name(tp)}{hint}"
+        )
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise _type_error(value, tp, dotted, source)
+        (inner,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, inner, f"{dotted}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _type_error(value, tp, dotted, source)
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise _type_error(value, tp, dotted, source)
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _type_error(value, tp, dotted, source)
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise _type_error(value, tp, dotted, source)
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise _type_error(value, tp, dotted, source)
+    raise ConfigError(f"{_where(source, dotted)}: unsupported field type {tp!r}")
+
+
+def _type_error(value: Any, tp: Any, dotted: str, source: str | None) -> ConfigError:
+    return ConfigError(
+        f"{_where(source, dotted)}: {value!r} ({type(value).__name__}) is not a valid value; expected {_type_name(tp)}"
+    )
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str, source: str | None) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in hints:
+            raise ConfigError(f"{_where(source, dotted)}: unknown key{did_you_mean(str(key), names)}")
+        kwargs[key] = _coerce(value, hints[key], dotted, source)
+    return cls(**kwargs)
+
+
+def section_from_dict(kind: str, raw: dict[str, Any], source: str | None = None) -> Any:
+    """Validate one section (e.g. the content of a `presets/optim/*.yaml`) into its dataclass."""
+    return _coerce(raw, SECTION_TYPES[kind], kind, source)
+
+
+def from_dict(raw: dict[str, Any], source: str | None = None) -> ExperimentConfig:
+    """Validate a fully composed experiment dict into an `ExperimentConfig` (unknown keys rejected)."""
+    raw = {k: v for k, v in raw.items() if k not in ("schema_version", "content_hash")}
+    config = _build(ExperimentConfig, raw, "", source)
+    check_semantics(config, source)
+    return config
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """The plain-dict form of a config (what `config.yaml` holds)."""
+    return dataclasses.asdict(config)
+
+
+def check_semantics(config: ExperimentConfig, source: str | None = None) -> None:
+    """Checks that span a field's type: ranges and cross-field rules."""
+    def need(ok: bool, dotted: str, message: str) -> None:
+        if not ok:
+            raise ConfigError(f"{_where(source, dotted)}: {message}")
+
+    need(config.train.epochs >= 1, "train.epochs", "must be at least 1")
+    need(config.train.batch_size >= 1, "train.batch_size", "must be at least 1")
+    need(config.train.eval_batch_size >= 1, "train.eval_batch_size", "must be at least 1")
+    need(config.optim.lr > 0, "optim.lr", "must be positive")
+    need(config.optim.accumulate >= 1, "optim.accumulate", "must be at least 1")
+    need(len(config.optim.betas) == 2, "optim.betas", "needs two values")
+    need(0.0 <= config.model.dropout < 1.0, "model.dropout", "must be in [0, 1)")
+    need(0.0 <= config.data.val_fraction < 1.0, "data.val_fraction", "must be in [0, 1)")
+    need(0.0 <= config.data.test_fraction < 1.0, "data.test_fraction", "must be in [0, 1)")
+    need(config.data.channels in (None, 1, 3), "data.channels", "must be 1, 3 or null")
+    need(config.data.image_size is None or config.data.image_size >= 4, "data.image_size", "must be at least 4")
+    if config.data.folds is not None:
+        need(config.data.folds >= 2, "data.folds", "must be at least 2")
+        need(0 <= config.data.fold < config.data.folds, "data.fold", f"must be in [0, {config.data.folds})")
+    if config.augment.normalize == "custom":
+        need(config.augment.mean is not None and config.augment.std is not None, "augment.normalize",
+             "custom needs augment.mean and augment.std")
+    need(0.0 <= config.train.ema_decay < 1.0, "train.ema_decay", "must be in [0, 1)")
+    need(0.0 <= config.train.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)")
+    if config.schedule.name == "multistep":
+        need(bool(config.schedule.milestones), "schedule.milestones", "multistep needs at least one milestone")
+
+
+def field_docs(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
+    """(dotted key, type name, default, doc) for every leaf field of a config class."""
+    rows: list[tuple[str, str, Any, str]] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        dotted = f"{prefix}{f.name}"
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows.extend(field_docs(tp, dotted + "."))
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        rows.append((dotted, _type_name(tp), default, f.metadata.get("doc", "")))
+    return rows

@@ -1,0 +1,36 @@
+"""Error types the engine raises for bad input; the console prints their message and exits non-zero."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class EngineError(Exception):
+    """Base class: a problem the user can fix, explained in the message."""
+
+
+class ConfigError(EngineError):
+    """A preset or override is invalid (unknown key, wrong type, missing preset)."""
+
+
+class DataError(EngineError):
+    """A dataset cannot be read: missing files, corrupt image, bad CSV row."""
+
+
+class ModelError(EngineError):
+    """A model cannot be built or its weights cannot be loaded."""
+
+
+class CheckpointError(EngineError):
+    """A checkpoint is missing, corrupt or incompatible with the config."""
+
+
+class RunError(EngineError):
+    """A run folder is missing or cannot be used for the request."""
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """Return ' (did you mean `x`?)' for the closest candidate, or '' when none is close."""
+    matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean `{matches[0]}`?)" if matches else ""
