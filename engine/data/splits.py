@@ -1,0 +1,95 @@
+"""Seeded, stratified splits as index arrays: holdout fractions, a limited subset, k-fold folds."""
+
+from __future__ import annotations
+
+import zlib
+
+import torch
+
+from engine.errors import DataError
+
+
+def derived_seed(seed: int, purpose: str) -> int:
+    """A seed for one purpose ("test", "val", ...) so that each split is independent of the others."""
+    return (int(seed) * 1_000_003 + zlib.crc32(purpose.encode())) % (2**63)
+
+
+def _class_groups(labels: torch.Tensor, pool: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
+    """The members of `pool` per class (classes in ascending order), each group in a seeded random order."""
+    pool_labels = labels[pool]
+    groups = []
+    for cls in torch.unique(pool_labels).tolist():
+        members = pool[pool_labels == cls]
+        groups.append(members[torch.randperm(len(members), generator=generator)])
+    return groups
+
+
+def stratified_holdout(
+    labels: torch.Tensor, pool: torch.Tensor, fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split `pool` into (kept, held): about `fraction` of every class is held out (at least one when the
+    class has two or more members and fraction > 0). Both returned sorted."""
+    if fraction <= 0 or len(pool) == 0:
+        return pool.sort().values, pool.new_empty(0)
+    generator = torch.Generator().manual_seed(seed)
+    kept, held = [], []
+    for members in _class_groups(labels, pool, generator):
+        n_held = int(round(len(members) * fraction))
+        if n_held == 0 and len(members) >= 2:
+            n_held = 1
+        n_held = min(n_held, len(members) - 1) if len(members) >= 2 else n_held
+        held.append(members[:n_held])
+        kept.append(members[n_held:])
+    return torch.cat(kept).sort().values, torch.cat(held).sort().values
+
+
+def stratified_subset(labels: torch.Tensor, pool: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """Exactly `count` members of `pool` (all when fewer) with class proportions kept, seeded; sorted."""
+    if count >= len(pool):
+        return pool.sort().values
+    generator = torch.Generator().manual_seed(seed)
+    members, keys = [], []
+    for group in _class_groups(labels, pool, generator):
+        members.append(group)
+        keys.append((torch.arange(len(group), dtype=torch.float64) + 0.5) / len(group))
+    order = torch.cat(keys).argsort(stable=True)
+    return torch.cat(members)[order[:count]].sort().values
+
+
+def stratified_folds(labels: torch.Tensor, pool: torch.Tensor, folds: int, seed: int) -> list[torch.Tensor]:
+    """`folds` disjoint, covering, class-balanced folds of `pool` (each sorted)."""
+    if len(pool) < folds:
+        raise DataError(f"data.folds: {folds} folds need at least {folds} images, the training pool has {len(pool)}")
+    generator = torch.Generator().manual_seed(seed)
+    ordered = torch.cat(_class_groups(labels, pool, generator))
+    assignment = torch.arange(len(ordered)) % folds
+    return [ordered[assignment == fold].sort().values for fold in range(folds)]
+
+
+def make_splits(
+    labels: torch.Tensor,
+    test_start: int | None,
+    *,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    folds: int | None = None,
+    fold: int = 0,
+    limit: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(train, val, test) index arrays. The test split is the source's own (rows from `test_start`) or a
+    stratified `test_fraction` holdout; val is a stratified holdout of the rest or fold `fold` of `folds`."""
+    n = len(labels)
+    if test_start is not None:
+        pool, test = torch.arange(test_start), torch.arange(test_start, n)
+    else:
+        pool, test = stratified_holdout(labels, torch.arange(n), test_fraction, derived_seed(seed, "test"))
+    if limit is not None:
+        pool = stratified_subset(labels, pool, limit, derived_seed(seed, "limit"))
+    if folds is not None:
+        parts = stratified_folds(labels, pool, folds, derived_seed(seed, "folds"))
+        val = parts[fold]
+        train = torch.cat([p for i, p in enumerate(parts) if i != fold]).sort().values
+    else:
+        train, val = stratified_holdout(labels, pool, val_fraction, derived_seed(seed, "val"))
+    return train, val, test
