@@ -1,0 +1,162 @@
+"""`presets`: list, show, validate, export and import YAML presets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from console.common import OverrideOption, RunsDirOption, err_console, out_console, reports_errors
+
+app = typer.Typer(help="List, show, validate, export and import presets.", no_args_is_help=True)
+
+KindOption = Annotated[str | None, typer.Option("--kind", "-k", help="Preset kind: data, model, augment, optim, schedule, experiment.")]
+
+
+def _find_any(name: str, kind: str | None) -> tuple[str, Path]:
+    """A preset by name across kinds (experiment first) unless `kind` is given."""
+    from engine.config import PRESET_KINDS
+    from engine.errors import ConfigError
+    from engine.presets import find_preset
+
+    kinds = [kind] if kind else ["experiment", *[k for k in PRESET_KINDS if k != "experiment"]]
+    for candidate in kinds:
+        try:
+            return candidate, find_preset(candidate, name)
+        except ConfigError:
+            if kind:
+                raise
+    raise ConfigError(f"no preset named {name!r} of any kind; see `imgcls-console presets list`")
+
+
+@app.command("list")
+@reports_errors
+def list_cmd(kind: Annotated[str | None, typer.Argument(help="Only this kind.")] = None) -> None:
+    """List presets (user presets first); model presets show their parameter count."""
+    from rich.table import Table
+
+    from console.common import fmt_count
+    from engine.config import PRESET_KINDS
+    from engine.errors import ConfigError
+    from engine.presets import list_presets
+
+    if kind is not None and kind not in PRESET_KINDS:
+        raise ConfigError(f"unknown preset kind {kind!r}; kinds are {', '.join(PRESET_KINDS)}")
+    table = Table("kind", "name", "origin", "description")
+    show_params = kind == "model"
+    if show_params:
+        table.add_column("params", justify="right")
+    for info in list_presets(kind):
+        row = [info.kind, info.name, info.origin, info.description]
+        if show_params:
+            row.append(fmt_count(_preset_params(info.name, info.path)))
+        table.add_row(*row)
+    out_console.print(table)
+
+
+def _preset_params(name: str, path: Path) -> int | None:
+    from engine.config import section_from_dict
+    from engine.models import preset_param_count
+    from engine.presets import load_mapping
+
+    raw = load_mapping(path)
+    raw.pop("description", None)
+    try:
+        return preset_param_count(section_from_dict("model", raw, str(path)), preset_name=name)
+    except Exception as exc:  # one broken preset must not hide the list
+        err_console.print(f"[yellow]warning:[/] {path}: {exc}")
+        return None
+
+
+@app.command()
+@reports_errors
+def show(
+    name: Annotated[str, typer.Argument(help="Preset name or file.")],
+    kind: KindOption = None,
+    resolved: Annotated[bool, typer.Option("--resolved", help="Show the fully resolved config with every default.")] = False,
+) -> None:
+    """Show a preset's YAML (as written, or --resolved with every field)."""
+    import yaml
+
+    from engine.config import section_from_dict, to_dict
+    from engine.presets import load_mapping, resolve_experiment, resolved_yaml
+
+    kind, path = _find_any(name, kind)
+    if not resolved:
+        err_console.print(f"# {kind} preset {path}", highlight=False)
+        out_console.print(path.read_text(encoding="utf-8"), highlight=False, markup=False)
+        return
+    if kind == "experiment":
+        out_console.print(resolved_yaml(resolve_experiment(str(path))), highlight=False, markup=False)
+        return
+    raw = load_mapping(path)
+    raw.pop("description", None)
+    section = to_dict(section_from_dict(kind, raw, str(path)))
+    out_console.print(yaml.safe_dump(section, sort_keys=False), highlight=False, markup=False)
+
+
+@app.command()
+@reports_errors
+def validate(file: Annotated[Path, typer.Argument(help="Preset YAML file.")], kind: KindOption = None) -> None:
+    """Validate a preset file: unknown keys, wrong types, unsafe YAML; exit 2 with the reason when invalid."""
+    from engine.errors import ConfigError
+    from engine.presets import validate_file
+
+    if not file.is_file():
+        raise ConfigError(f"{file}: no such file")
+    found_kind, _ = validate_file(file, kind)
+    err_console.print(f"[green]ok[/]: {file} is a valid {found_kind} preset", highlight=False)
+
+
+@app.command()
+@reports_errors
+def export(
+    source: Annotated[str, typer.Argument(help="Experiment preset name/file, or a run name/folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write ('-' for stdout).")],
+    overrides: OverrideOption = None,
+    runs_dir: RunsDirOption = None,
+) -> None:
+    """Write one self-contained, fully resolved experiment YAML (schema version + content hash)."""
+    import sys
+
+    from engine.config import from_dict, to_dict
+    from engine.errors import EngineError
+    from engine.presets import apply_overrides, resolve_experiment, resolved_yaml
+    from engine.runs import read_config, resolve_run
+    from engine.runs import runs_dir as pick_runs_dir
+
+    try:
+        run_dir = resolve_run(pick_runs_dir(runs_dir), source)
+    except EngineError:
+        config = resolve_experiment(source, overrides or [])
+    else:
+        config = read_config(run_dir)
+        if overrides:
+            config = from_dict(apply_overrides(to_dict(config), overrides), "--set")
+    text = resolved_yaml(config)
+    if str(out) == "-":
+        sys.stdout.write(text)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    err_console.print(f"wrote {out}", highlight=False)
+
+
+@app.command("import")
+@reports_errors
+def import_cmd(
+    file: Annotated[Path, typer.Argument(help="Preset YAML file to import.")],
+    kind: KindOption = None,
+    name: Annotated[str | None, typer.Option("--name", help="Name in the user folder (default: file name).")] = None,
+    shadow_builtin: Annotated[bool, typer.Option("--shadow-builtin", help="Allow hiding a built-in preset of that name.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing user preset.")] = False,
+) -> None:
+    """Validate a preset and copy it into the user preset folder."""
+    from engine.errors import ConfigError
+    from engine.presets import import_preset
+
+    if not file.is_file():
+        raise ConfigError(f"{file}: no such file")
+    target = import_preset(file, kind=kind, name=name, shadow_builtin=shadow_builtin, overwrite=overwrite)
+    err_console.print(f"imported as {target}", highlight=False)

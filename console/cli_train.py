@@ -1,0 +1,82 @@
+"""`train` and `resume`: headless training into a run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from console.common import JsonOption, OverrideOption, RunsDirOption, err_console, print_json, reports_errors
+
+SUMMARY_KEYS = ("run_dir", "state", "reason", "epochs", "epoch", "best_val_acc", "best_epoch", "test_acc",
+                "test_loss", "params", "macs", "wall_s")
+EXIT_CODES = {"finished": 0, "failed": 1, "diverged": 3}
+
+
+def _summary(status: dict[str, Any]) -> dict[str, Any]:
+    return {key: status.get(key) for key in SUMMARY_KEYS}
+
+
+def _drive(json_out: bool, quiet: bool, work: Any) -> None:
+    """Run `work(listeners, stop)` with signal handling and progress; print the summary; exit by state."""
+    from console.progress import ProgressListener
+    from engine.runtime import StopRequest, install_stop_handlers, restore_stop_handlers
+
+    stop = StopRequest()
+    install_stop_handlers(stop)
+    try:
+        with ProgressListener(err_console, quiet=quiet) as listener:
+            status = work([listener], stop)
+    except KeyboardInterrupt:
+        err_console.print("stopped at once (second signal); the last complete checkpoint is kept")
+        raise typer.Exit(stop.exit_code) from None
+    finally:
+        restore_stop_handlers(stop)
+    summary = _summary(status)
+    if json_out:
+        print_json(summary)
+    else:
+        err_console.print(f"run folder: {summary['run_dir']}", highlight=False)
+    if status["state"] == "interrupted":
+        raise typer.Exit(stop.exit_code)
+    code = EXIT_CODES.get(status["state"], 1)
+    if code:
+        err_console.print(f"[red]{status['state']}[/]: {status.get('reason')}")
+        raise typer.Exit(code)
+
+
+@reports_errors
+def train(
+    experiment: Annotated[str, typer.Argument(help="Experiment preset name or YAML file (a run's config.yaml works).")],
+    overrides: OverrideOption = None,
+    runs_dir: RunsDirOption = None,
+    json_out: JsonOption = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
+) -> None:
+    """Train an experiment in the foreground; progress on stderr, results in a new run folder."""
+    from engine.presets import resolve_experiment
+    from engine.runs import runs_dir as pick_runs_dir
+    from engine.train import start_run
+
+    config = resolve_experiment(experiment, overrides or [])
+    root = pick_runs_dir(runs_dir)
+    _drive(json_out, quiet, lambda listeners, stop: start_run(config, root, listeners=listeners, stop=stop))
+
+
+@reports_errors
+def resume(
+    run: Annotated[str, typer.Argument(help="Run name, unique prefix or folder.")],
+    overrides: OverrideOption = None,
+    runs_dir: RunsDirOption = None,
+    json_out: JsonOption = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
+) -> None:
+    """Continue an interrupted or finished run exactly from its last checkpoint (--set train.epochs=N extends it)."""
+    from engine.runs import resolve_run
+    from engine.runs import runs_dir as pick_runs_dir
+    from engine.train import resume_run
+
+    run_dir = resolve_run(pick_runs_dir(runs_dir), run)
+    _drive(json_out, quiet,
+           lambda listeners, stop: resume_run(Path(run_dir), overrides=overrides, listeners=listeners, stop=stop))

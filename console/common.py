@@ -1,0 +1,75 @@
+"""Helpers shared by the CLI commands: error reporting, stderr console, common options."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+err_console = Console(stderr=True)
+out_console = Console()
+
+RunsDirOption = Annotated[
+    Path | None,
+    typer.Option("--runs-dir", help="Runs folder (default: $IMGCLS_RUNS_DIR or ./runs).", show_default=False),
+]
+OverrideOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a config value, e.g. --set optim.lr=0.2 (repeatable)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout (nothing else).")]
+
+
+def reports_errors(func: F) -> F:
+    """Turn the engine's user-facing errors into a one-line message on stderr and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from engine.errors import EngineError
+
+        try:
+            return func(*args, **kwargs)
+        except EngineError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(payload: Any) -> None:
+    """Write a JSON document to stdout (plain, no colour)."""
+    import json
+
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def fmt_pct(value: Any) -> str:
+    """0.9731 -> '97.31%'; missing -> '-'."""
+    return f"{100 * value:.2f}%" if isinstance(value, (int, float)) else "-"
+
+
+def fmt_count(value: Any) -> str:
+    """1234567 -> '1.23M'; missing -> '-'."""
+    if not isinstance(value, (int, float)):
+        return "-"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if value >= size:
+            return f"{value / size:.3g}{unit}"
+    return str(int(value))
+
+
+def fmt_seconds(value: Any) -> str:
+    """83.2 -> '1m23s'."""
+    if not isinstance(value, (int, float)):
+        return "-"
+    minutes, seconds = divmod(int(round(value)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else (f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s")

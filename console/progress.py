@@ -1,0 +1,87 @@
+"""Headless progress: turns training events into a rich progress bar (with ETA) and epoch lines on stderr."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from console.common import fmt_count, fmt_pct
+
+
+class ProgressListener:
+    """An event listener for `engine.train`; a context manager that owns the live display."""
+
+    def __init__(self, console: Console, *, quiet: bool = False) -> None:
+        self.console = console
+        self.quiet = quiet
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=console, transient=True, disable=quiet,
+        )
+        self.run_task: Any = None
+        self.epoch_task: Any = None
+
+    def __enter__(self) -> ProgressListener:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        handler = getattr(self, f"on_{event['type']}", None)
+        if handler is not None and not self.quiet:
+            handler(event)
+
+    def on_run_start(self, event: dict[str, Any]) -> None:
+        self.console.print(f"run [bold]{event['name']}[/] in {event['run']}", highlight=False)
+
+    def on_data_ready(self, event: dict[str, Any]) -> None:
+        counts = event["counts"]
+        self.console.print(
+            f"data {event['source']}: {event['classes']} classes, {event['channels']}x{event['image_size']}px, "
+            f"train {counts['train']} / val {counts['val']} / test {counts['test']} ({event['load_s']:.1f}s)",
+            highlight=False)
+
+    def on_model_ready(self, event: dict[str, Any]) -> None:
+        self.console.print(f"model {event['model']}: {fmt_count(event['params'])} params, "
+                           f"{fmt_count(event['macs'])} MACs/image", highlight=False)
+
+    def on_epoch_start(self, event: dict[str, Any]) -> None:
+        if self.run_task is None:
+            self.run_task = self.progress.add_task("run", total=event["epochs"], info="", completed=event["epoch"] - 1)
+        if self.epoch_task is not None:
+            self.progress.remove_task(self.epoch_task)
+        self.epoch_task = self.progress.add_task(f"epoch {event['epoch']}", total=event["steps"], info="")
+
+    def on_step(self, event: dict[str, Any]) -> None:
+        if self.epoch_task is not None:
+            self.progress.update(self.epoch_task, completed=event["step"],
+                                 info=f"loss {event['loss']:.4f} lr {event['lr']:.3g} {event['images_per_s']:.0f} img/s")
+
+    def on_epoch(self, event: dict[str, Any]) -> None:
+        self.progress.update(self.run_task, completed=event["epoch"])
+        self.console.print(
+            f"epoch {event['epoch']:>3}  train loss {event['train_loss']:.4f} acc {fmt_pct(event['train_acc'])}  "
+            f"val loss {_num(event['val_loss'])} acc {fmt_pct(event['val_acc'])}  lr {event['lr']:.3g}  "
+            f"{event['epoch_s']:.1f}s", highlight=False)
+
+    def on_lr_drop(self, event: dict[str, Any]) -> None:
+        self.console.print(f"  lr {event['old_lr']:.3g} -> {event['new_lr']:.3g}", highlight=False)
+
+    def on_test(self, event: dict[str, Any]) -> None:
+        self.console.print(f"test ({event['checkpoint']} checkpoint): loss {_num(event['loss'])} "
+                           f"acc {fmt_pct(event['acc'])}", highlight=False)
+
+    def on_warning(self, event: dict[str, Any]) -> None:
+        self.console.print(f"[yellow]warning:[/] {event['message']}", highlight=False)
+
+    def on_run_end(self, event: dict[str, Any]) -> None:
+        self.console.print(f"{event['state']} ({event['reason']}) after {event['epochs_done']} epochs", highlight=False)
+
+
+def _num(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else str(value)

@@ -1,0 +1,310 @@
+"""Finding, loading, composing, exporting and importing YAML presets (safe loading only).
+
+Search order for a preset name: an explicit file path, the user folder (`IMGCLS_PRESETS_DIR`, else the
+platform config dir), then the built-in presets shipped in the `presets` package.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine import config as cfg
+from engine.errors import ConfigError, did_you_mean
+
+EXPERIMENT_KEYS = {"name", "description", "base", *cfg.SECTION_TYPES}
+
+
+@dataclass(frozen=True)
+class PresetInfo:
+    """One preset file found on the search path."""
+
+    kind: str
+    name: str
+    path: Path
+    origin: str  # "user" or "builtin"
+    description: str
+
+
+def builtin_dir() -> Path:
+    """The folder of the built-in presets (inside the installed package)."""
+    return Path(str(resources.files("presets")))
+
+
+def user_dir() -> Path:
+    """The user preset folder: `IMGCLS_PRESETS_DIR`, else the platform's config folder."""
+    explicit = os.environ.get("IMGCLS_PRESETS_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("APPDATA", Path.home() / "AppData" / "Roaming"))
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "imgcls-console" / "presets"
+
+
+def load_yaml(path: Path) -> Any:
+    """Parse a YAML file with the safe loader; any error names the file. Nothing in it is executed."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as exc:
+        raise ConfigError(
+            f"{path}: refused YAML tag ({exc.problem}); presets are plain data, tags such as !!python/... are not allowed"
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+
+
+def load_mapping(path: Path) -> dict[str, Any]:
+    """Load a YAML file that must hold a mapping (an empty file is an empty mapping)."""
+    raw = load_yaml(path)
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(raw).__name__}")
+    return raw
+
+
+def list_presets(kind: str | None = None) -> list[PresetInfo]:
+    """Every preset on the search path (user presets first; a user preset hides a built-in one of its name)."""
+    kinds = [kind] if kind else list(cfg.PRESET_KINDS)
+    found: dict[tuple[str, str], PresetInfo] = {}
+    for origin, root in (("user", user_dir()), ("builtin", builtin_dir())):
+        for k in kinds:
+            folder = root / k
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.glob("*.yaml")):
+                key = (k, path.stem)
+                if key not in found:
+                    found[key] = PresetInfo(k, path.stem, path, origin, _description(path))
+    return sorted(found.values(), key=lambda p: (cfg.PRESET_KINDS.index(p.kind), p.name))
+
+
+def _description(path: Path) -> str:
+    try:
+        raw = load_mapping(path)
+    except ConfigError:
+        return "(invalid)"
+    text = raw.get("description", "")
+    return text if isinstance(text, str) else ""
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.endswith((".yaml", ".yml")) or os.sep in name or "/" in name
+
+
+def find_preset(kind: str, name: str) -> Path:
+    """Resolve a preset name (or file path) of `kind` to a file; a missing one lists the available names."""
+    if kind not in cfg.PRESET_KINDS:
+        raise ConfigError(f"unknown preset kind {kind!r}; kinds are {', '.join(cfg.PRESET_KINDS)}")
+    if _looks_like_path(name):
+        path = Path(name).expanduser()
+        if path.is_file():
+            return path
+        raise ConfigError(f"preset file {name} does not exist")
+    for root in (user_dir(), builtin_dir()):
+        path = root / kind / f"{name}.yaml"
+        if path.is_file():
+            return path
+    names = [p.name for p in list_presets(kind)]
+    raise ConfigError(
+        f"no {kind} preset named {name!r}{did_you_mean(name, names)}; available: {', '.join(names) or '(none)'}"
+    )
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "options":
+            merged[key] = _deep_merge(merged[key], value)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **copy.deepcopy(value)}
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_section_preset(kind: str, name: str) -> dict[str, Any]:
+    """Load and validate one section preset; errors name its file and dotted key."""
+    path = find_preset(kind, name)
+    raw = load_mapping(path)
+    raw.pop("description", None)
+    cfg.section_from_dict(kind, raw, str(path))
+    return raw
+
+
+def _resolve_section(kind: str, value: Any, source: str) -> dict[str, Any]:
+    """An experiment's section: a preset name, {preset: name, ...overrides} or plain fields."""
+    if isinstance(value, str):
+        if kind not in cfg.PRESET_KINDS:
+            raise ConfigError(f"{source}: {kind}: expected a mapping of fields ({kind} has no presets)")
+        return load_section_preset(kind, value)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: {kind}: expected a preset name or a mapping, got {value!r}")
+    value = dict(value)
+    preset = value.pop("preset", None)
+    if preset is None:
+        return value
+    if kind not in cfg.PRESET_KINDS:
+        raise ConfigError(f"{source}: {kind}.preset: {kind} has no presets")
+    if not isinstance(preset, str):
+        raise ConfigError(f"{source}: {kind}.preset: expected a preset name, got {preset!r}")
+    return _deep_merge(load_section_preset(kind, preset), value)
+
+
+def _compose_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The composed raw dict of an experiment file (its `base` chain and section presets merged)."""
+    if path.resolve() in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path))
+        raise ConfigError(f"{path}: base experiments form a cycle: {chain}")
+    raw = load_mapping(path)
+    for key in raw:
+        if key not in EXPERIMENT_KEYS and key not in ("schema_version", "content_hash"):
+            raise ConfigError(f"{path}: {key}: unknown key{did_you_mean(str(key), sorted(EXPERIMENT_KEYS))}")
+    composed: dict[str, Any] = {}
+    base = raw.get("base")
+    if base is not None:
+        if not isinstance(base, str):
+            raise ConfigError(f"{path}: base: expected an experiment preset name, got {base!r}")
+        composed = _compose_raw(find_preset("experiment", base), (*seen, path.resolve()))
+        composed.pop("description", None)
+    for key, value in raw.items():
+        if key in cfg.SECTION_TYPES:
+            section = _resolve_section(key, value, str(path))
+            composed[key] = _deep_merge(composed.get(key, {}), section)
+        elif key in ("name", "description"):
+            composed[key] = value
+    composed.setdefault("name", path.stem)
+    cfg.from_dict(composed, str(path))
+    return composed
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split `optim.lr=0.2` into (["optim", "lr"], 0.2); the value is parsed as safe YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text}: expected KEY=VALUE, e.g. optim.lr=0.2")
+    key, _, value_text = text.partition("=")
+    keys = [k for k in key.strip().split(".") if k]
+    if not keys:
+        raise ConfigError(f"--set {text}: empty key")
+    try:
+        value = yaml.safe_load(value_text) if value_text.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {text}: value is not valid YAML ({exc})") from exc
+    return keys, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `--set` overrides to a composed raw dict; each is validated, errors name the override."""
+    result = copy.deepcopy(raw)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = result
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {text}: {key} is not a section")
+            node = child
+        node[keys[-1]] = value
+        cfg.from_dict(result, f"--set {text}")
+    return result
+
+
+def resolve_experiment(name: str, overrides: list[str] | None = None) -> cfg.ExperimentConfig:
+    """Compose an experiment preset (name or file) with `--set` overrides into a validated config."""
+    path = find_preset("experiment", name)
+    raw = apply_overrides(_compose_raw(path), overrides or [])
+    config = cfg.from_dict(raw, str(path))
+    validate_deep(config, str(path))
+    return config
+
+
+def validate_deep(config: cfg.ExperimentConfig, source: str | None) -> None:
+    """Checks owned by other modules: augmentation ops and model options (these import torch)."""
+    from engine.augment import check_ops
+    from engine.models import check_model_config
+
+    check_ops(config.augment.ops, source)
+    check_model_config(config.model, source)
+
+
+def detect_kind(path: Path, raw: dict[str, Any]) -> str:
+    """Tell which kind of preset a file holds: its folder name, else experiment keys, else unknown."""
+    if path.parent.name in cfg.PRESET_KINDS:
+        return path.parent.name
+    if set(raw) & EXPERIMENT_KEYS - {"name", "description"}:
+        return "experiment"
+    raise ConfigError(f"{path}: cannot tell which kind of preset this is; pass --kind ({', '.join(cfg.PRESET_KINDS)})")
+
+
+def validate_file(path: Path, kind: str | None = None) -> tuple[str, Any]:
+    """Validate a preset file of any kind; returns (kind, validated object)."""
+    raw = load_mapping(path)
+    kind = kind or detect_kind(path, raw)
+    if kind == "experiment":
+        config = cfg.from_dict(_compose_raw(path), str(path))
+        validate_deep(config, str(path))
+        return kind, config
+    raw.pop("description", None)
+    section = cfg.section_from_dict(kind, raw, str(path))
+    if kind == "augment":
+        from engine.augment import check_ops
+
+        check_ops(section.ops, str(path))
+    elif kind == "model":
+        from engine.models import check_model_config
+
+        check_model_config(section, str(path))
+    return kind, section
+
+
+def content_hash(config_dict: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of a resolved config (same config, same hash)."""
+    body = {k: v for k, v in config_dict.items() if k not in ("schema_version", "content_hash")}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def resolved_yaml(config: cfg.ExperimentConfig) -> str:
+    """A self-contained, fully resolved experiment YAML with schema version and content hash."""
+    body = cfg.to_dict(config)
+    document = {"schema_version": cfg.SCHEMA_VERSION, "content_hash": content_hash(body), **body}
+    return yaml.safe_dump(document, sort_keys=False, default_flow_style=None, width=100)
+
+
+def import_preset(path: Path, *, kind: str | None = None, name: str | None = None,
+                  shadow_builtin: bool = False, overwrite: bool = False) -> Path:
+    """Validate a preset file and copy it into the user folder; never silently shadows a built-in."""
+    kind, _ = validate_file(path, kind)
+    name = name or path.stem
+    if (builtin_dir() / kind / f"{name}.yaml").is_file() and not shadow_builtin:
+        raise ConfigError(
+            f"a built-in {kind} preset is named {name!r}; choose another --name or pass --shadow-builtin"
+        )
+    target = user_dir() / kind / f"{name}.yaml"
+    if target.exists() and not overwrite:
+        raise ConfigError(f"user preset {target} exists; pass --overwrite to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".yaml.tmp")
+    shutil.copyfile(path, tmp)
+    os.replace(tmp, target)
+    return target

@@ -1,0 +1,166 @@
+"""Assembling what a training run needs: data, model, augmentation, optimizer, schedule, EMA, loaders."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from engine.config import ExperimentConfig
+from engine.events import EventWriter
+
+
+class ModelEma:
+    """Exponential moving average of a model's weights, updated after every optimizer step."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        import copy
+
+        self.decay = decay
+        self.module = copy.deepcopy(model).eval()
+        for param in self.module.parameters():
+            param.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        ema_params = [p for p in self.module.parameters()]
+        params = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(ema_params, params, 1.0 - self.decay)
+        for ema_buffer, buffer in zip(self.module.buffers(), model.buffers()):
+            ema_buffer.copy_(buffer)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.module.state_dict()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.module.load_state_dict(state)
+
+
+@dataclass
+class TrainingParts:
+    """Everything the loop touches, built once per run."""
+
+    model: torch.nn.Module
+    model_for_step: Any
+    ema: ModelEma | None
+    optimizer: torch.optim.Optimizer
+    schedule: Any
+    scaler: torch.amp.GradScaler
+    augmenter: Any
+    generator: torch.Generator
+    train_loader: Any
+    val_loader: Any
+    test_loader: Any
+    loss: Any
+    classes: list[str]
+    params: int
+    macs: int | None
+    grad_clip: float | None
+    use_ema_for_eval: bool
+
+    def optimizer_step(self) -> None:
+        """Unscale, clip, step, zero the grads, update EMA and the per-step schedule."""
+        if self.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.schedule.step_batch()
+
+    def eval_model(self) -> torch.nn.Module:
+        """The weights evaluation uses: EMA when kept and configured, else the live model."""
+        if self.ema is not None and self.use_ema_for_eval:
+            return self.ema.module
+        return self.model
+
+    def set_backbone_trainable(self, trainable: bool) -> None:
+        from engine.models import set_backbone_trainable
+
+        set_backbone_trainable(self.model, trainable)
+
+
+def _loaders(config: ExperimentConfig, dataset: Any, device: torch.device) -> tuple[Any, Any, Any]:
+    from engine.data import BatchLoader, class_weights
+
+    train = config.train
+    weights = None
+    if config.data.sampler == "weighted":
+        per_class = class_weights(dataset.labels[dataset.train_idx], dataset.num_classes)
+        weights = per_class[dataset.labels[dataset.train_idx]]
+    drop_last = train.drop_last and len(dataset.train_idx) >= train.batch_size
+    common = {"device": device, "budget_gb": config.data.device_budget_gb}
+    train_loader = BatchLoader(dataset.images, dataset.labels, dataset.train_idx, batch_size=train.batch_size,
+                               shuffle=True, drop_last=drop_last, seed=train.seed, sample_weights=weights, **common)
+
+    def eval_loader(indices: torch.Tensor) -> Any:
+        if len(indices) == 0:
+            return None
+        return BatchLoader(dataset.images, dataset.labels, indices, batch_size=train.eval_batch_size,
+                           shuffle=False, drop_last=False, seed=train.seed, **common)
+
+    return train_loader, eval_loader(dataset.val_idx), eval_loader(dataset.test_idx)
+
+
+def build_parts(config: ExperimentConfig, device: torch.device, events: EventWriter, *,
+                init_weights: Path | None = None) -> TrainingParts:
+    """Load the data and build every part of a run on `device`."""
+    from engine.augment import Augmenter, resolve_normalization
+    from engine.data import class_weights, load_dataset
+    from engine.models import build_model, count_macs, count_params, load_pretrained
+    from engine.optim import LRSchedule, build_optimizer
+
+    clock = time.perf_counter()
+    dataset = load_dataset(config.data)
+    train_loader, val_loader, test_loader = _loaders(config, dataset, device)
+    events.emit("data_ready", source=config.data.source, classes=dataset.num_classes,
+                counts={"train": len(dataset.train_idx), "val": len(dataset.val_idx), "test": len(dataset.test_idx)},
+                image_size=dataset.image_size, channels=dataset.channels, info=dataset.info,
+                resident=bool(getattr(train_loader, "resident", False)), load_s=round(time.perf_counter() - clock, 3))
+    mean, std = resolve_normalization(config.augment, dataset.mean, dataset.std, dataset.channels)
+    augmenter = Augmenter(config.augment, mean=mean, std=std, num_classes=dataset.num_classes, device=device)
+    model = build_model(config.model, dataset.num_classes, dataset.channels, dataset.image_size)
+    if init_weights is not None:
+        load_pretrained(model, str(init_weights), num_classes=dataset.num_classes)
+    elif hasattr(model, "init_from_data"):
+        sample = dataset.images[dataset.train_idx[:5000]]
+        model.init_from_data(augmenter.eval_batch(sample.to(device)).cpu())
+    params = count_params(model)
+    macs = _safe_macs(count_macs, model, dataset.channels, dataset.image_size)
+    events.emit("model_ready", model=config.model.name, params=params, macs=macs)
+    model = model.to(device)
+    if config.train.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    ema = ModelEma(model, config.train.ema_decay) if config.train.ema_decay > 0 else None
+    optimizer = build_optimizer(model, config.optim)
+    steps_per_epoch = max(1, -(-len(train_loader) // config.optim.accumulate))
+    schedule = LRSchedule(optimizer, config.schedule, epochs=config.train.epochs,
+                          steps_per_epoch=steps_per_epoch, base_lr=config.optim.lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=(device.type == "cuda" and config.train.precision == "fp16"))
+    generator = torch.Generator(device=device)
+    generator.manual_seed(config.train.seed + 1)
+    model_for_step = torch.compile(model) if (config.train.compile and device.type == "cuda") else model
+    weights = None
+    if config.data.class_weighted_loss:
+        weights = class_weights(dataset.labels[dataset.train_idx], dataset.num_classes).to(device)
+    smoothing = config.train.label_smoothing
+
+    def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, targets, weight=weights, label_smoothing=smoothing)
+
+    return TrainingParts(model, model_for_step, ema, optimizer, schedule, scaler, augmenter, generator,
+                         train_loader, val_loader, test_loader, loss, list(dataset.classes), params, macs,
+                         config.optim.grad_clip, config.eval.use_ema)
+
+
+def _safe_macs(count_macs: Any, model: torch.nn.Module, channels: int, image_size: int) -> int | None:
+    try:
+        return int(count_macs(model, channels, image_size))
+    except Exception:  # a flop counter gap must not stop training
+        return None

@@ -1,0 +1,464 @@
+"""The training loop and its events; resume and fine-tune.
+
+`train_run` is the one entry point (the headless `train` command and the console's child process both call
+it). Metrics are accumulated on the device and read once per log interval, so the step never waits on the
+host; events go to the run folder's `events.jsonl`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine import checkpoint as ckpt
+from engine.config import ExperimentConfig
+from engine.errors import CheckpointError, EngineError
+from engine.evaluate import loss_and_accuracy, predict_logits
+from engine.events import EventWriter
+from engine.presets import content_hash, resolved_yaml
+from engine.runs import write_status
+from engine.runtime import (
+    StopRequest,
+    autocast,
+    autocast_dtype,
+    gpu_memory_mb,
+    pick_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
+from engine.setup import TrainingParts, build_parts
+
+
+class Diverged(EngineError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class Progress:
+    """Counters and best-so-far values; all of it goes into the training state of a checkpoint."""
+
+    epoch: int = 0                 # epochs fully done
+    step_in_epoch: int = 0         # micro-batches done in the current (unfinished) epoch
+    global_step: int = 0           # optimizer steps done
+    best_value: float | None = None
+    best_epoch: int | None = None
+    best_val_acc: float | None = None
+    stale_epochs: int = 0          # early stopping counter
+    early_best: float | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_state(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+class Trainer:
+    """Owns one run: parts, loop, checkpoints, status and events."""
+
+    def __init__(self, config: ExperimentConfig, run_dir: Path, events: EventWriter,
+                 stop: StopRequest | None = None, *, parent: str | None = None) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.events = events
+        self.stop = stop or StopRequest()
+        self.parent = parent
+        self.device = pick_device(config.train.device)
+        self.amp = autocast_dtype(config.train.precision, self.device)
+        self.channels_last = config.train.channels_last and self.device.type == "cuda"
+        self.progress = Progress()
+        self.started = time.time()
+        self.wall_before = 0.0      # wall seconds spent in earlier sessions of this run (resume)
+        self.status: dict[str, Any] = {}
+        self.parts: TrainingParts | None = None
+        self.config_text = resolved_yaml(config)
+
+    # ------------------------------------------------------------------ setup
+
+    def setup(self, *, resume_from: Path | None = None, init_weights: Path | None = None) -> None:
+        """Seed, load data, build model/optimizer/schedule; restore a checkpoint when resuming."""
+        seed_everything(self.config.train.seed, self.config.train.deterministic, self.device)
+        self.parts = build_parts(self.config, self.device, self.events, init_weights=init_weights)
+        if resume_from is not None:
+            self._restore(ckpt.load_checkpoint(resume_from))
+        self._write_status("running")
+
+    def _restore(self, loaded: ckpt.Checkpoint) -> None:
+        parts = self.parts
+        assert parts is not None and loaded.state is not None
+        state = loaded.state
+        parts.model.load_state_dict(loaded.weights)
+        if parts.ema is not None and loaded.ema is not None:
+            parts.ema.load_state_dict(loaded.ema)
+        parts.optimizer.load_state_dict(state["optimizer"])
+        parts.schedule.load_state_dict(state["schedule"])
+        if state.get("scaler"):
+            parts.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"], self.device)
+        parts.generator.set_state(state["aug_generator"])
+        self.progress = Progress(**state["progress"])
+        self.partial = state.get("partial")
+        self.wall_before = float(state.get("wall_s", 0.0))
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> dict[str, Any]:
+        """Train to the end (or to a stop/early stop/divergence); returns the final status."""
+        parts = self.parts
+        assert parts is not None
+        epochs = self.config.train.epochs
+        reason = "completed"
+        try:
+            while self.progress.epoch < epochs:
+                done = self._train_epoch(self.progress.epoch)
+                if not done:
+                    reason = "interrupted"
+                    break
+                if self._end_epoch(self.progress.epoch - 1):
+                    reason = "early_stop"
+                    break
+        except Diverged as exc:
+            return self._finish("diverged", str(exc))
+        except torch.cuda.OutOfMemoryError as exc:
+            message = (f"CUDA out of memory at batch size {self.config.train.batch_size}: try "
+                       f"--set train.batch_size={max(1, self.config.train.batch_size // 2)}, "
+                       "train.precision=bf16, or a smaller model/image size")
+            raise EngineError(message) from exc
+        if reason == "interrupted":
+            self._save("last", include_state=True)
+            return self._finish("interrupted", f"stopped by signal {self.stop.signal_number}")
+        self._test()
+        return self._finish("finished", reason)
+
+    def _train_epoch(self, epoch: int) -> bool:
+        """One epoch (or its rest, when resuming mid-epoch); False when stopped by a signal."""
+        parts = self.parts
+        assert parts is not None
+        cfg = self.config
+        parts.set_backbone_trainable(epoch >= cfg.model.freeze_backbone_epochs)
+        parts.train_loader.set_epoch(epoch)
+        steps = len(parts.train_loader)
+        skip = self.progress.step_in_epoch
+        sums = getattr(self, "partial", None) or {"loss": 0.0, "correct": 0.0, "seen": 0}
+        self.partial = None
+        dev_loss = torch.tensor(sums["loss"], device=self.device, dtype=torch.float64)
+        dev_correct = torch.tensor(sums["correct"], device=self.device, dtype=torch.float64)
+        seen = int(sums["seen"])
+        bad_step = torch.full((), -1, device=self.device, dtype=torch.long)
+        log_loss = torch.zeros((), device=self.device, dtype=torch.float64)
+        log_count, log_clock = 0, time.perf_counter()
+        self.events.emit("epoch_start", epoch=epoch + 1, epochs=cfg.train.epochs, steps=steps)
+        self._epoch_clock = time.perf_counter()
+        parts.model.train()
+        for index, (images, labels) in enumerate(parts.train_loader):
+            if index < skip:
+                continue
+            loss_sum, correct = self._train_step(images, labels, index)
+            bad_step = torch.where((~torch.isfinite(loss_sum)) & (bad_step < 0),
+                                   torch.tensor(index, device=self.device), bad_step)
+            dev_loss += loss_sum.double()
+            dev_correct += correct.double()
+            log_loss += loss_sum.double()
+            seen += labels.shape[0]
+            log_count += labels.shape[0]
+            self.progress.step_in_epoch = index + 1
+            if (index + 1) % cfg.train.log_every == 0 or index + 1 == steps:
+                values = torch.stack([log_loss, bad_step.double()]).tolist()
+                self._check_finite(int(values[1]), epoch)
+                elapsed = time.perf_counter() - log_clock
+                self.events.emit("step", epoch=epoch + 1, step=index + 1, global_step=self.progress.global_step,
+                                 loss=values[0] / max(log_count, 1), lr=parts.schedule.lr(),
+                                 images_per_s=round(log_count / max(elapsed, 1e-9), 1))
+                log_loss.zero_()
+                log_count, log_clock = 0, time.perf_counter()
+            if self.stop.requested:
+                self.partial = {"loss": float(dev_loss), "correct": float(dev_correct), "seen": seen}
+                return False
+        self._check_finite(int(bad_step), epoch)
+        totals = torch.stack([dev_loss, dev_correct]).tolist()
+        self.epoch_train = {"train_loss": totals[0] / max(seen, 1), "train_acc": totals[1] / max(seen, 1),
+                            "images": seen}
+        self.progress.epoch = epoch + 1
+        self.progress.step_in_epoch = 0
+        return True
+
+    def _check_finite(self, bad_index: int, epoch: int) -> None:
+        if bad_index >= 0:
+            raise Diverged(f"loss became NaN/Inf at epoch {epoch + 1}, step {bad_index + 1}")
+
+    def _train_step(self, images: torch.Tensor, labels: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward, backward and (every `accumulate` batches) an optimizer step; returns device sums."""
+        parts = self.parts
+        assert parts is not None
+        accumulate = self.config.optim.accumulate
+        inputs, targets = parts.augmenter.train_batch(images, labels, parts.generator)
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with autocast(self.amp, self.device):
+            logits = parts.model_for_step(inputs)
+        loss = parts.loss(logits.float(), targets)
+        parts.scaler.scale(loss / accumulate).backward()
+        steps = len(parts.train_loader)
+        if (index + 1) % accumulate == 0 or index + 1 == steps:
+            parts.optimizer_step()
+            self.progress.global_step += 1
+        hard = targets if targets.dim() == 1 else targets.argmax(1)
+        with torch.no_grad():
+            correct = (logits.argmax(1) == hard).sum()
+        return loss.detach() * labels.shape[0], correct
+
+    # ------------------------------------------------------------------ epoch end
+
+    def _end_epoch(self, epoch: int) -> bool:
+        """Validate, step the schedule, save checkpoints, emit the epoch event; True to stop early."""
+        parts = self.parts
+        assert parts is not None
+        cfg = self.config
+        val_loss, val_acc = self._evaluate(parts.val_loader)
+        metrics = {**self.epoch_train, "val_loss": val_loss, "val_acc": val_acc}
+        old_lr = parts.schedule.lr()
+        parts.schedule.step_epoch({k: v for k, v in metrics.items() if isinstance(v, float)})
+        new_lr = parts.schedule.lr()
+        if new_lr < old_lr * 0.95:
+            self.events.emit("lr_drop", epoch=epoch + 1, old_lr=old_lr, new_lr=new_lr)
+        epoch_s = time.perf_counter() - self._epoch_clock
+        row = {"epoch": epoch + 1, **metrics, "lr": old_lr, "epoch_s": round(epoch_s, 3),
+               "images_per_s": round(metrics.pop("images", 0) / max(epoch_s, 1e-9), 1),
+               "gpu_mem_mb": gpu_memory_mb(self.device)}
+        row.pop("images", None)
+        self.progress.history.append(row)
+        improved = self._update_best(row)
+        self.events.emit("epoch", **row)
+        if improved:
+            self._save("best", include_state=False)
+        if cfg.train.checkpoint.every and (epoch + 1) % cfg.train.checkpoint.every == 0:
+            self._save(f"epoch-{epoch + 1:03d}", include_state=False)
+            ckpt.prune_periodic(self.run_dir / "checkpoints", cfg.train.checkpoint.keep)
+        if cfg.train.checkpoint.last:
+            self._save("last", include_state=True)
+        self._write_status("running")
+        return self._early_stop(row)
+
+    def _evaluate(self, loader: Any) -> tuple[float, float]:
+        parts = self.parts
+        assert parts is not None
+        if loader is None:
+            return float("nan"), float("nan")
+        model = parts.eval_model()
+        logits, labels = predict_logits(model, loader, parts.augmenter.eval_batch,
+                                        amp_dtype=self.amp, channels_last=self.channels_last)
+        return loss_and_accuracy(logits, labels)
+
+    def _update_best(self, row: dict[str, Any]) -> bool:
+        policy = self.config.train.checkpoint
+        value = row.get(policy.best_metric)
+        if value is None or not math.isfinite(value):
+            return False
+        best = self.progress.best_value
+        better = best is None or (value > best if policy.best_mode == "max" else value < best)
+        if better:
+            self.progress.best_value = value
+            self.progress.best_epoch = row["epoch"]
+            self.progress.best_val_acc = row.get("val_acc")
+        return better
+
+    def _early_stop(self, row: dict[str, Any]) -> bool:
+        rule = self.config.train.early_stop
+        if rule.metric is None:
+            return False
+        value = row.get(rule.metric)
+        if value is None or not math.isfinite(value):
+            return False
+        best = self.progress.early_best
+        gain = (value - best) if best is not None and rule.mode == "max" else (
+            (best - value) if best is not None else math.inf)
+        if gain > rule.min_delta:
+            self.progress.early_best, self.progress.stale_epochs = value, 0
+            return False
+        self.progress.stale_epochs += 1
+        return self.progress.stale_epochs >= rule.patience
+
+    # ------------------------------------------------------------------ end of run
+
+    def _test(self) -> None:
+        """Test-split metrics of the best checkpoint (else the final weights)."""
+        parts = self.parts
+        assert parts is not None
+        if parts.test_loader is None:
+            return
+        source = "final"
+        best_dir = self.run_dir / "checkpoints" / "best"
+        if best_dir.is_dir():
+            loaded = ckpt.load_checkpoint(best_dir, with_state=False)
+            weights = loaded.ema if (loaded.ema is not None and self.config.eval.use_ema) else loaded.weights
+            model = copy.deepcopy(parts.model)
+            model.load_state_dict(weights)
+            source = "best"
+        else:
+            model = parts.eval_model()
+        logits, labels = predict_logits(model, parts.test_loader, parts.augmenter.eval_batch,
+                                        amp_dtype=self.amp, channels_last=self.channels_last)
+        loss, acc = loss_and_accuracy(logits, labels)
+        self.test_metrics = {"test_loss": loss, "test_acc": acc, "test_checkpoint": source}
+        self.events.emit("test", split="test", loss=loss, acc=acc, checkpoint=source)
+
+    def _finish(self, state: str, reason: str) -> dict[str, Any]:
+        self._write_status(state, reason=reason, ended=time.time())
+        self.events.emit("run_end", state=state, reason=reason, epochs_done=self.progress.epoch,
+                         best_val_acc=self.progress.best_val_acc, test_acc=self.status.get("test_acc"),
+                         wall_s=self.status.get("wall_s"))
+        return self.status
+
+    def _save(self, name: str, *, include_state: bool) -> None:
+        parts = self.parts
+        assert parts is not None
+        meta = {"epoch": self.progress.epoch, "step_in_epoch": self.progress.step_in_epoch,
+                "global_step": self.progress.global_step,
+                "metrics": self.progress.history[-1] if self.progress.history else {},
+                "config_hash": content_hash(_config_dict(self.config)), "classes": parts.classes}
+        state = self._training_state() if include_state else None
+        ema = parts.ema.state_dict() if parts.ema is not None else None
+        path = ckpt.save_checkpoint(self.run_dir / "checkpoints", name, weights=parts.model.state_dict(),
+                                    config_text=self.config_text, meta=meta, state=state, ema=ema)
+        self.events.emit("checkpoint", name=name, epoch=self.progress.epoch, path=str(path))
+
+    def _training_state(self) -> dict[str, Any]:
+        parts = self.parts
+        assert parts is not None
+        return {
+            "optimizer": parts.optimizer.state_dict(),
+            "schedule": parts.schedule.state_dict(),
+            "scaler": parts.scaler.state_dict() if parts.scaler.is_enabled() else {},
+            "rng": rng_state(self.device),
+            "aug_generator": parts.generator.get_state(),
+            "progress": self.progress.to_state(),
+            "partial": getattr(self, "partial", None),
+            "wall_s": self.wall_s(),
+        }
+
+    def wall_s(self) -> float:
+        """Wall time of this run, all sessions together."""
+        return round(self.wall_before + time.time() - self.started, 3)
+
+    def _write_status(self, state: str, **extra: Any) -> None:
+        parts = self.parts
+        cfg = self.config
+        last = self.progress.history[-1] if self.progress.history else {}
+        self.status = {
+            "state": state, "pid": os.getpid(), "host": socket.gethostname(), "name": self.run_dir.name,
+            "experiment": cfg.name, "data": cfg.data.source, "model": cfg.model.name,
+            "epochs": cfg.train.epochs, "epoch": self.progress.epoch,
+            "best_val_acc": self.progress.best_val_acc, "best_epoch": self.progress.best_epoch,
+            "best_metric": cfg.train.checkpoint.best_metric, "best_value": self.progress.best_value,
+            "final": {k: last[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc") if k in last},
+            "params": parts.params if parts else None, "macs": parts.macs if parts else None,
+            "device": str(self.device), "started": self.status.get("started", self.started),
+            "wall_s": self.wall_s(), "parent": self.parent,
+            **getattr(self, "test_metrics", {}), **extra,
+        }
+        write_status(self.run_dir, self.status)
+
+
+def _config_dict(config: ExperimentConfig) -> dict[str, Any]:
+    from engine.config import to_dict
+
+    return to_dict(config)
+
+
+def latest_resumable(run_dir: Path) -> Path:
+    """The checkpoint a resume continues from (`last`, with training state)."""
+    folder = ckpt.checkpoint_dir(run_dir, "last")
+    if not (folder / ckpt.STATE).is_file():
+        raise CheckpointError(f"{run_dir} has no resumable checkpoint (checkpoints/last with training state)")
+    return folder
+
+
+INCOMPATIBLE_KEYS = ("model.name", "model.options", "data.source", "data.root", "data.csv_file",
+                     "data.label_column", "data.channels", "data.image_size")
+
+
+def incompatible_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Dotted keys whose change makes a checkpoint unusable (architecture, classes, input shape)."""
+    changed = []
+    for dotted in INCOMPATIBLE_KEYS:
+        section, key = dotted.split(".")
+        if old.get(section, {}).get(key) != new.get(section, {}).get(key):
+            changed.append(f"{dotted}: {old.get(section, {}).get(key)!r} -> {new.get(section, {}).get(key)!r}")
+    return changed
+
+
+def start_run(config: ExperimentConfig, runs_root: Path, *, listeners: list[Any] | None = None,
+              stop: StopRequest | None = None, parent: str | None = None,
+              init_weights: Path | None = None) -> dict[str, Any]:
+    """Create a run folder for `config` and train it; returns the final status (with `run_dir`)."""
+    from engine.runs import create_run, write_config
+
+    run_dir = create_run(runs_root, config.name)
+    write_config(run_dir, config)
+    return _drive(config, run_dir, listeners, stop, parent=parent, init_weights=init_weights)
+
+
+def resume_run(run_dir: Path, *, overrides: list[str] | None = None, listeners: list[Any] | None = None,
+               stop: StopRequest | None = None) -> dict[str, Any]:
+    """Continue a run from its `last` checkpoint, exactly; `overrides` may extend it (e.g. train.epochs)."""
+    from engine.config import from_dict, to_dict
+    from engine.presets import apply_overrides, load_mapping
+    from engine.runs import read_config, write_config
+
+    config = read_config(run_dir)
+    folder = latest_resumable(run_dir)
+    saved = from_dict(load_mapping(folder / ckpt.CONFIG), str(folder / ckpt.CONFIG))
+    if overrides:
+        config = from_dict(apply_overrides(to_dict(config), overrides), "--set")
+    changes = incompatible_changes(to_dict(saved), to_dict(config))
+    if changes:
+        raise CheckpointError("cannot resume: the config differs from the checkpoint's in " + "; ".join(changes))
+    write_config(run_dir, config)
+    return _drive(config, run_dir, listeners, stop, resume_from=folder)
+
+
+def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None, stop: StopRequest | None,
+           *, parent: str | None = None, init_weights: Path | None = None,
+           resume_from: Path | None = None) -> dict[str, Any]:
+    """Run a Trainer in `run_dir`, recording failures in status.json and events.jsonl."""
+    events = EventWriter(run_dir / "events.jsonl", listeners)
+    trainer = Trainer(config, run_dir, events, stop, parent=parent)
+    try:
+        events.emit("run_start", run=str(run_dir), name=run_dir.name, pid=os.getpid(),
+                    config_hash=content_hash(_config_dict(config)), parent=parent,
+                    resumed_from=str(resume_from) if resume_from else None)
+        trainer.setup(resume_from=resume_from, init_weights=init_weights)
+        if resume_from is not None:
+            _check_classes(trainer, resume_from)
+        status = trainer.run()
+    except KeyboardInterrupt:
+        trainer._write_status("interrupted", reason="stopped at once by a second signal", ended=time.time())
+        events.emit("run_end", state="interrupted", reason="second signal", epochs_done=trainer.progress.epoch,
+                    best_val_acc=trainer.progress.best_val_acc, test_acc=None, wall_s=trainer.wall_s())
+        raise
+    except BaseException as exc:
+        trainer._write_status("failed", reason=f"{type(exc).__name__}: {exc}", ended=time.time())
+        events.emit("run_end", state="failed", reason=f"{type(exc).__name__}: {exc}",
+                    epochs_done=trainer.progress.epoch, best_val_acc=trainer.progress.best_val_acc,
+                    test_acc=None, wall_s=trainer.wall_s())
+        raise
+    finally:
+        events.close()
+    return {"run_dir": str(run_dir), **status}
+
+
+def _check_classes(trainer: Trainer, folder: Path) -> None:
+    import json
+
+    meta = json.loads((folder / ckpt.META).read_text(encoding="utf-8"))
+    assert trainer.parts is not None
+    if meta.get("classes") and meta["classes"] != trainer.parts.classes:
+        raise CheckpointError(f"cannot resume: the dataset's classes differ from the checkpoint's "
+                              f"({len(meta['classes'])} saved vs {len(trainer.parts.classes)} now, or another order)")
