@@ -90,7 +90,11 @@ def param_groups(model: nn.Module, cfg: OptimConfig, *, trainable_only: bool = F
 
 
 def _fused_ok(params: list[torch.Tensor]) -> bool:
-    """Fused CUDA kernels (one launch per step) when every parameter is a floating CUDA tensor."""
+    """Fused Adam/AdamW kernels (few launches per step) when every parameter is a floating CUDA tensor.
+
+    Not for SGD: fused SGD fails when a parameter first gets a gradient after other parameters already have
+    momentum buffers, which is exactly what unfreezing a backbone mid-run does.
+    """
     return bool(params) and all(p.is_cuda and p.is_floating_point() for p in params)
 
 
@@ -109,14 +113,14 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, *, trainable_only: bool 
     fused = _fused_ok(all_params) or None
     if cfg.name == "sgd":
         return torch.optim.SGD(
-            groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay,
-            fused=fused,
+            groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
         )
     betas = (float(cfg.betas[0]), float(cfg.betas[1]))
+    adam_kwargs = dict(lr=cfg.lr, betas=betas, eps=cfg.eps, weight_decay=cfg.weight_decay, fused=fused)
     if cfg.name == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, betas=betas, eps=cfg.eps, weight_decay=cfg.weight_decay, fused=fused)
+        return torch.optim.Adam(groups, **adam_kwargs)
     if cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=betas, eps=cfg.eps, weight_decay=cfg.weight_decay, fused=fused)
+        return torch.optim.AdamW(groups, **adam_kwargs)
     raise ConfigError(f"optim.name: unknown optimizer {cfg.name!r}; expected sgd, adam or adamw")
 
 

@@ -74,7 +74,8 @@ def assert_close(a: list[float], b: list[float]) -> None:
 
 T = SPE  # torch per-step schedulers count epochs in steps
 CASES = [
-    ("step", dict(name="step", step_size=3, gamma=0.5), lambda o: tls.StepLR(o, 3, 0.5), lambda o: tls.StepLR(o, 3 * T, 0.5)),
+    ("step", dict(name="step", step_size=3, gamma=0.5),
+     lambda o: tls.StepLR(o, 3, 0.5), lambda o: tls.StepLR(o, 3 * T, 0.5)),
     ("multistep", dict(name="multistep", milestones=[7, 3, 3], gamma=0.1),
      lambda o: tls.MultiStepLR(o, [3, 3, 7], 0.1), lambda o: tls.MultiStepLR(o, [3 * T, 3 * T, 7 * T], 0.1)),
     ("exponential", dict(name="exponential", gamma=0.7),
