@@ -53,9 +53,9 @@ def channel_stats(images: torch.Tensor, indices: torch.Tensor) -> tuple[list[flo
     squares = torch.zeros(channels, dtype=torch.float64)
     count = 0
     for start in range(0, len(indices), 4096):
-        chunk = images.index_select(0, indices[start:start + 4096]).to(torch.float64) / 255.0
-        total += chunk.sum(dim=(0, 2, 3))
-        squares += chunk.square().sum(dim=(0, 2, 3))
+        chunk = images.index_select(0, indices[start:start + 4096]).float()
+        total += chunk.sum(dim=(0, 2, 3), dtype=torch.float64) / 255.0
+        squares += chunk.square().sum(dim=(0, 2, 3), dtype=torch.float64) / 255.0**2
         count += chunk.shape[0] * chunk.shape[2] * chunk.shape[3]
     mean = total / count
     std = (squares / count - mean.square()).clamp_min(0).sqrt()

@@ -1,0 +1,112 @@
+"""Reading a labels CSV (file column + label column) and finding each row's image file."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.config import DataConfig
+from engine.errors import DataError
+
+
+@dataclass
+class CsvLabels:
+    """The rows of a labels CSV: image files, class indices and the class names (sorted)."""
+
+    classes: list[str]
+    files: list[Path]
+    labels: list[int]
+    numeric: bool
+
+
+class _FolderIndex:
+    """The files of one folder by name and by stem (listed once, so 100k rows resolve fast)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.names = {p.name for p in folder.iterdir() if p.is_file()}
+        self.stems: dict[str, str | None] = {}
+        for name in self.names:
+            stem = Path(name).stem
+            self.stems[stem] = None if stem in self.stems else name  # None: ambiguous
+
+    def find(self, value: str, suffix: str) -> Path | None:
+        """The file a CSV value names: as given, with `suffix` appended, or by its stem."""
+        candidates = [value + suffix] if suffix and not value.endswith(suffix) else []
+        candidates.append(value)
+        for candidate in candidates:
+            if "/" in candidate or "\\" in candidate:
+                path = self.folder / candidate
+                if path.is_file():
+                    return path
+            elif candidate in self.names:
+                return self.folder / candidate
+        match = self.stems.get(value) if not Path(value).suffix else None
+        return self.folder / match if match else None
+
+
+def _parse_int(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _read_rows(csv_path: Path, cfg: DataConfig) -> list[tuple[int, str, str]]:
+    """(line number, file value, label value) of every data row; missing columns and empty cells are errors."""
+    if not csv_path.is_file():
+        raise DataError(f"data.csv_file: {csv_path} does not exist")
+    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        for key, column in (("data.file_column", cfg.file_column), ("data.label_column", cfg.label_column)):
+            if column not in columns:
+                raise DataError(f"{csv_path}: no column `{column}` ({key}); the columns are {', '.join(columns)}")
+        rows = []
+        for row in reader:
+            line = reader.line_num
+            file_value = (row.get(cfg.file_column) or "").strip()
+            label_value = (row.get(cfg.label_column) or "").strip()
+            if not file_value or not label_value:
+                column = cfg.file_column if not file_value else cfg.label_column
+                raise DataError(f"{csv_path}: line {line}: empty `{column}`")
+            rows.append((line, file_value, label_value))
+    if not rows:
+        raise DataError(f"{csv_path}: the CSV has no data rows")
+    return rows
+
+
+def _class_names(rows: list[tuple[int, str, str]]) -> tuple[list[str], bool]:
+    """Sorted class names; integer labels are sorted numerically (0..K-1 map to themselves)."""
+    values = {label for _, _, label in rows}
+    numbers = {_parse_int(v) for v in values}
+    if None not in numbers:
+        return [str(v) for v in sorted(numbers)], True  # type: ignore[type-var]
+    return sorted(values), False
+
+
+def read_csv_labels(csv_path: Path, image_dir: Path, cfg: DataConfig, classes: CsvLabels | None = None) -> CsvLabels:
+    """Rows of `csv_path` with images under `image_dir`; with `classes` (a test CSV) labels must be known ones."""
+    rows = _read_rows(csv_path, cfg)
+    if classes is None:
+        names, numeric = _class_names(rows)
+    else:
+        names, numeric = classes.classes, classes.numeric
+    index = {name: i for i, name in enumerate(names)}
+    folder = _FolderIndex(image_dir)
+    files: list[Path] = []
+    labels: list[int] = []
+    for line, file_value, label_value in rows:
+        key = str(_parse_int(label_value)) if numeric and _parse_int(label_value) is not None else label_value
+        if key not in index:
+            raise DataError(f"{csv_path}: line {line}: unknown label `{label_value}` in column "
+                            f"`{cfg.label_column}` (not one of the {len(names)} training classes)")
+        path = folder.find(file_value, cfg.file_suffix)
+        if path is None:
+            hint = "" if Path(file_value).suffix or cfg.file_suffix else " (set data.file_suffix, e.g. '.jpg')"
+            raise DataError(f"{csv_path}: line {line}: image file {image_dir / (file_value + cfg.file_suffix)} "
+                            f"does not exist{hint}")
+        files.append(path)
+        labels.append(index[key])
+    return CsvLabels(names, files, labels, numeric)

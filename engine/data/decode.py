@@ -1,0 +1,136 @@
+"""Decoding image files with Pillow into uint8 (C, S, S) arrays, many at a time on a thread pool."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps
+
+from engine.data.table import Progress
+from engine.errors import DataError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
+GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error (or skipped), never half-decoded
+
+
+class SizeMismatch(DataError):
+    """Images of different sizes while no training resolution is set."""
+
+
+def is_image_file(path: Path) -> bool:
+    """A visible file with an image suffix."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def native_channels(path: Path) -> int:
+    """1 for a gray image, 3 otherwise (read from the header only)."""
+    try:
+        with Image.open(path) as img:
+            return 1 if img.mode in GRAY_MODES else 3
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read image ({exc})") from exc
+
+
+def _to_8bit_gray(img: Image.Image) -> Image.Image:
+    """16-bit / 32-bit / float gray to 8-bit L (16-bit values scaled by 1/257)."""
+    arr = np.asarray(img)
+    if img.mode == "F":
+        scaled = arr
+    else:
+        scaled = arr.astype(np.float64) / (257.0 if arr.max(initial=0) > 255 or img.mode.startswith("I;16") else 1.0)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+
+
+def to_channels(img: Image.Image, channels: int) -> Image.Image:
+    """Any Pillow mode (L, LA, P, RGBA, CMYK, 16-bit, ...) as L or RGB; alpha is dropped like torchvision."""
+    if img.mode in WIDE_MODES:
+        img = _to_8bit_gray(img)
+    elif img.mode in ("P", "PA", "LA", "La", "RGBa"):
+        img = img.convert("RGBA")
+    target = "L" if channels == 1 else "RGB"
+    return img if img.mode == target else img.convert(target)
+
+
+def decode_image(path: Path, size: int | None, channels: int) -> np.ndarray:
+    """One file as uint8 (C, S, S): EXIF orientation applied, converted, resized with antialiasing."""
+    with Image.open(path) as img:
+        if size is not None and img.format == "JPEG":
+            img.draft("L" if channels == 1 else "RGB", (size, size))  # DCT-domain downscale: fast on photos
+        img = ImageOps.exif_transpose(img)
+        img.load()
+        img = to_channels(img, channels)
+        if size is not None and img.size != (size, size):
+            img = img.resize((size, size), Image.Resampling.BICUBIC)
+        arr = np.asarray(img, dtype=np.uint8)
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def _decode_chunk(paths: list[Path], start: int, out: np.ndarray | None, size: int | None, channels: int,
+                  shape: tuple[int, int] | None) -> list[tuple[int, Exception]]:
+    """Decode paths[i] into out[start + i]; return (index, error) of the files that failed."""
+    failed = []
+    for offset, path in enumerate(paths):
+        try:
+            arr = decode_image(path, size, channels)
+        except Exception as exc:
+            failed.append((start + offset, exc))
+            continue
+        if shape is not None and tuple(arr.shape[1:]) != shape:
+            raise SizeMismatch(
+                f"{path}: image is {arr.shape[2]}x{arr.shape[1]} px but the first image is {shape[1]}x{shape[0]} px;"
+                " set data.image_size to train on images of mixed sizes"
+            )
+        out[start + offset] = arr
+    return failed
+
+
+def bad_image_message(path: Path, exc: Exception) -> str:
+    """The error text for an undecodable file."""
+    return (f"{path}: cannot decode image ({type(exc).__name__}: {exc}); fix or remove the file, "
+            "or set data.on_bad_image: skip")
+
+
+def _first_shape(paths: list[Path], channels: int) -> tuple[int, int]:
+    """(H, W) of the first decodable image, for a table at native size."""
+    for path in paths:
+        try:
+            return tuple(decode_image(path, None, channels).shape[1:])  # type: ignore[return-value]
+        except Exception:
+            continue
+    raise DataError(f"{paths[0].parent}: none of the {len(paths)} images can be decoded")
+
+
+def decode_files(paths: list[Path], size: int | None, channels: int, *, on_bad_image: str = "error",
+                 progress: Progress | None = None) -> tuple[np.ndarray, list[int]]:
+    """Decode all files into uint8 (N, C, S, S); return the array and the indices of skipped files (those
+    rows are left zero). A bad file raises DataError naming it unless on_bad_image is 'skip'."""
+    if not paths:
+        return np.zeros((0, channels, size or 1, size or 1), dtype=np.uint8), []
+    shape = (size, size) if size is not None else _first_shape(paths, channels)
+    out = np.zeros((len(paths), channels, *shape), dtype=np.uint8)
+    chunk = max(16, min(256, len(paths) // 64 or 16))
+    failed: list[tuple[int, Exception]] = []
+    done = 0
+    workers = min(32, (os.cpu_count() or 2) + 2)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {
+            pool.submit(_decode_chunk, paths[i:i + chunk], i, out, size, channels, None if size else shape):
+            min(chunk, len(paths) - i)
+            for i in range(0, len(paths), chunk)
+        }
+        for future in as_completed(futures):
+            failed.extend(future.result())
+            done += futures[future]
+            if progress is not None:
+                progress("decode", done, len(paths))
+    failed.sort(key=lambda item: item[0])
+    if failed and on_bad_image != "skip":
+        index, exc = failed[0]
+        more = f" ({len(failed) - 1} more bad files)" if len(failed) > 1 else ""
+        raise DataError(bad_image_message(paths[index], exc) + more)
+    return out, [index for index, _ in failed]

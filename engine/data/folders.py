@@ -1,0 +1,133 @@
+"""Image-folder and CSV + folder sources, and the unlabeled test folder used for predictions."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine.config import DataConfig
+from engine.data.csv_labels import read_csv_labels
+from engine.data.decode import decode_files, is_image_file, native_channels
+from engine.data.paths import resolve_under
+from engine.data.sources import Located
+from engine.data.table import Progress, Table, cache_key, load_cached, save_cached
+from engine.errors import DataError
+
+
+def _existing_dir(path: Path, key: str) -> Path:
+    if not path.is_dir():
+        raise DataError(f"{key}: folder {path} does not exist")
+    return path
+
+
+def scan_class_folders(root: Path, key: str = "data.root") -> tuple[list[str], list[Path], list[str]]:
+    """(classes, files, class name per file) of root/<class>/<image>; an empty class folder is an error."""
+    _existing_dir(root, key)
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{root}: no class sub-folders; expected {root}/<class name>/<image files>")
+    files: list[Path] = []
+    names: list[str] = []
+    for class_dir in class_dirs:
+        images = sorted(p for p in class_dir.rglob("*") if p.is_file() and is_image_file(p))
+        if not images:
+            raise DataError(f"{class_dir}: class folder `{class_dir.name}` holds no image files "
+                            "(.png, .jpg, .jpeg, .bmp, .gif, .webp, .tif); remove it or add its images")
+        files.extend(images)
+        names.extend([class_dir.name] * len(images))
+    return [p.name for p in class_dirs], files, names
+
+
+def _file_digest(files: list[Path], labels: list[int]) -> str:
+    """A hash of the file list: path, size, modification time and label of every file."""
+    digest = hashlib.sha256()
+    for path, label in zip(files, labels):
+        stat = path.stat()
+        digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{label}\n".encode())
+    return digest.hexdigest()
+
+
+def _labelled_files(cfg: DataConfig) -> tuple[Path, list[str], list[Path], list[int], int | None]:
+    """(root, classes, files, labels, test_start) of a folder or csv config; test rows come last."""
+    if cfg.root is None:
+        raise DataError(f"data.root: source `{cfg.source}` needs the folder of the images")
+    root = _existing_dir(Path(cfg.root).expanduser(), "data.root")
+    if cfg.source == "folder":
+        classes, files, names = scan_class_folders(root)
+        index = {name: i for i, name in enumerate(classes)}
+        labels = [index[name] for name in names]
+        if cfg.test_root is None:
+            return root, classes, files, labels, None
+        test_root = Path(cfg.test_root).expanduser()
+        test_classes, test_files, test_names = scan_class_folders(test_root, "data.test_root")
+        unknown = sorted(set(test_classes) - set(classes))
+        if unknown:
+            raise DataError(f"{test_root / unknown[0]}: test class `{unknown[0]}` is not one of the "
+                            f"{len(classes)} training classes in {root}")
+        return root, classes, files + test_files, labels + [index[n] for n in test_names], len(files)
+    if cfg.csv_file is None:
+        raise DataError("data.csv_file: source `csv` needs the CSV file of image names and labels")
+    labelled = read_csv_labels(resolve_under(root, cfg.csv_file), root, cfg)
+    classes, files, labels = labelled.classes, labelled.files, labelled.labels
+    if cfg.test_csv_file is None:
+        return root, classes, files, labels, None
+    test_dir = _existing_dir(Path(cfg.test_root).expanduser(), "data.test_root") if cfg.test_root else root
+    test = read_csv_labels(resolve_under(root, cfg.test_csv_file), test_dir, cfg, classes=labelled)
+    return root, classes, files + test.files, labels + test.labels, len(files)
+
+
+def locate_files(cfg: DataConfig) -> Located:
+    """A folder or csv source: scan the files now, decode them only when the cache misses."""
+    root, classes, files, labels, test_start = _labelled_files(cfg)
+    channels = cfg.channels or native_channels(files[0])
+    fingerprint = {
+        "source": cfg.source, "root": str(root.resolve()), "classes": classes, "files": _file_digest(files, labels),
+        "count": len(files), "test_start": test_start, "resolved_channels": channels,
+        "on_bad_image": cfg.on_bad_image,
+    }
+
+    def read(progress: Progress | None) -> Table:
+        array, skipped = decode_files(files, cfg.image_size, channels, on_bad_image=cfg.on_bad_image,
+                                      progress=progress)
+        keep = np.ones(len(files), dtype=bool)
+        keep[skipped] = False
+        start = None if test_start is None else int(keep[:test_start].sum())
+        meta = {"root": str(root), "native_size": None if cfg.image_size else int(array.shape[-1]),
+                "skipped": len(skipped), "skipped_files": [str(files[i]) for i in skipped[:100]]}
+        images = torch.from_numpy(array[keep]) if skipped else torch.from_numpy(array)
+        label_tensor = torch.tensor(labels, dtype=torch.int64)[torch.from_numpy(keep)]
+        return Table(images.contiguous(), label_tensor, classes, start, meta)
+
+    return Located(fingerprint, read)
+
+
+def load_unlabeled(folder: str | Path, *, image_size: int, channels: int, on_bad_image: str = "error",
+                   progress: Progress | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Images (uint8 N, C, S, S) of an unlabeled folder and their ids (file name without suffix), sorted by id."""
+    root = _existing_dir(Path(folder).expanduser(), "test folder")
+    files = sorted((p for p in root.iterdir() if p.is_file() and is_image_file(p)), key=lambda p: (p.stem, p.name))
+    if not files:
+        raise DataError(f"{root}: no image files to predict (.png, .jpg, .jpeg, .bmp, .gif, .webp, .tif)")
+    ids = [p.stem for p in files]
+    duplicated = sorted(i for i, n in Counter(ids).items() if n > 1)
+    if duplicated:
+        raise DataError(f"{root}: several files share the id `{duplicated[0]}`; ids must be unique")
+    key = cache_key({"source": "unlabeled", "root": str(root.resolve()), "files": _file_digest(files, [0] * len(files)),
+                     "image_size": image_size, "channels": channels, "on_bad_image": on_bad_image})
+    cached = load_cached(key)
+    if cached is not None:
+        return cached.images, cached.meta["ids"]
+    array, skipped = decode_files(files, image_size, channels, on_bad_image=on_bad_image, progress=progress)
+    skipped_set = set(skipped)
+    keep = [i for i in range(len(files)) if i not in skipped_set]
+    images = torch.from_numpy(array[keep] if skipped else array).contiguous()
+    kept_ids = [ids[i] for i in keep]
+    save_cached(key, Table(images, torch.zeros(len(kept_ids), dtype=torch.int64), [], None,
+                           {"ids": kept_ids, "skipped": len(skipped)}))
+    return images, kept_ids
+

@@ -1,0 +1,205 @@
+"""MNIST, FashionMNIST, KMNIST, CIFAR-10, CIFAR-100 and SVHN read from their official on-disk formats
+(the layout torchvision uses), downloaded with torchvision's own classes only when files are missing."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.config import DataConfig
+from engine.data.paths import data_dir, offline
+from engine.data.sources import Located
+from engine.data.table import Progress, Table
+from engine.errors import DataError
+
+MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+CIFAR10_FILES = [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"]
+CIFAR100_FILES = ["train", "test", "meta"]
+SVHN_FILES = ["train_32x32.mat", "test_32x32.mat"]
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot"]
+KMNIST_CLASSES = ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Where a dataset's files live under the root, which files, and which torchvision class downloads them."""
+
+    folder: str
+    files: list[str]
+    torchvision_class: str
+    read: Callable[[Path], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]]
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An idx-ubyte file (MNIST's format), plain or gzip-compressed, as a uint8 array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        data = handle.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise DataError(f"{path}: not an idx-ubyte file of unsigned bytes (bad magic number)")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    count = int(np.prod(dims))
+    payload = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if payload.size != count:
+        raise DataError(f"{path}: truncated idx file ({payload.size} of {count} bytes)")
+    return payload.reshape(dims)
+
+
+def _find(folder: Path, name: str) -> Path:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(folder / name)
+
+
+def _mnist_reader(classes: list[str]) -> Callable[[Path], tuple]:
+    def read(folder: Path) -> tuple:
+        raw = folder / "raw"
+        train_x, train_y, test_x, test_y = (read_idx(_find(raw, name)) for name in MNIST_FILES)
+        return train_x[:, None], train_y, test_x[:, None], test_y, classes
+    return read
+
+
+def _unpickle(path: Path) -> dict:
+    with open(path, "rb") as handle:
+        return pickle.load(handle, encoding="latin1")  # the official CIFAR batches are python pickles
+
+
+def _cifar_images(batch: dict) -> np.ndarray:
+    return np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+
+
+def read_cifar10(folder: Path) -> tuple:
+    """cifar-10-batches-py: data_batch_1..5, test_batch and batches.meta."""
+    batches = [_unpickle(folder / f"data_batch_{i}") for i in range(1, 6)]
+    test = _unpickle(folder / "test_batch")
+    classes = list(_unpickle(folder / "batches.meta")["label_names"])
+    train_x = np.concatenate([_cifar_images(b) for b in batches])
+    train_y = np.concatenate([np.asarray(b["labels"]) for b in batches])
+    return train_x, train_y, _cifar_images(test), np.asarray(test["labels"]), classes
+
+
+def read_cifar100(folder: Path) -> tuple:
+    """cifar-100-python: train, test and meta (the 100 fine labels)."""
+    train, test = _unpickle(folder / "train"), _unpickle(folder / "test")
+    classes = list(_unpickle(folder / "meta")["fine_label_names"])
+    return (_cifar_images(train), np.asarray(train["fine_labels"]), _cifar_images(test),
+            np.asarray(test["fine_labels"]), classes)
+
+
+def _load_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from scipy.io import loadmat
+    except ImportError as exc:
+        raise DataError("source svhn reads .mat files with scipy, which is not installed: pip install scipy") from exc
+    mat = loadmat(str(path))
+    images = np.ascontiguousarray(np.transpose(mat["X"], (3, 2, 0, 1)), dtype=np.uint8)  # (H,W,C,N) -> (N,C,H,W)
+    labels = mat["y"].astype(np.int64).reshape(-1)
+    labels[labels == 10] = 0  # SVHN stores the digit 0 as label 10
+    return images, labels
+
+
+def read_svhn(folder: Path) -> tuple:
+    """train_32x32.mat and test_32x32.mat (the 'extra' set is not used)."""
+    train_x, train_y = _load_mat(folder / "train_32x32.mat")
+    test_x, test_y = _load_mat(folder / "test_32x32.mat")
+    return train_x, train_y, test_x, test_y, [str(i) for i in range(10)]
+
+
+SPECS = {
+    "mnist": Spec("MNIST", MNIST_FILES, "MNIST", _mnist_reader([str(i) for i in range(10)])),
+    "fashion_mnist": Spec("FashionMNIST", MNIST_FILES, "FashionMNIST", _mnist_reader(FASHION_CLASSES)),
+    "kmnist": Spec("KMNIST", MNIST_FILES, "KMNIST", _mnist_reader(KMNIST_CLASSES)),
+    "cifar10": Spec("cifar-10-batches-py", CIFAR10_FILES, "CIFAR10", read_cifar10),
+    "cifar100": Spec("cifar-100-python", CIFAR100_FILES, "CIFAR100", read_cifar100),
+    "svhn": Spec("SVHN", SVHN_FILES, "SVHN", read_svhn),
+}
+
+
+def _file_paths(spec: Spec, folder: Path) -> list[Path] | None:
+    """The dataset's files under `folder` (idx files plain or .gz), or None when any is missing."""
+    base = folder / "raw" if spec.files is MNIST_FILES else folder
+    try:
+        return [_find(base, name) if spec.files is MNIST_FILES else _exact(base / name) for name in spec.files]
+    except FileNotFoundError:
+        return None
+
+
+def _exact(path: Path) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    return path
+
+
+def _expected(spec: Spec, folder: Path) -> str:
+    base = folder / "raw" if spec.files is MNIST_FILES else folder
+    suffix = " (or .gz)" if spec.files is MNIST_FILES else ""
+    return f"{base}/ with {', '.join(spec.files)}{suffix}"
+
+
+def _download(source: str, spec: Spec, root: Path) -> None:
+    """Fetch the official files with torchvision (train and test); any failure becomes a DataError."""
+    missing = f"{source}: dataset files not found. Expected {_expected(spec, _folder(spec, root))}"
+    if offline():
+        raise DataError(f"{missing}; downloads are off (IMGCLS_OFFLINE is set). Copy the official files there.")
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, spec.torchvision_class)
+    try:
+        if source == "svhn":
+            for split in ("train", "test"):
+                cls(root=str(root / spec.folder), split=split, download=True)
+        else:
+            for train in (True, False):
+                cls(root=str(root), train=train, download=True)
+    except Exception as exc:  # no network, a proxy, a changed mirror: the user needs the folder and file names
+        raise DataError(f"{missing}; the download failed ({type(exc).__name__}: {exc}). "
+                        "Copy the official files there or run where the internet is reachable.") from exc
+
+
+def _folder(spec: Spec, root: Path) -> Path:
+    return root / spec.folder
+
+
+def locate_torchvision(cfg: DataConfig) -> Located:
+    """A torchvision dataset under data.root (default: the data folder), downloaded when files are missing."""
+    spec = SPECS[cfg.source]
+    root = Path(cfg.root).expanduser() if cfg.root else data_dir()
+    folder = _folder(spec, root)
+    if cfg.source == "svhn" and _file_paths(spec, folder) is None and _file_paths(spec, root) is not None:
+        folder = root  # torchvision's own SVHN layout keeps the .mat files directly in its root
+    paths = _file_paths(spec, folder)
+    if paths is None:
+        _download(cfg.source, spec, root)
+        paths = _file_paths(spec, folder)
+        if paths is None:
+            raise DataError(f"{cfg.source}: files still missing after the download. Expected {_expected(spec, folder)}")
+    files = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+    fingerprint = {"source": cfg.source, "folder": str(folder.resolve()), "files": files}
+
+    def read(progress: Progress | None) -> Table:
+        if progress is not None:
+            progress("read", 0, 1)
+        try:
+            train_x, train_y, test_x, test_y, classes = spec.read(folder)
+        except DataError:
+            raise
+        except Exception as exc:
+            raise DataError(f"{folder}: cannot read the {cfg.source} files ({type(exc).__name__}: {exc}); "
+                            "delete them to download again") from exc
+        images = torch.from_numpy(np.ascontiguousarray(np.concatenate([train_x, test_x])))
+        labels = torch.from_numpy(np.concatenate([train_y, test_y]).astype(np.int64))
+        if progress is not None:
+            progress("read", 1, 1)
+        meta = {"root": str(folder), "native_size": int(images.shape[-1]), "native_channels": int(images.shape[1])}
+        return Table(images, labels, [str(c) for c in classes], len(train_y), meta)
+
+    return Located(fingerprint, read)

@@ -1,0 +1,246 @@
+"""Image folders, CSV + folder and unlabeled folders on generated PNG/JPEG files; decoding of every mode;
+bad inputs and their messages; the decoded-table cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import engine.data.folders as folders
+from engine.config import DataConfig
+from engine.data import load_dataset, load_unlabeled
+from engine.data.decode import decode_image
+from engine.data.table import cache_path
+from engine.errors import DataError
+
+
+@pytest.fixture(autouse=True)
+def isolated_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMGCLS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("IMGCLS_OFFLINE", "1")
+
+
+def _rgb(value: int, size: int = 10) -> Image.Image:
+    arr = np.full((size, size, 3), value, dtype=np.uint8)
+    arr[: size // 2, :, 0] = 255 - value
+    return Image.fromarray(arr, "RGB")
+
+
+def _save_mode(img: Image.Image, path, mode: str) -> None:
+    """Save `img` in one of the awkward modes a real image folder contains."""
+    if mode == "RGBA":
+        img.convert("RGBA").save(path)
+    elif mode == "P":
+        img.convert("P", palette=Image.Palette.ADAPTIVE).save(path)
+    elif mode == "LA":
+        img.convert("LA").save(path)
+    elif mode == "L":
+        img.convert("L").save(path)
+    elif mode == "CMYK":
+        img.convert("CMYK").save(path.with_suffix(".jpg"))
+    elif mode == "I;16":
+        arr16 = np.asarray(img.convert("L"), dtype=np.uint16) * 257
+        Image.fromarray(arr16).save(path)
+    elif mode == "JPEG":
+        img.save(path.with_suffix(".jpg"), quality=95)
+    else:
+        img.save(path)
+
+
+MODES = ["RGB", "RGBA", "P", "LA", "L", "CMYK", "I;16", "JPEG"]
+
+
+def make_folder(root, classes=("cat", "dog", "eel"), per_class=8, size=10):
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            _save_mode(_rgb(40 * c + i, size), root / name / f"{name}_{i}.png", MODES[i % len(MODES)])
+    return root
+
+
+def test_every_mode_decodes_to_the_configured_channels(tmp_path):
+    base = _rgb(100, 12)
+    for mode in MODES:
+        path = tmp_path / f"x_{mode.replace(';', '')}.png"
+        _save_mode(base, path, mode)
+        path = path if path.exists() else path.with_suffix(".jpg")
+        rgb, gray = decode_image(path, 8, 3), decode_image(path, 8, 1)
+        assert rgb.shape == (3, 8, 8) and gray.shape == (1, 8, 8) and rgb.dtype == np.uint8
+        expected = np.asarray(base.convert("L").resize((8, 8)))
+        assert np.abs(gray[0].astype(int) - expected).mean() < 12, mode
+
+
+def test_sixteen_bit_is_scaled_not_clipped(tmp_path):
+    Image.fromarray(np.full((4, 4), 30000, dtype=np.uint16)).save(tmp_path / "wide.png")
+    assert decode_image(tmp_path / "wide.png", None, 1).max() == round(30000 / 257)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    arr = np.zeros((8, 16, 3), dtype=np.uint8)
+    arr[:, :8] = 255  # left half white in the stored pixels
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed rotated 90 degrees clockwise: the white half ends up on top
+    Image.fromarray(arr).save(tmp_path / "rotated.jpg", exif=exif.tobytes(), quality=95)
+    out = decode_image(tmp_path / "rotated.jpg", None, 1)
+    assert out.shape == (1, 16, 8)
+    assert out[0, :8].mean() > 200 and out[0, 8:].mean() < 50
+
+
+def test_image_folder_source(tmp_path):
+    make_folder(tmp_path / "train")
+    ds = load_dataset(DataConfig(source="folder", root=str(tmp_path / "train"), channels=3, image_size=8,
+                                 val_fraction=0.25, test_fraction=0.25))
+    assert ds.classes == ["cat", "dog", "eel"]
+    assert ds.images.shape == (24, 3, 8, 8) and ds.images.dtype == torch.uint8
+    assert torch.bincount(ds.labels).tolist() == [8, 8, 8]
+    assert ds.info["counts"] == {"train": 12, "val": 6, "test": 6}
+    assert torch.bincount(ds.labels[ds.test_idx]).tolist() == [2, 2, 2]
+
+
+def test_folder_native_size_and_channels_from_first_image(tmp_path):
+    make_folder(tmp_path / "train", per_class=2)
+    ds = load_dataset(DataConfig(source="folder", root=str(tmp_path / "train")))
+    assert ds.images.shape == (6, 3, 10, 10)
+
+
+def test_explicit_test_folder_and_unknown_test_class(tmp_path):
+    make_folder(tmp_path / "train", per_class=4)
+    make_folder(tmp_path / "test", classes=("cat", "eel"), per_class=2)
+    ds = load_dataset(DataConfig(source="folder", root=str(tmp_path / "train"), test_root=str(tmp_path / "test"),
+                                 image_size=8))
+    assert len(ds.test_idx) == 4 and ds.labels[ds.test_idx].tolist() == [0, 0, 2, 2]
+    assert len(ds.train_idx) + len(ds.val_idx) == 12
+    make_folder(tmp_path / "test2", classes=("cow",), per_class=1)
+    with pytest.raises(DataError, match="cow"):
+        load_dataset(DataConfig(source="folder", root=str(tmp_path / "train"), test_root=str(tmp_path / "test2")))
+
+
+def test_mixed_sizes_without_image_size_is_an_error(tmp_path):
+    make_folder(tmp_path / "train", per_class=2)
+    _rgb(0, 14).save(tmp_path / "train" / "dog" / "big.png")
+    with pytest.raises(DataError, match=r"big\.png.*data\.image_size"):
+        load_dataset(DataConfig(source="folder", root=str(tmp_path / "train")))
+
+
+def test_empty_class_folder_and_missing_root(tmp_path):
+    make_folder(tmp_path / "train", per_class=2)
+    (tmp_path / "train" / "zebra").mkdir()
+    with pytest.raises(DataError, match="zebra"):
+        load_dataset(DataConfig(source="folder", root=str(tmp_path / "train")))
+    with pytest.raises(DataError, match="nowhere"):
+        load_dataset(DataConfig(source="folder", root=str(tmp_path / "nowhere")))
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "text"])
+def test_bad_image_is_named_or_skipped(tmp_path, kind):
+    root = make_folder(tmp_path / "train", per_class=3)
+    bad = root / "dog" / ("bad.png" if kind != "truncated" else "bad.jpg")
+    if kind == "garbage":
+        bad.write_bytes(bytes(range(256)) * 4)
+    elif kind == "text":
+        bad.write_text("not an image at all")
+    else:
+        _rgb(0, 64).save(tmp_path / "full.jpg", quality=95)
+        bad.write_bytes((tmp_path / "full.jpg").read_bytes()[:400])
+    cfg = DataConfig(source="folder", root=str(root), image_size=8)
+    with pytest.raises(DataError, match=r"bad\.(png|jpg).*on_bad_image"):
+        load_dataset(cfg)
+    ds = load_dataset(DataConfig(source="folder", root=str(root), image_size=8, on_bad_image="skip"))
+    assert len(ds.labels) == 9 and ds.info["skipped"] == 1 and ds.info["skipped_files"] == [str(bad)]
+
+
+def make_csv_dataset(tmp_path, labels, name="labels.csv", header="Id,Category", suffix=".png"):
+    images = tmp_path / "images"
+    images.mkdir(exist_ok=True)
+    lines = [header]
+    for i, label in enumerate(labels):
+        _rgb(10 * i).save(images / f"img_{name[0]}{i}{suffix}")
+        lines.append(f"img_{name[0]}{i},{label}")
+    (tmp_path / name).write_text("\n".join(lines) + "\n")
+    return images
+
+
+def test_csv_source_with_names_and_integers(tmp_path):
+    images = make_csv_dataset(tmp_path, ["b", "a", "b", "c"] * 3)
+    ds = load_dataset(DataConfig(source="csv", root=str(images), csv_file="../labels.csv", image_size=6,
+                                 channels=1, val_fraction=0.0, test_fraction=0.0))
+    assert ds.classes == ["a", "b", "c"] and ds.labels[:4].tolist() == [1, 0, 1, 2]
+    assert ds.images.shape == (12, 1, 6, 6)
+    (tmp_path / "ints.csv").write_text("file,y\n" + "".join(f"img_l{i}.png,{i % 3 * 5}\n" for i in range(12)))
+    ds = load_dataset(DataConfig(source="csv", root=str(images), csv_file=str(tmp_path / "ints.csv"),
+                                 file_column="file", label_column="y"))
+    assert ds.classes == ["0", "5", "10"] and ds.labels[:4].tolist() == [0, 1, 2, 0]
+
+
+def test_csv_with_explicit_test_csv_and_its_errors(tmp_path):
+    images = make_csv_dataset(tmp_path, [0, 1] * 5)
+    make_csv_dataset(tmp_path, [1, 0, 1], name="test.csv")
+    cfg = dict(source="csv", root=str(images), csv_file="../labels.csv", test_csv_file="../test.csv")
+    ds = load_dataset(DataConfig(**cfg))
+    assert ds.labels[ds.test_idx].tolist() == [1, 0, 1]
+    make_csv_dataset(tmp_path, [1, 7], name="test.csv")
+    with pytest.raises(DataError, match=r"test\.csv: line 3: unknown label `7`"):
+        load_dataset(DataConfig(**cfg))
+
+
+def test_csv_bad_inputs_name_the_row_or_column(tmp_path):
+    images = make_csv_dataset(tmp_path, ["a", "b", "a"])
+    cfg = dict(source="csv", root=str(images), csv_file="../labels.csv")
+    with pytest.raises(DataError, match=r"no column `Label`.*Id, Category"):
+        load_dataset(DataConfig(**cfg, label_column="Label"))
+    (images / "img_l1.png").unlink()
+    with pytest.raises(DataError, match=r"labels\.csv: line 3: image file .*img_l1 does not exist"):
+        load_dataset(DataConfig(**cfg))
+    (tmp_path / "labels.csv").write_text("Id,Category\nimg_l0,a\nimg_l2,\n")
+    with pytest.raises(DataError, match=r"line 3: empty `Category`"):
+        load_dataset(DataConfig(**cfg))
+    with pytest.raises(DataError, match="data.csv_file"):
+        load_dataset(DataConfig(source="csv", root=str(images)))
+
+
+def test_csv_file_suffix(tmp_path):
+    images = make_csv_dataset(tmp_path, ["a", "b"] * 2, suffix=".jpg")
+    (images / "img_l0.png").write_bytes(b"")  # a same-stem decoy: the suffix decides
+    ds = load_dataset(DataConfig(source="csv", root=str(images), csv_file="../labels.csv", file_suffix=".jpg",
+                                 val_fraction=0.0, test_fraction=0.0))
+    assert len(ds.labels) == 4
+
+
+def test_unlabeled_folder_sorted_by_id(tmp_path):
+    folder = tmp_path / "test"
+    folder.mkdir()
+    for name in ["b", "a", "c10", "c2"]:
+        _rgb(5).save(folder / f"{name}.png")
+    (folder / "notes.txt").write_text("ignored")
+    images, ids = load_unlabeled(folder, image_size=4, channels=3)
+    assert ids == ["a", "b", "c10", "c2"] and images.shape == (4, 3, 4, 4) and images.dtype == torch.uint8
+    again, ids_again = load_unlabeled(folder, image_size=4, channels=3)
+    assert ids_again == ids and torch.equal(again, images)
+    (folder / "bad.png").write_text("junk")
+    with pytest.raises(DataError, match=r"bad\.png"):
+        load_unlabeled(folder, image_size=4, channels=3)
+    _, ids = load_unlabeled(folder, image_size=4, channels=3, on_bad_image="skip")
+    assert "bad" not in ids and len(ids) == 4
+
+
+def test_cache_is_used_on_second_load_and_keyed_by_files_and_resolution(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "train", per_class=3)
+    cfg = DataConfig(source="folder", root=str(root), image_size=8)
+    first = load_dataset(cfg)
+    assert not first.info["cache_hit"] and cache_path(first.info["cache_key"]).is_file()
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decode called although the table is cached")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(folders, "decode_files", no_decoding)
+        second = load_dataset(cfg)
+    assert second.info["cache_hit"] and second.info["cache_key"] == first.info["cache_key"]
+    assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
+    resized = load_dataset(DataConfig(source="folder", root=str(root), image_size=6))
+    assert resized.info["cache_key"] != first.info["cache_key"] and not resized.info["cache_hit"]
+    _rgb(3).save(root / "cat" / "extra.png")
+    more = load_dataset(cfg)
+    assert more.info["cache_key"] != first.info["cache_key"] and len(more.labels) == 10
