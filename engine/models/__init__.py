@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 # Importing the builder modules registers their models.
-from engine.models import convnet as _convnet  # noqa: F401
+from engine.models import convnet, inception, mlp, resnets, speedrun, tv  # noqa: F401
 from engine.models.measure import count_macs, count_params
+from engine.models.preset_inputs import DEFAULT_INPUT, PRESET_INPUT, preset_param_count
 from engine.models.registry import (
     build_model,
     check_model_config,
@@ -14,15 +15,22 @@ from engine.models.registry import (
     model_option_names,
     register_model,
 )
+from engine.models.weights import head_parameter_names, load_pretrained, set_backbone_trainable
 
 __all__ = [
+    "DEFAULT_INPUT",
+    "PRESET_INPUT",
     "build_model",
     "check_model_config",
     "count_macs",
     "count_params",
     "create_model",
+    "head_parameter_names",
     "list_models",
+    "load_pretrained",
     "model_option_defaults",
     "model_option_names",
+    "preset_param_count",
     "register_model",
+    "set_backbone_trainable",
 ]
