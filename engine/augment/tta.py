@@ -1,0 +1,50 @@
+"""Test-time augmentation specs: "none", "flip", "flip+shift", "random:8", "flip+random:8", ...; no torch needed.
+
+A spec is parts joined by "+". Deterministic parts add named views (always after "identity"):
+`none` (identity only), `flip`/`hflip`, `vflip`, `shift` (4 diagonal shifts of 2 px, reflect padded) or
+`shift:N` (N px). `random:N` adds N passes through the training augmentations (without mixup/cutmix).
+"""
+
+from __future__ import annotations
+
+from engine.errors import ConfigError, did_you_mean
+
+DEFAULT_SHIFT = 2
+PARTS = ("none", "identity", "flip", "hflip", "vflip", "shift", "shift:N", "random:N")
+
+
+def shift_views(pixels: int) -> list[str]:
+    """The four diagonal shifts by `pixels`, as view names `shift:dx,dy`."""
+    return [f"shift:{dx},{dy}" for dx in (pixels, -pixels) for dy in (pixels, -pixels)]
+
+
+def _count(part: str, spec: str, what: str) -> int:
+    _, _, text = part.partition(":")
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ConfigError(f"eval.tta: {part!r} in {spec!r} needs a positive whole number of {what}, "
+                          f"e.g. {part.split(':')[0]}:{'8' if what == 'passes' else '2'}")
+    return int(text)
+
+
+def tta_views(spec: str) -> list[str]:
+    """Parse a TTA spec into the list of views to average: named deterministic views and "random" entries."""
+    views: list[str] = []
+    randoms = 0
+    deterministic = False
+    for raw in str(spec).split("+"):
+        part = raw.strip().lower()
+        if part in ("none", "identity"):
+            deterministic = True
+        elif part in ("flip", "hflip", "vflip"):
+            deterministic = True
+            views.append("vflip" if part == "vflip" else "hflip")
+        elif part == "shift" or part.startswith("shift:"):
+            deterministic = True
+            views.extend(shift_views(DEFAULT_SHIFT if part == "shift" else _count(part, spec, "pixels")))
+        elif part.startswith("random:"):
+            randoms += _count(part, spec, "passes")
+        else:
+            raise ConfigError(f"eval.tta: unknown part {part!r} in {spec!r}{did_you_mean(part, PARTS)}; "
+                              f"use {', '.join(PARTS)} joined by '+', e.g. flip+shift or random:8")
+    unique = list(dict.fromkeys(views))
+    return (["identity"] + unique if deterministic else []) + ["random"] * randoms
