@@ -53,7 +53,7 @@ def load_table(cfg: DataConfig, progress: Progress | None = None) -> tuple[Table
     located = locate(cfg)
     fingerprint = {**located.fingerprint, "image_size": cfg.image_size, "channels": cfg.channels}
     key = cache_key(fingerprint)
-    info: dict[str, Any] = {"source": cfg.source, "cache_key": key, "cache_hit": False}
+    info: dict[str, Any] = {"source": cfg.source, "cache_key": key, "cached": located.cacheable, "cache_hit": False}
     started = time.perf_counter()
     table = load_cached(key) if located.cacheable else None
     if table is not None:

@@ -1,0 +1,89 @@
+"""`data`: inspect a dataset: counts per class and split, per-channel mean/std of the training split."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from console.common import JsonOption, OverrideOption, err_console, out_console, print_json, reports_errors
+
+app = typer.Typer(help="Inspect datasets: class counts per split and normalization statistics.",
+                  no_args_is_help=True)
+
+
+@app.callback()
+def data_group() -> None:
+    """Inspect datasets: class counts per split and normalization statistics."""
+
+
+def load_data_config(name: str, overrides: list[str] | None = None) -> Any:
+    """A data preset (name or YAML file) with `key=value` overrides (`data.` prefix optional), validated."""
+    from engine.config import section_from_dict
+    from engine.presets import find_preset, load_mapping, parse_override
+
+    path = find_preset("data", name)
+    raw = load_mapping(path)
+    raw.pop("description", None)
+    source = str(path)
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        keys = keys[1:] if keys[0] == "data" and len(keys) > 1 else keys
+        raw[".".join(keys)] = value
+        source = f"{path} --set {text}"
+    return section_from_dict("data", raw, source)
+
+
+def split_counts(labels: Any, splits: dict[str, Any], num_classes: int) -> dict[str, list[int]]:
+    """Images per class in each split."""
+    import torch
+
+    return {name: torch.bincount(labels[idx], minlength=num_classes).tolist() for name, idx in splits.items()}
+
+
+@app.command()
+@reports_errors
+def stats(
+    data: Annotated[str, typer.Argument(help="A data preset name (see `presets list data`) or a YAML file.")],
+    overrides: OverrideOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print images per class for train/val/test and the per-channel mean/std of the training split."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.table import Table
+
+    from engine.data import load_dataset
+
+    cfg = load_data_config(data, overrides)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err_console,
+                  transient=True, disable=as_json) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        ds = load_dataset(cfg, progress=progress)
+    splits = {"train": ds.train_idx, "val": ds.val_idx, "test": ds.test_idx}
+    counts = split_counts(ds.labels, splits, ds.num_classes)
+    if as_json:
+        print_json({"source": cfg.source, "classes": ds.classes, "counts": counts, "mean": ds.mean, "std": ds.std,
+                    "image_size": ds.image_size, "channels": ds.channels, "info": ds.info})
+        return
+    table = Table("class", "name", "train", "val", "test", title=f"{data}: {cfg.source}, {ds.num_classes} classes, "
+                  f"{ds.channels}x{ds.image_size}x{ds.image_size} px")
+    for index, name in enumerate(ds.classes):
+        table.add_row(str(index), name, *(str(counts[split][index]) for split in splits))
+    table.add_row("", "total", *(str(len(idx)) for idx in splits.values()), style="bold")
+    out_console.print(table)
+    means = ", ".join(f"{v:.4f}" for v in ds.mean)
+    stds = ", ".join(f"{v:.4f}" for v in ds.std)
+    out_console.print(f"train mean: [{means}]  std: [{stds}]", highlight=False)
+    if ds.info.get("skipped"):
+        out_console.print(f"skipped {ds.info['skipped']} unreadable files", highlight=False)
+    if ds.info.get("cached"):
+        cache = f"cache {ds.info['cache_key']} ({'hit' if ds.info.get('cache_hit') else 'written'})"
+    else:
+        cache = "not cached"
+    err_console.print(f"{cache}, loaded in {ds.info['load_seconds']:.2f}s", highlight=False)

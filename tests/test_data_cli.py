@@ -1,0 +1,46 @@
+"""`data stats` through Typer's CliRunner on the embedded digits and a generated image folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from console.cli_data import app
+
+runner = CliRunner()
+
+
+def test_stats_on_the_digits_preset():
+    result = runner.invoke(app, ["stats", "digits"])
+    assert result.exit_code == 0, result.output
+    assert "10 classes" in result.output and "train mean: [0.3" in result.output
+    total_row = next(line for line in result.output.splitlines() if "total" in line)
+    assert sum(int(cell) for cell in total_row.replace("│", " ").split()[1:]) == 1797
+
+
+def test_stats_json_with_override_and_yaml_file(tmp_path):
+    root = tmp_path / "imgs"
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(np.full((6, 6, 3), 50 * i, np.uint8)).save(root / name / f"{i}.png")
+    preset = tmp_path / "mine.yaml"
+    preset.write_text(f"source: folder\nroot: {root}\nval_fraction: 0.2\ntest_fraction: 0.2\n")
+    result = runner.invoke(app, ["stats", str(preset), "--json", "--set", "data.image_size=4"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["classes"] == ["a", "b"] and payload["image_size"] == 4 and payload["channels"] == 3
+    assert [sum(payload["counts"][s]) for s in ("train", "val", "test")] == [6, 2, 2]
+    assert len(payload["mean"]) == 3
+
+
+def test_stats_errors_are_one_line(tmp_path):
+    result = runner.invoke(app, ["stats", "no-such-preset"])
+    assert result.exit_code == 2 and "no data preset" in result.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("source: folder\nroot: /nonexistent/imgs\n")
+    result = runner.invoke(app, ["stats", str(bad)])
+    assert result.exit_code == 2 and "/nonexistent/imgs" in result.output
