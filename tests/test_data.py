@@ -181,3 +181,27 @@ def test_loader_on_cpu_keeps_table_in_place_whatever_the_budget():
     loader = _loader(budget_gb=0.0)
     assert loader.resident and loader.images.device.type == "cpu"
     assert sorted(_epoch_rows(loader, 0)) == list(range(50))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("budget_gb", [8.0, 0.0])
+def test_cuda_loader_resident_and_pinned_paths(budget_gb):
+    n = 1000
+    images = torch.arange(n).remainder(256).to(torch.uint8).view(n, 1, 1, 1).expand(n, 3, 4, 4).contiguous()
+    labels = torch.arange(n)
+    device = torch.device("cuda")
+    loader = BatchLoader(images, labels, torch.arange(n), batch_size=64, device=device, shuffle=True,
+                         drop_last=False, seed=3, budget_gb=budget_gb)
+    assert loader.resident == (budget_gb > 0)
+    for epoch in range(2):
+        loader.set_epoch(epoch)
+        seen = []
+        for x, y in loader:
+            assert x.device.type == "cuda" and y.device.type == "cuda" and x.dtype == torch.uint8
+            assert torch.equal(x[:, 0, 0, 0].long(), y.remainder(256))
+            seen.append(y)
+        assert torch.equal(torch.cat(seen).sort().values.cpu(), labels)
+    weights = torch.ones(n, dtype=torch.float64)
+    weighted = BatchLoader(images, labels, torch.arange(n), batch_size=100, device=device, shuffle=True,
+                           drop_last=True, seed=0, sample_weights=weights, budget_gb=budget_gb)
+    assert sum(len(y) for _, y in weighted) == n
