@@ -96,7 +96,11 @@ def create_model(
         raise ModelError(f"model {name!r}: in_channels must be 1 or 3, got {in_channels}")
     if not 0.0 <= dropout < 1.0:
         raise ModelError(f"model.dropout: must be in [0, 1), got {dropout}")
-    return builder(num_classes, in_channels, image_size, dropout, **options)
+    try:
+        return builder(num_classes, in_channels, image_size, dropout, **options)
+    except (TypeError, ValueError) as exc:  # an option of the wrong type or shape reaching torch
+        shown = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "defaults"
+        raise ModelError(f"model {name!r} cannot be built with options {shown}: {exc}") from exc
 
 
 def build_model(model: ModelConfig, num_classes: int, in_channels: int, image_size: int) -> nn.Module:

@@ -109,6 +109,15 @@ def _hub_file(weights: object) -> dict[str, torch.Tensor]:
     return _read_file(target)
 
 
+def _check_head(model: nn.Module, head: str, num_classes: int) -> None:
+    """The head must already be sized for `num_classes` (builders replace it before weights are loaded)."""
+    linears = [m for m in model.get_submodule(head).modules() if isinstance(m, nn.Linear)]
+    if linears and linears[-1].out_features != num_classes:
+        raise ModelError(
+            f"model.pretrained: the model's head has {linears[-1].out_features} outputs, not {num_classes} classes"
+        )
+
+
 def _is_file_spec(spec: str) -> bool:
     return spec.endswith(WEIGHT_SUFFIXES) or os.sep in spec or "/" in spec or Path(spec).is_file()
 
@@ -117,6 +126,7 @@ def load_pretrained(model: nn.Module, spec: str, *, num_classes: int) -> list[st
     """Load weights into `model`; head tensors of another shape are skipped and their keys returned."""
     state = _read_file(Path(spec).expanduser()) if _is_file_spec(spec) else _hub_file(_torchvision_weights(model, spec))
     head = head_name(model)
+    _check_head(model, head, num_classes)
     own = model.state_dict()
     kept: dict[str, torch.Tensor] = {}
     skipped: list[str] = []
