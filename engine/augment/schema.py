@@ -298,8 +298,9 @@ def _range(param: Param, value: Any, source: str | None, where: str) -> tuple[fl
             lo, hi = max(0.0, 1.0 - v), 1.0 + v
         else:
             lo, hi = v, v
-        for bound in (lo, hi):
-            _number(param, bound, source, where)
+        if (param.lo is not None and lo < param.lo) or (param.hi is not None and hi > param.hi):
+            _fail(source, where, f"{value!r} is out of range; the range it stands for, [{lo:g}, {hi:g}], "
+                  f"must lie in [{param.lo:g}, {param.hi:g}]")
         return (lo, hi)
     lo, hi = _numbers(param, value, (2,), source, where)
     if lo > hi:
