@@ -47,6 +47,7 @@ class _FolderIndex:
 
 
 def _parse_int(text: str) -> int | None:
+    """The integer a label spells, or None."""
     try:
         return int(text)
     except ValueError:

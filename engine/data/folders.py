@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +19,7 @@ from engine.errors import DataError
 
 
 def _existing_dir(path: Path, key: str) -> Path:
+    """`path` when it is a folder, else a DataError naming the config key."""
     if not path.is_dir():
         raise DataError(f"{key}: folder {path} does not exist")
     return path

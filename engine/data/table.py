@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,7 +39,7 @@ def cache_key(fingerprint: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def cache_path(key: str) -> Any:
+def cache_path(key: str) -> Path:
     """The cache file of a key: data_dir()/cache/<key>.pt."""
     return data_dir() / "cache" / f"{key}.pt"
 

@@ -35,6 +35,7 @@ class Spec:
     files: list[str]
     torchvision_class: str
     read: Callable[[Path], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]]
+    idx_files: bool = False  # MNIST family: files under raw/, plain or .gz
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -54,6 +55,7 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def _find(folder: Path, name: str) -> Path:
+    """folder/name or folder/name.gz, whichever exists."""
     for candidate in (folder / name, folder / f"{name}.gz"):
         if candidate.is_file():
             return candidate
@@ -61,6 +63,7 @@ def _find(folder: Path, name: str) -> Path:
 
 
 def _mnist_reader(classes: list[str]) -> Callable[[Path], tuple]:
+    """A reader of the four idx files under <folder>/raw with the given class names."""
     def read(folder: Path) -> tuple:
         raw = folder / "raw"
         train_x, train_y, test_x, test_y = (read_idx(_find(raw, name)) for name in MNIST_FILES)
@@ -69,11 +72,13 @@ def _mnist_reader(classes: list[str]) -> Callable[[Path], tuple]:
 
 
 def _unpickle(path: Path) -> dict:
+    """One CIFAR batch file."""
     with open(path, "rb") as handle:
         return pickle.load(handle, encoding="latin1")  # the official CIFAR batches are python pickles
 
 
 def _cifar_images(batch: dict) -> np.ndarray:
+    """A batch's (N, 3072) rows as (N, 3, 32, 32): channel-major as stored."""
     return np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
 
 
@@ -96,6 +101,7 @@ def read_cifar100(folder: Path) -> tuple:
 
 
 def _load_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 3, 32, 32) and labels 0..9 of an SVHN .mat file."""
     try:
         from scipy.io import loadmat
     except ImportError as exc:
@@ -115,9 +121,9 @@ def read_svhn(folder: Path) -> tuple:
 
 
 SPECS = {
-    "mnist": Spec("MNIST", MNIST_FILES, "MNIST", _mnist_reader([str(i) for i in range(10)])),
-    "fashion_mnist": Spec("FashionMNIST", MNIST_FILES, "FashionMNIST", _mnist_reader(FASHION_CLASSES)),
-    "kmnist": Spec("KMNIST", MNIST_FILES, "KMNIST", _mnist_reader(KMNIST_CLASSES)),
+    "mnist": Spec("MNIST", MNIST_FILES, "MNIST", _mnist_reader([str(i) for i in range(10)]), True),
+    "fashion_mnist": Spec("FashionMNIST", MNIST_FILES, "FashionMNIST", _mnist_reader(FASHION_CLASSES), True),
+    "kmnist": Spec("KMNIST", MNIST_FILES, "KMNIST", _mnist_reader(KMNIST_CLASSES), True),
     "cifar10": Spec("cifar-10-batches-py", CIFAR10_FILES, "CIFAR10", read_cifar10),
     "cifar100": Spec("cifar-100-python", CIFAR100_FILES, "CIFAR100", read_cifar100),
     "svhn": Spec("SVHN", SVHN_FILES, "SVHN", read_svhn),
@@ -126,28 +132,25 @@ SPECS = {
 
 def _file_paths(spec: Spec, folder: Path) -> list[Path] | None:
     """The dataset's files under `folder` (idx files plain or .gz), or None when any is missing."""
-    base = folder / "raw" if spec.files is MNIST_FILES else folder
-    try:
-        return [_find(base, name) if spec.files is MNIST_FILES else _exact(base / name) for name in spec.files]
-    except FileNotFoundError:
-        return None
-
-
-def _exact(path: Path) -> Path:
-    if not path.is_file():
-        raise FileNotFoundError(path)
-    return path
+    if spec.idx_files:
+        try:
+            return [_find(folder / "raw", name) for name in spec.files]
+        except FileNotFoundError:
+            return None
+    paths = [folder / name for name in spec.files]
+    return paths if all(p.is_file() for p in paths) else None
 
 
 def _expected(spec: Spec, folder: Path) -> str:
-    base = folder / "raw" if spec.files is MNIST_FILES else folder
-    suffix = " (or .gz)" if spec.files is MNIST_FILES else ""
+    """'<folder>/ with file, file, ...' for error messages."""
+    base = folder / "raw" if spec.idx_files else folder
+    suffix = " (or .gz)" if spec.idx_files else ""
     return f"{base}/ with {', '.join(spec.files)}{suffix}"
 
 
 def _download(source: str, spec: Spec, root: Path) -> None:
     """Fetch the official files with torchvision (train and test); any failure becomes a DataError."""
-    missing = f"{source}: dataset files not found. Expected {_expected(spec, _folder(spec, root))}"
+    missing = f"{source}: dataset files not found. Expected {_expected(spec, root / spec.folder)}"
     if offline():
         raise DataError(f"{missing}; downloads are off (IMGCLS_OFFLINE is set). Copy the official files there.")
     import torchvision.datasets as tvd
@@ -165,15 +168,11 @@ def _download(source: str, spec: Spec, root: Path) -> None:
                         "Copy the official files there or run where the internet is reachable.") from exc
 
 
-def _folder(spec: Spec, root: Path) -> Path:
-    return root / spec.folder
-
-
 def locate_torchvision(cfg: DataConfig) -> Located:
     """A torchvision dataset under data.root (default: the data folder), downloaded when files are missing."""
     spec = SPECS[cfg.source]
     root = Path(cfg.root).expanduser() if cfg.root else data_dir()
-    folder = _folder(spec, root)
+    folder = root / spec.folder
     if cfg.source == "svhn" and _file_paths(spec, folder) is None and _file_paths(spec, root) is not None:
         folder = root  # torchvision's own SVHN layout keeps the .mat files directly in its root
     paths = _file_paths(spec, folder)
