@@ -57,13 +57,14 @@ def list_cmd(kind: Annotated[str | None, typer.Argument(help="Only this kind.")]
 
 def _preset_params(name: str, path: Path) -> int | None:
     from engine.config import section_from_dict
-    from engine.models import preset_param_count
+    from engine.models import PRESET_INPUT, preset_param_count
     from engine.presets import load_mapping
 
     raw = load_mapping(path)
     raw.pop("description", None)
     try:
-        return preset_param_count(section_from_dict("model", raw, str(path)), preset_name=name)
+        num_classes, in_channels, image_size = PRESET_INPUT.get(name, (10, 3, 32))
+        return preset_param_count(section_from_dict("model", raw, str(path)), num_classes, in_channels, image_size)
     except Exception as exc:  # one broken preset must not hide the list
         err_console.print(f"[yellow]warning:[/] {path}: {exc}")
         return None

@@ -14,7 +14,8 @@ from rich.console import Console
 F = TypeVar("F", bound=Callable[..., Any])
 
 err_console = Console(stderr=True)
-out_console = Console()
+# Piped or captured output is not cut to 80 columns: tables stay whole in files and logs.
+out_console = Console(width=None if sys.stdout.isatty() else 200)
 
 RunsDirOption = Annotated[
     Path | None,

@@ -37,18 +37,18 @@ class ProgressListener:
             handler(event)
 
     def on_run_start(self, event: dict[str, Any]) -> None:
-        self.console.print(f"run [bold]{event['name']}[/] in {event['run']}", highlight=False)
+        self.console.print(f"run [bold]{event['name']}[/] in {event['run']}", highlight=False, soft_wrap=True)
 
     def on_data_ready(self, event: dict[str, Any]) -> None:
         counts = event["counts"]
         self.console.print(
             f"data {event['source']}: {event['classes']} classes, {event['channels']}x{event['image_size']}px, "
             f"train {counts['train']} / val {counts['val']} / test {counts['test']} ({event['load_s']:.1f}s)",
-            highlight=False)
+            highlight=False, soft_wrap=True)
 
     def on_model_ready(self, event: dict[str, Any]) -> None:
         self.console.print(f"model {event['model']}: {fmt_count(event['params'])} params, "
-                           f"{fmt_count(event['macs'])} MACs/image", highlight=False)
+                           f"{fmt_count(event['macs'])} MACs/image", highlight=False, soft_wrap=True)
 
     def on_epoch_start(self, event: dict[str, Any]) -> None:
         if self.run_task is None:
@@ -67,20 +67,20 @@ class ProgressListener:
         self.console.print(
             f"epoch {event['epoch']:>3}  train loss {event['train_loss']:.4f} acc {fmt_pct(event['train_acc'])}  "
             f"val loss {_num(event['val_loss'])} acc {fmt_pct(event['val_acc'])}  lr {event['lr']:.3g}  "
-            f"{event['epoch_s']:.1f}s", highlight=False)
+            f"{event['epoch_s']:.1f}s", highlight=False, soft_wrap=True)
 
     def on_lr_drop(self, event: dict[str, Any]) -> None:
-        self.console.print(f"  lr {event['old_lr']:.3g} -> {event['new_lr']:.3g}", highlight=False)
+        self.console.print(f"  lr {event['old_lr']:.3g} -> {event['new_lr']:.3g}", highlight=False, soft_wrap=True)
 
     def on_test(self, event: dict[str, Any]) -> None:
         self.console.print(f"test ({event['checkpoint']} checkpoint): loss {_num(event['loss'])} "
-                           f"acc {fmt_pct(event['acc'])}", highlight=False)
+                           f"acc {fmt_pct(event['acc'])}", highlight=False, soft_wrap=True)
 
     def on_warning(self, event: dict[str, Any]) -> None:
-        self.console.print(f"[yellow]warning:[/] {event['message']}", highlight=False)
+        self.console.print(f"[yellow]warning:[/] {event['message']}", highlight=False, soft_wrap=True)
 
     def on_run_end(self, event: dict[str, Any]) -> None:
-        self.console.print(f"{event['state']} ({event['reason']}) after {event['epochs_done']} epochs", highlight=False)
+        self.console.print(f"{event['state']} ({event['reason']}) after {event['epochs_done']} epochs", highlight=False, soft_wrap=True)
 
 
 def _num(value: Any) -> str:

@@ -9,6 +9,7 @@ nor any UI library, so validating a preset is fast.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any, Literal, Union
 from engine.errors import ConfigError, did_you_mean
 
 SCHEMA_VERSION = 1
+_SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
 def doc(text: str, default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING) -> Any:
@@ -273,6 +275,8 @@ def _coerce(value: Any, tp: Any, dotted: str, source: str | None) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _SCIENTIFIC.match(value.strip()):
+            return float(value)  # YAML 1.1 reads `1e-4` (no dot) as a string; accept it as the number it is
         raise _type_error(value, tp, dotted, source)
     if tp is str:
         if isinstance(value, str):

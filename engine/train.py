@@ -38,6 +38,9 @@ from engine.runtime import (
 from engine.setup import TrainingParts, build_parts
 
 
+STEPPED_SCHEDULES = ("step", "multistep", "plateau")  # schedules whose LR drops are marked in events
+
+
 class Diverged(EngineError):
     """The loss became NaN or infinite."""
 
@@ -226,7 +229,7 @@ class Trainer:
         old_lr = parts.schedule.lr()
         parts.schedule.step_epoch({k: v for k, v in metrics.items() if isinstance(v, float)})
         new_lr = parts.schedule.lr()
-        if new_lr < old_lr * 0.95:
+        if new_lr < old_lr * 0.95 and self.config.schedule.name in STEPPED_SCHEDULES:
             self.events.emit("lr_drop", epoch=epoch + 1, old_lr=old_lr, new_lr=new_lr)
         epoch_s = time.perf_counter() - self._epoch_clock
         row = {"epoch": epoch + 1, **metrics, "lr": old_lr, "epoch_s": round(epoch_s, 3),

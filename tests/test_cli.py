@@ -1,0 +1,107 @@
+"""The CLI end to end: real subprocesses for train (stdout is only JSON), CliRunner for the rest."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from console.cli import app
+from tests.conftest import write
+
+runner = CliRunner()
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the real command in a fresh interpreter."""
+    return subprocess.run([sys.executable, "-m", "console.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+
+
+@pytest.fixture(scope="module")
+def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """One real quickstart run, shared by the tests that read it."""
+    home = tmp_path_factory.mktemp("qs")
+    result = cli("train", "quickstart", "--json", "--runs-dir", str(home / "runs"), cwd=home)
+    assert result.returncode == 0, result.stderr
+    return home, json.loads(result.stdout)
+
+
+def test_train_quickstart_json_is_the_only_stdout(quickstart_run: tuple[Path, dict]) -> None:
+    _home, summary = quickstart_run
+    assert set(summary) >= {"run_dir", "state", "epochs", "best_val_acc", "test_acc", "params", "wall_s"}
+    assert summary["state"] == "finished" and summary["test_acc"] >= 0.95
+    run_dir = Path(summary["run_dir"])
+    for name in ("config.yaml", "events.jsonl", "status.json", "checkpoints/last/weights.safetensors",
+                 "checkpoints/best/state.pt" if False else "checkpoints/best/meta.json"):
+        assert (run_dir / name).exists(), name
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in events if e["type"] == "epoch"] == list(range(1, 16))
+    assert events[-1]["type"] == "run_end" and events[-1]["state"] == "finished"
+
+
+def test_runs_list_and_show(quickstart_run: tuple[Path, dict]) -> None:
+    home, summary = quickstart_run
+    name = Path(summary["run_dir"]).name
+    listed = runner.invoke(app, ["runs", "list", "--runs-dir", str(home / "runs")], terminal_width=200)
+    assert listed.exit_code == 0 and name in listed.stdout and "finished" in listed.stdout
+    shown = runner.invoke(app, ["runs", "show", name[:14], "--runs-dir", str(home / "runs")], terminal_width=200)
+    assert shown.exit_code == 0 and "val acc" in shown.stdout and "small-cnn" not in shown.stdout
+    assert "epochs" in shown.stdout and "checkpoints: " in shown.stdout
+
+
+def test_export_run_retrains_to_the_same_config(quickstart_run: tuple[Path, dict], tmp_path: Path) -> None:
+    home, summary = quickstart_run
+    out = tmp_path / "exported.yaml"
+    result = runner.invoke(app, ["presets", "export", summary["run_dir"], "--out", str(out),
+                                 "--runs-dir", str(home / "runs")])
+    assert result.exit_code == 0, result.output
+    retrain = cli("train", str(out), "--json", "--quiet", "--set", "train.epochs=15", "--runs-dir",
+                  str(tmp_path / "runs"), cwd=tmp_path)
+    assert retrain.returncode == 0, retrain.stderr
+    again = json.loads(retrain.stdout)
+    first = yaml.safe_load((Path(summary["run_dir"]) / "config.yaml").read_text())
+    second = yaml.safe_load((Path(again["run_dir"]) / "config.yaml").read_text())
+    assert first["content_hash"] == second["content_hash"] == yaml.safe_load(out.read_text())["content_hash"]
+    assert again["test_acc"] == pytest.approx(summary["test_acc"])  # same seed, same config, same result
+
+
+def test_validate_unknown_key_suggests(tmp_path: Path) -> None:
+    bad = write(tmp_path / "bad.yaml", "optim: {lrr: 0.1}\n")
+    result = cli("presets", "validate", str(bad), cwd=tmp_path)
+    assert result.returncode != 0
+    assert "optim.lrr" in result.stderr and "did you mean `lr`" in result.stderr
+
+
+def test_validate_refuses_python_tags_and_runs_nothing(tmp_path: Path) -> None:
+    bad = write(tmp_path / "evil.yaml", 'optim: !!python/object/apply:os.system ["touch pwned"]\n')
+    result = cli("presets", "validate", str(bad), cwd=tmp_path)
+    assert result.returncode != 0 and "refused YAML tag" in result.stderr
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_presets_list_show_import(tmp_path: Path) -> None:
+    listed = runner.invoke(app, ["presets", "list", "experiment"], terminal_width=200)
+    assert listed.exit_code == 0 and "quickstart" in listed.stdout
+    shown = runner.invoke(app, ["presets", "show", "quickstart", "--resolved"])
+    assert shown.exit_code == 0 and "label_smoothing" in shown.stdout
+    source = write(tmp_path / "mine.yaml", "name: sgd\nlr: 0.02\n")
+    imported = runner.invoke(app, ["presets", "import", str(source), "--kind", "optim"])
+    assert imported.exit_code == 0, imported.output
+    assert "mine" in runner.invoke(app, ["presets", "list", "optim"], terminal_width=200).stdout
+
+
+def test_missing_preset_error_lists_available(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", "quickstrat"])
+    assert result.exit_code == 2 and "did you mean `quickstart`" in result.output
+
+
+def test_model_presets_show_param_counts() -> None:
+    result = runner.invoke(app, ["presets", "list", "model"], terminal_width=200)
+    assert result.exit_code == 0 and "params" in result.stdout and "small-cnn" in result.stdout
+    assert "21.5K" in result.stdout

@@ -1,0 +1,100 @@
+"""Presets: search order, composition, overrides, safe YAML, export/import, and every shipped preset validates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from engine import presets
+from engine.config import PRESET_KINDS
+from engine.errors import ConfigError
+from tests.conftest import write
+
+
+def test_every_builtin_preset_validates() -> None:
+    found = presets.list_presets()
+    assert {p.kind for p in found} == set(PRESET_KINDS)
+    for info in found:
+        kind, _ = presets.validate_file(info.path, info.kind)
+        assert kind == info.kind
+
+
+def test_missing_preset_lists_available() -> None:
+    with pytest.raises(ConfigError) as info:
+        presets.find_preset("optim", "sgdd")
+    assert "did you mean `sgd`" in str(info.value) and "adam" in str(info.value)
+
+
+def test_unsafe_yaml_tag_is_refused_and_nothing_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    bad = write(tmp_path / "evil.yaml", f'optim: !!python/object/apply:os.system ["touch {marker}"]\n')
+    with pytest.raises(ConfigError, match="refused YAML tag"):
+        presets.validate_file(bad)
+    assert not marker.exists()
+
+
+def test_experiment_composes_presets_and_overrides(tmp_path: Path) -> None:
+    exp = write(tmp_path / "exp.yaml", "data: {source: digits}\noptim: {preset: sgd-nesterov-wd, lr: 0.3}\n"
+                                        "schedule: multistep-10\ntrain: {epochs: 3}\n")
+    config = presets.resolve_experiment(str(exp), ["train.batch_size=16", "optim.momentum=0.5"])
+    assert config.optim.lr == 0.3 and config.optim.nesterov is True and config.optim.momentum == 0.5
+    assert config.schedule.milestones == [10] and config.train.batch_size == 16 and config.name == "exp"
+
+
+def test_unknown_key_in_section_preset_names_that_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    user = tmp_path / "user-presets"
+    write(user / "optim" / "broken.yaml", "name: sgd\nlrr: 0.1\n")
+    exp = write(tmp_path / "exp.yaml", "optim: broken\n")
+    with pytest.raises(ConfigError) as info:
+        presets.resolve_experiment(str(exp))
+    assert "broken.yaml" in str(info.value) and "optim.lrr" in str(info.value)
+
+
+def test_override_errors_name_the_override() -> None:
+    with pytest.raises(ConfigError, match=r"--set optim\.lrr=0\.2.*did you mean `lr`"):
+        presets.resolve_experiment("quickstart", ["optim.lrr=0.2"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        presets.resolve_experiment("quickstart", ["optim.lr"])
+
+
+def test_base_experiment_chain_and_cycle(tmp_path: Path) -> None:
+    user = tmp_path / "user-presets" / "experiment"
+    write(user / "a.yaml", "base: quickstart\ntrain: {epochs: 2}\n")
+    assert presets.resolve_experiment("a").train.epochs == 2
+    assert presets.resolve_experiment("a").model.name == presets.resolve_experiment("quickstart").model.name
+    write(user / "b.yaml", "base: c\n")
+    write(user / "c.yaml", "base: b\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        presets.resolve_experiment("b")
+
+
+def test_user_folder_comes_before_builtin(tmp_path: Path) -> None:
+    write(tmp_path / "user-presets" / "optim" / "sgd.yaml", "name: sgd\nlr: 0.7\n")
+    assert presets.load_section_preset("optim", "sgd")["lr"] == 0.7
+    assert [p.origin for p in presets.list_presets("optim") if p.name == "sgd"] == ["user"]
+
+
+def test_export_is_self_contained_and_hash_is_stable(tmp_path: Path) -> None:
+    config = presets.resolve_experiment("quickstart")
+    text = presets.resolved_yaml(config)
+    document = yaml.safe_load(text)
+    assert document["schema_version"] == 1 and document["content_hash"].startswith("sha256:")
+    exported = write(tmp_path / "out.yaml", text)
+    again = presets.resolve_experiment(str(exported))
+    assert presets.content_hash(presets.cfg.to_dict(again)) == document["content_hash"]
+
+
+def test_import_refuses_to_shadow_builtin_silently(tmp_path: Path) -> None:
+    source = write(tmp_path / "sgd.yaml", "name: sgd\nlr: 0.2\n")
+    with pytest.raises(ConfigError, match="built-in"):
+        presets.import_preset(source, kind="optim")
+    target = presets.import_preset(source, kind="optim", name="my-sgd")
+    assert target == tmp_path / "user-presets" / "optim" / "my-sgd.yaml"
+    with pytest.raises(ConfigError, match="--overwrite"):
+        presets.import_preset(source, kind="optim", name="my-sgd")
+    bad = write(tmp_path / "bad.yaml", "name: sgd\nlrr: 0.2\n")
+    with pytest.raises(ConfigError, match="lrr"):
+        presets.import_preset(bad, kind="optim", name="bad")
+    assert not (tmp_path / "user-presets" / "optim" / "bad.yaml").exists()

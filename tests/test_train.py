@@ -1,0 +1,151 @@
+"""The training loop: exact resume, signals, divergence, incompatible resume, checkpoint policy, early stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine import checkpoint as ckpt
+from engine.errors import CheckpointError
+from engine.presets import resolve_experiment
+from engine.runs import read_status
+from engine.runtime import StopRequest
+from engine.train import resume_run, start_run
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["train.epochs=4", "train.deterministic=true", "data.limit=600", "train.log_every=5"]
+
+
+def _weights(run_dir: Path, name: str = "last") -> dict[str, torch.Tensor]:
+    return ckpt.load_checkpoint(run_dir / "checkpoints" / name).weights
+
+
+def test_resume_mid_run_matches_uninterrupted(tmp_path: Path) -> None:
+    config = resolve_experiment("quickstart", FAST)
+    full = start_run(config, tmp_path / "a")
+    stop = StopRequest()
+
+    def stop_after_epoch_two(event: dict) -> None:
+        if event["type"] == "epoch" and event["epoch"] == 2:
+            stop.count = 1  # as a first Ctrl-C would: the next step finishes, then the run saves and stops
+
+    cut = start_run(config, tmp_path / "b", listeners=[stop_after_epoch_two], stop=stop)
+    assert cut["state"] == "interrupted"
+    meta = json.loads((Path(cut["run_dir"]) / "checkpoints/last/meta.json").read_text())
+    assert meta["epoch"] == 2 and meta["step_in_epoch"] == 1  # a mid-epoch checkpoint
+    resumed = resume_run(Path(cut["run_dir"]))
+    assert resumed["state"] == "finished"
+    for key, value in _weights(Path(full["run_dir"])).items():
+        assert torch.equal(value, _weights(Path(resumed["run_dir"]))[key]), key
+    assert resumed["test_acc"] == full["test_acc"] and resumed["best_val_acc"] == full["best_val_acc"]
+
+
+def test_resume_refuses_incompatible_change(tmp_path: Path) -> None:
+    config = resolve_experiment("quickstart", ["train.epochs=1", "data.limit=300"])
+    run = start_run(config, tmp_path)
+    with pytest.raises(CheckpointError, match=r"model\.options"):
+        resume_run(Path(run["run_dir"]), overrides=["model.options.channels=[8, 16]"])
+    extended = resume_run(Path(run["run_dir"]), overrides=["train.epochs=2"])
+    assert extended["state"] == "finished" and extended["epoch"] == 2
+
+
+def test_nan_loss_stops_as_diverged_and_never_becomes_best(tmp_path: Path) -> None:
+    config = resolve_experiment("quickstart", ["optim.lr=1e12", "train.epochs=3", "data.limit=300",
+                                               "model.options.batch_norm=false", "train.log_every=1"])
+    status = start_run(config, tmp_path)
+    assert status["state"] == "diverged" and "epoch 1, step" in status["reason"]
+    for meta in ckpt.list_checkpoints(Path(status["run_dir"])):
+        weights = ckpt.load_checkpoint(Path(status["run_dir"]) / "checkpoints" / meta["name"]).weights
+        assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
+
+
+def test_periodic_checkpoints_keep_newest(tmp_path: Path) -> None:
+    config = resolve_experiment("quickstart", ["train.epochs=5", "data.limit=300", "train.checkpoint.every=1",
+                                               "train.checkpoint.keep=2"])
+    run_dir = Path(start_run(config, tmp_path)["run_dir"])
+    names = [m["name"] for m in ckpt.list_checkpoints(run_dir)]
+    assert "epoch-004" in names and "epoch-005" in names and "epoch-003" not in names
+    assert "best" in names and "last" in names
+
+
+def test_early_stopping(tmp_path: Path) -> None:
+    config = resolve_experiment("quickstart", ["train.epochs=30", "data.limit=300", "optim.lr=0.000001",
+                                               "schedule.name=constant", "train.early_stop.metric=val_acc",
+                                               "train.early_stop.mode=max", "train.early_stop.patience=2",
+                                               "train.early_stop.min_delta=0.5"])
+    status = start_run(config, tmp_path)
+    assert status["state"] == "finished" and status["reason"] == "early_stop" and status["epoch"] == 3
+
+
+def test_sigint_saves_and_exits_130(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "console.cli", "train", "quickstart", "--quiet",
+                             "--set", "train.epochs=100000", "--runs-dir", str(tmp_path / "runs")],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    run_dir = None
+    while time.time() < deadline:
+        found = list((tmp_path / "runs").glob("*/checkpoints/last/meta.json"))
+        if found:
+            run_dir = found[0].parents[2]
+            break
+        time.sleep(0.2)
+    assert run_dir is not None, "no checkpoint appeared"
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    status = read_status(run_dir)
+    assert status["state"] == "interrupted"
+    ckpt.load_checkpoint(run_dir / "checkpoints" / "last")  # complete and verified
+
+
+SAVER = """
+import sys, torch
+from pathlib import Path
+from engine.checkpoint import save_checkpoint
+root = Path(sys.argv[1])
+big = {"w": torch.randn(512, 1024)}
+epoch = 0
+while True:
+    epoch += 1
+    save_checkpoint(root, "last", weights={"w": big["w"] + epoch}, config_text="x", meta={"epoch": epoch},
+                    state={"epoch": epoch})
+    print(epoch, flush=True)
+"""
+
+
+def test_kill_during_save_leaves_a_complete_checkpoint(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for delay in (0.9, 1.3, 1.7):
+        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(tmp_path / "ck")], env=env,
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        proc.stdout.readline()  # at least one checkpoint is complete
+        time.sleep(delay - 0.8)
+        proc.kill()
+        proc.wait()
+        loaded = ckpt.load_checkpoint(ckpt.checkpoint_dir(tmp_path, "last") if False else _last(tmp_path / "ck"))
+        epoch = loaded.meta["epoch"]
+        assert torch.equal(loaded.weights["w"], loaded.weights["w"]) and loaded.state["epoch"] == epoch
+
+
+def _last(root: Path) -> Path:
+    ckpt._recover(root, "last")
+    return root / "last"
+
+
+def test_corrupt_checkpoint_is_detected(tmp_path: Path) -> None:
+    folder = ckpt.save_checkpoint(tmp_path, "x", weights={"w": torch.ones(3)}, config_text="", meta={"epoch": 1})
+    data = bytearray((folder / ckpt.WEIGHTS).read_bytes())
+    data[-1] ^= 0xFF
+    (folder / ckpt.WEIGHTS).write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        ckpt.load_checkpoint(folder)
