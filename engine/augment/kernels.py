@@ -71,26 +71,8 @@ def blend(a: Tensor, b: Tensor, ratio: Tensor) -> Tensor:
     return (a * r + b * (1.0 - r)).clamp_(0.0, 1.0)
 
 
-def adjust_brightness(x: Tensor, factor: Tensor) -> Tensor:
-    """Multiply intensities by a per-image factor."""
-    return (x * per_image(factor)).clamp_(0.0, 1.0)
-
-
-def adjust_contrast(x: Tensor, factor: Tensor) -> Tensor:
-    """Blend with the image's mean gray level."""
-    mean = grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
-    return blend(x, mean, factor)
-
-
-def adjust_saturation(x: Tensor, factor: Tensor) -> Tensor:
-    """Blend with the gray version (gray images are unchanged)."""
-    if x.shape[1] == 1:
-        return x
-    return blend(x, grayscale(x), factor)
-
-
-def adjust_sharpness(x: Tensor, factor: Tensor) -> Tensor:
-    """Blend with a 3x3 smoothed copy (border pixels kept), as PIL's ImageEnhance.Sharpness."""
+def smoothed(x: Tensor) -> Tensor:
+    """The 3x3 smoothed copy (border pixels kept) that PIL's ImageEnhance.Sharpness blends with."""
     _, c, h, w = x.shape
     if h <= 2 or w <= 2:
         return x
@@ -99,7 +81,25 @@ def adjust_sharpness(x: Tensor, factor: Tensor) -> Tensor:
     kernel = (kernel / 13.0).expand(c, 1, 3, 3)
     smooth = x.clone()
     smooth[:, :, 1:-1, 1:-1] = F.conv2d(x, kernel, groups=c)
-    return blend(x, smooth, factor)
+    return smooth
+
+
+def enhance(x: Tensor, factor: Tensor, w_gray: Tensor | None = None, w_mean: Tensor | None = None,
+            w_smooth: Tensor | None = None) -> Tensor:
+    """Brightness, saturation, contrast or sharpness chosen per image in one blend.
+
+    Each image blends with its own degenerate image: black (all weights 0, brightness), its gray version
+    (w_gray 1, saturation), its mean gray level (w_mean 1, contrast) or its smoothed copy (w_smooth 1).
+    """
+    degenerate = torch.zeros((), dtype=x.dtype, device=x.device)
+    gray = grayscale(x) if w_gray is not None or w_mean is not None else None
+    if w_gray is not None:
+        degenerate = degenerate + gray * per_image(w_gray)
+    if w_mean is not None:
+        degenerate = degenerate + gray.mean(dim=(1, 2, 3), keepdim=True) * per_image(w_mean)
+    if w_smooth is not None:
+        degenerate = degenerate + smoothed(x) * per_image(w_smooth)
+    return blend(x, degenerate, factor)
 
 
 def _rgb_to_hsv(x: Tensor) -> Tensor:
@@ -145,7 +145,12 @@ def solarize(x: Tensor, threshold: Tensor) -> Tensor:
 
 def posterize(x: Tensor, bits: Tensor) -> Tensor:
     """Keep the top `bits` (per image, 1..8) of each 8-bit value, as on uint8 images; 8 bits keeps the grid."""
-    step = per_image(torch.pow(2.0, 8.0 - bits.to(x.dtype)))
+    return posterize_step(x, torch.pow(2.0, 8.0 - bits.to(x.dtype)))
+
+
+def posterize_step(x: Tensor, step: Tensor) -> Tensor:
+    """Posterize with a per-image quantization step 2 ** (8 - bits) on the 8-bit grid."""
+    step = per_image(step.to(x.dtype))
     q = torch.floor(x * 255.0 + 0.5)
     return torch.floor(q / step) * step / 255.0
 
@@ -226,15 +231,20 @@ def inverse_affine(angle: Tensor, tx: Tensor, ty: Tensor, scale: Tensor, shear_x
     return torch.stack((torch.stack((m0, m1, m2), 1), torch.stack((m3, m4, m5), 1)), 1)
 
 
-def warp(x: Tensor, matrix: Tensor, interpolation: str = "nearest", fill: float = 0.0) -> Tensor:
-    """Resample each image through its (B, 2, 3) inverse matrix (centred pixel coords); one grid_sample."""
+def normalized_theta(matrix: Tensor, h: int, w: int) -> Tensor:
+    """Inverse matrices in centred pixel coordinates to `affine_grid` thetas (align_corners=False)."""
+    theta = matrix.clone()
+    theta[..., 0, 1] *= h / w
+    theta[..., 1, 0] *= w / h
+    theta[..., 0, 2] *= 2.0 / w
+    theta[..., 1, 2] *= 2.0 / h
+    return theta
+
+
+def warp_theta(x: Tensor, theta: Tensor, interpolation: str = "nearest", fill: float = 0.0) -> Tensor:
+    """Resample each image through its (B, 2, 3) normalized theta; one grid_sample."""
     b, c, h, w = x.shape
-    theta = matrix.to(x.dtype).clone()
-    theta[:, 0, 1] *= h / w
-    theta[:, 1, 0] *= w / h
-    theta[:, 0, 2] *= 2.0 / w
-    theta[:, 1, 2] *= 2.0 / h
-    grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)
+    grid = F.affine_grid(theta.to(x.dtype), [b, c, h, w], align_corners=False)
     if fill == 0.0:
         return F.grid_sample(x, grid, mode=interpolation, padding_mode="zeros", align_corners=False)
     ones = torch.ones(b, 1, h, w, dtype=x.dtype, device=x.device)
@@ -244,6 +254,12 @@ def warp(x: Tensor, matrix: Tensor, interpolation: str = "nearest", fill: float 
     if interpolation == "nearest":
         return torch.where(mask < 0.5, torch.full_like(img, fill), img)
     return (img - fill) * mask + fill
+
+
+def warp(x: Tensor, matrix: Tensor, interpolation: str = "nearest", fill: float = 0.0) -> Tensor:
+    """Resample each image through its (B, 2, 3) inverse matrix (centred pixel coords); one grid_sample."""
+    h, w = x.shape[-2:]
+    return warp_theta(x, normalized_theta(matrix.to(x.dtype), h, w), interpolation, fill)
 
 
 def crop_resize(x: Tensor, top: Tensor, left: Tensor, height: Tensor, width: Tensor,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -56,6 +55,7 @@ def mix_batch(x: Tensor, labels: Tensor, num_classes: int, gen: torch.Generator,
         do_mix = torch.rand((), generator=gen, device=dev) < mix_prob
         mixed = torch.where(do_mix, mixed, x)
         lam = torch.where(do_mix, lam, torch.ones_like(lam))
-    one_hot = F.one_hot(labels, num_classes).to(torch.float32)
+    # F.one_hot checks the label range on the host (a GPU sync); scatter does not.
+    one_hot = torch.zeros(b, num_classes, device=dev).scatter_(1, labels.view(-1, 1), 1.0)
     targets = one_hot * lam + one_hot[perm] * (1.0 - lam)
     return mixed, targets

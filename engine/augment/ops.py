@@ -125,22 +125,31 @@ def _resized_crop(scale: tuple[float, float], ratio: tuple[float, float], interp
 
 def _color_jitter(brightness: tuple[float, float], contrast: tuple[float, float],
                   saturation: tuple[float, float], hue: tuple[float, float]) -> OpFn:
-    """ColorJitter with factors and the order of the four adjustments drawn per image."""
-    parts = [(K.adjust_brightness, brightness, (1.0, 1.0)), (K.adjust_contrast, contrast, (1.0, 1.0)),
-             (K.adjust_saturation, saturation, (1.0, 1.0)), (K.adjust_hue, hue, (0.0, 0.0))]
-    active = [(f, r) for f, r, identity in parts if tuple(r) != identity]
+    """ColorJitter with factors and the order of the four adjustments drawn per image.
+
+    At each stage every image applies the adjustment its order names: brightness, contrast and saturation
+    as one per-image blend (`kernels.enhance`), hue through HSV for the images whose stage is hue.
+    """
+    names = ("brightness", "contrast", "saturation", "hue")
+    ranges = dict(zip(names, (brightness, contrast, saturation, hue)))
+    active = [n for n in names if tuple(ranges[n]) != ((0.0, 0.0) if n == "hue" else (1.0, 1.0))]
 
     def fn(x: Tensor, ctx: Context) -> Tensor:
         if not active:
             return x
         n = x.shape[0]
-        factors = [_draw(ctx, x, *r) for _, r in active]
+        factors = torch.stack([_draw(ctx, x, *ranges[name]) for name in active], 1)  # (B, k)
         order = torch.rand(n, len(active), generator=ctx.gen, device=x.device).argsort(1)
         for stage in range(len(active)):
-            out = x
-            for j, (f, _) in enumerate(active):
-                out = torch.where(K.per_image(order[:, stage] == j), f(x, factors[j]), out)
-            x = out
+            which = order[:, stage]
+            factor = factors.gather(1, which.view(-1, 1)).squeeze(1)
+            is_ = {name: which == j for j, name in enumerate(active)}
+            blend_factor = torch.where(is_.get("hue", torch.zeros_like(which, dtype=torch.bool)), 1.0, factor)
+            x = K.enhance(x, blend_factor,
+                          is_["saturation"].to(x.dtype) if "saturation" in is_ else None,
+                          is_["contrast"].to(x.dtype) if "contrast" in is_ else None)
+            if "hue" in is_:
+                x = torch.where(K.per_image(is_["hue"]), K.adjust_hue(x, factor), x)
         return x
     return fn
 
@@ -162,7 +171,7 @@ def _posterize(bits: int) -> OpFn:
 
 
 def _sharpness(factor: float) -> OpFn:
-    return lambda x, ctx: K.adjust_sharpness(x, torch.full((x.shape[0],), factor, device=x.device))
+    return lambda x, ctx: K.blend(x, K.smoothed(x), torch.full((x.shape[0],), factor, device=x.device))
 
 
 def _fill_value(value: Any, x: Tensor, ctx: Context) -> Tensor:

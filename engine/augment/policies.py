@@ -84,10 +84,24 @@ def magnitude_table(wide: bool, bins: int, h: int, w: int) -> Tensor:
     return table
 
 
-def apply_ops(x: Tensor, op: Tensor, mag: Tensor, interpolation: str, fill: float) -> Tensor:
-    """Apply to each image the op it drew (`op`, ids (B,)) at its signed magnitude (`mag`, (B,))."""
-    h, w = x.shape[-2:]
-    mag = mag.to(x.dtype)
+# Columns of the per-(op, magnitude bin, sign) parameter table.
+THETA, GEO, FACTOR, W_GRAY, W_MEAN, W_SMOOTH, SOLARIZE, POSTERIZE, STEP, AUTOCONTRAST, EQUALIZE, INVERT = (
+    slice(0, 6), 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
+COLUMNS = 17
+
+
+def param_table(magnitudes: Tensor, h: int, w: int) -> Tensor:
+    """Every op's kernel parameters per (op, bin, sign): row (op * bins + bin) * 2 + negated, 17 columns.
+
+    Built once per image size so that a batch gathers its parameters in one indexing op instead of
+    computing matrices and factors per step.
+    """
+    n_ops, bins = magnitudes.shape
+    op = torch.arange(n_ops).repeat_interleave(bins * 2)
+    signed = torch.tensor([name in SIGNED for name in OP_NAMES])[op]
+    negate = torch.arange(2).repeat(n_ops * bins).bool() & signed
+    mag = magnitudes.repeat_interleave(2, dim=1).flatten()
+    mag = torch.where(negate, -mag, mag)
     zero, one = torch.zeros_like(mag), torch.ones_like(mag)
 
     def pick(name: str, value: Tensor, other: Tensor) -> Tensor:
@@ -99,80 +113,104 @@ def apply_ops(x: Tensor, op: Tensor, mag: Tensor, interpolation: str, fill: floa
         pick("Rotate", -mag, zero), pick("TranslateX", torch.trunc(mag), zero),
         pick("TranslateY", torch.trunc(mag), zero), one, pick("ShearX", shear, zero), pick("ShearY", shear, zero),
         torch.where(is_shear, -0.5 * w * one, zero), torch.where(is_shear, -0.5 * h * one, zero))
-    is_geometric = (op >= OP_ID["ShearX"]) & (op <= OP_ID["Rotate"])
-    x = torch.where(K.per_image(is_geometric), K.warp(x, matrix, interpolation, fill), x)
-    # Enhancements at factor 1 and solarize above 1 are exact identities, so every image can go through them.
-    x = K.adjust_brightness(x, pick("Brightness", 1.0 + mag, one))
-    x = K.adjust_saturation(x, pick("Color", 1.0 + mag, one))
-    x = K.adjust_contrast(x, pick("Contrast", 1.0 + mag, one))
-    x = K.adjust_sharpness(x, pick("Sharpness", 1.0 + mag, one))
-    x = K.solarize(x, pick("Solarize", mag, 2.0 * one))
-    x = torch.where(K.per_image(op == OP_ID["Posterize"]), K.posterize(x, mag), x)
-    x = torch.where(K.per_image(op == OP_ID["AutoContrast"]), K.autocontrast(x), x)
-    x = torch.where(K.per_image(op == OP_ID["Equalize"]), K.equalize(x), x)
-    return torch.where(K.per_image(op == OP_ID["Invert"]), 1.0 - x, x)
+    table = torch.zeros(len(op), COLUMNS, dtype=torch.float64)
+    table[:, THETA] = K.normalized_theta(matrix, h, w).flatten(1)
+    table[:, GEO] = ((op >= OP_ID["ShearX"]) & (op <= OP_ID["Rotate"])).double()
+    enhancing = (op >= OP_ID["Brightness"]) & (op <= OP_ID["Sharpness"])
+    table[:, FACTOR] = torch.where(enhancing, 1.0 + mag, one)
+    for column, name in ((W_GRAY, "Color"), (W_MEAN, "Contrast"), (W_SMOOTH, "Sharpness"),
+                         (POSTERIZE, "Posterize"), (AUTOCONTRAST, "AutoContrast"), (EQUALIZE, "Equalize"),
+                         (INVERT, "Invert")):
+        table[:, column] = (op == OP_ID[name]).double()
+    table[:, SOLARIZE] = pick("Solarize", mag, 2.0 * one)  # a threshold above 1 changes nothing
+    table[:, STEP] = torch.pow(2.0, 8.0 - pick("Posterize", mag, 8.0 * one))
+    return table.float()
+
+
+def apply_ops(x: Tensor, prm: Tensor, present: frozenset[str], interpolation: str, fill: float) -> Tensor:
+    """Apply to each image the op whose parameters it gathered (`prm`, (B, 17)); skip ops not in `present`."""
+    if present & {"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"}:
+        warped = K.warp_theta(x, prm[:, THETA].reshape(-1, 2, 3), interpolation, fill)
+        x = torch.where(K.per_image(prm[:, GEO] > 0), warped, x)
+    if present & {"Brightness", "Color", "Contrast", "Sharpness"}:
+        # Images that drew another op blend at factor 1: an exact identity.
+        x = K.enhance(x, prm[:, FACTOR], prm[:, W_GRAY] if "Color" in present else None,
+                      prm[:, W_MEAN] if "Contrast" in present else None,
+                      prm[:, W_SMOOTH] if "Sharpness" in present else None)
+    if "Solarize" in present:
+        x = K.solarize(x, prm[:, SOLARIZE])
+    if "Posterize" in present:
+        x = torch.where(K.per_image(prm[:, POSTERIZE] > 0), K.posterize_step(x, prm[:, STEP]), x)
+    for name, column, kernel in (("AutoContrast", AUTOCONTRAST, K.autocontrast), ("Equalize", EQUALIZE, K.equalize),
+                                 ("Invert", INVERT, lambda t: 1.0 - t)):
+        if name in present:
+            x = torch.where(K.per_image(prm[:, column] > 0), kernel(x), x)
+    return x
 
 
 class _Tables:
-    """Magnitude table, sign flags and op space per (height, width, device), built on first use."""
+    """Parameter table and op space per (height, width, device), built on first use."""
 
     def __init__(self, wide: bool, bins: int, space: tuple[str, ...] = RAND_SPACE) -> None:
         self.wide, self.bins = wide, bins
         self.space = K.DeviceCache(torch.tensor([OP_ID[n] for n in space]))
-        self.signed = K.DeviceCache(torch.tensor([name in SIGNED for name in OP_NAMES]))
         self.cache: dict[tuple[int, int, str], Tensor] = {}
 
-    def get(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def get(self, x: Tensor) -> tuple[Tensor, Tensor]:
         h, w = x.shape[-2:]
         key = (h, w, str(x.device))
         if key not in self.cache:
-            self.cache[key] = magnitude_table(self.wide, self.bins, h, w).to(x.device)
-        return self.cache[key], self.signed.on(x.device), self.space.on(x.device)
+            self.cache[key] = param_table(magnitude_table(self.wide, self.bins, h, w), h, w).to(x.device)
+        return self.cache[key], self.space.on(x.device)
 
 
-def _signed(gen: torch.Generator, mag: Tensor, op: Tensor, signed: Tensor) -> Tensor:
-    flip = signed[op] & (torch.rand(op.shape, generator=gen, device=op.device) <= 0.5)
-    return torch.where(flip, -mag, mag)
+def _gather(ctx: Context, table: Tensor, op: Tensor, level: Tensor | int, bins: int) -> Tensor:
+    """Each image's parameter row for its op and magnitude bin, negated with probability 1/2."""
+    negate = torch.rand(op.shape, generator=ctx.gen, device=op.device) <= 0.5
+    return table[(op * bins + level) * 2 + negate.long()]
 
 
 def _randaugment(num_ops: int, magnitude: int, num_magnitude_bins: int, interpolation: str,
                  fill: float) -> Callable:
     tables = _Tables(False, num_magnitude_bins)
+    present = frozenset(RAND_SPACE)
 
     def fn(x: Tensor, ctx: Context) -> Tensor:
-        table, signed, ids = tables.get(x)
+        table, ids = tables.get(x)
         for _ in range(num_ops):
             op = ids[torch.randint(0, len(ids), (x.shape[0],), generator=ctx.gen, device=x.device)]
-            x = apply_ops(x, op, _signed(ctx.gen, table[op, magnitude], op, signed), interpolation, fill)
+            x = apply_ops(x, _gather(ctx, table, op, magnitude, num_magnitude_bins), present, interpolation, fill)
         return x
     return fn
 
 
 def _trivialaugment(num_magnitude_bins: int, interpolation: str, fill: float) -> Callable:
     tables = _Tables(True, num_magnitude_bins)
+    present = frozenset(RAND_SPACE)
 
     def fn(x: Tensor, ctx: Context) -> Tensor:
-        table, signed, ids = tables.get(x)
+        table, ids = tables.get(x)
         n = x.shape[0]
         op = ids[torch.randint(0, len(ids), (n,), generator=ctx.gen, device=x.device)]
         level = torch.randint(0, num_magnitude_bins, (n,), generator=ctx.gen, device=x.device)
-        return apply_ops(x, op, _signed(ctx.gen, table[op, level], op, signed), interpolation, fill)
+        return apply_ops(x, _gather(ctx, table, op, level, num_magnitude_bins), present, interpolation, fill)
     return fn
 
 
 def _autoaugment(policy: str, interpolation: str, fill: float) -> Callable:
     tables = _Tables(False, 10)
     policy_ops, policy_probs, policy_bins = (K.DeviceCache(t) for t in policy_table(policy))
+    present = [frozenset(OP_NAMES[int(i)] for i in policy_ops.value[:, slot]) for slot in range(2)]
 
     def fn(x: Tensor, ctx: Context) -> Tensor:
-        table, signed, _ = tables.get(x)
+        table, _ = tables.get(x)
         n, dev = x.shape[0], x.device
         sub = torch.randint(0, policy_ops.value.shape[0], (n,), generator=ctx.gen, device=dev)
         ops, probs, bins = policy_ops.on(dev)[sub], policy_probs.on(dev)[sub], policy_bins.on(dev)[sub]
         for slot in range(2):
             run = torch.rand(n, generator=ctx.gen, device=dev) <= probs[:, slot]
             op = torch.where(run, ops[:, slot], torch.zeros_like(ops[:, slot]))
-            x = apply_ops(x, op, _signed(ctx.gen, table[op, bins[:, slot]], op, signed), interpolation, fill)
+            x = apply_ops(x, _gather(ctx, table, op, bins[:, slot], 10), present[slot], interpolation, fill)
         return x
     return fn
 
