@@ -59,11 +59,11 @@ class SpeedrunNet(nn.Module):
         return self.head(self.dropout(self.pool(x))) * self.scale
 
     @torch.no_grad()
-    def init_from_data(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+    def init_from_data(self, images: torch.Tensor, eps: float = 5e-4, max_images: int = 5000) -> None:
         """Set the first conv to the whitening transform of the training images' patches (and its negation)."""
         k = self.whiten.kernel_size[0]
         c = images.shape[1]
-        x = images.to(device=self.whiten.weight.device, dtype=torch.float32)
+        x = images[:max_images].to(device=self.whiten.weight.device, dtype=torch.float32)
         patches = x.unfold(2, k, 1).unfold(3, k, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, c * k * k)
         cov = (patches.T @ patches / patches.shape[0]).double().cpu()
         eigenvalues, eigenvectors = torch.linalg.eigh(cov)
