@@ -34,7 +34,9 @@ PRESET_DIR = Path(__file__).resolve().parents[1] / "presets" / "model"
 def load_preset(name: str) -> ModelConfig:
     """The validated model section of presets/model/<name>.yaml."""
     path = PRESET_DIR / f"{name}.yaml"
-    return section_from_dict("model", yaml.safe_load(path.read_text()), str(path))
+    raw = yaml.safe_load(path.read_text())
+    assert isinstance(raw.pop("description", None), str), f"{path} needs a one-line description"
+    return section_from_dict("model", raw, str(path))
 
 
 def train_step(model: torch.nn.Module, num_classes: int, in_channels: int, image_size: int) -> None:
