@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from console import cli_presets, cli_runs, cli_train
+from console import cli_data, cli_presets, cli_runs, cli_schedule, cli_train
 
 app = typer.Typer(
     name="imgcls-console",
@@ -15,8 +15,12 @@ app = typer.Typer(
 )
 app.command()(cli_train.train)
 app.command()(cli_train.resume)
+app.command()(cli_train.finetune)
+app.command("lr-find")(cli_schedule.lr_find)
 app.add_typer(cli_presets.app, name="presets")
 app.add_typer(cli_runs.app, name="runs")
+app.add_typer(cli_data.app, name="data")
+app.add_typer(cli_schedule.app, name="schedule")
 
 if __name__ == "__main__":
     app()

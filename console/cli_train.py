@@ -80,3 +80,32 @@ def resume(
     run_dir = resolve_run(pick_runs_dir(runs_dir), run)
     _drive(json_out, quiet,
            lambda listeners, stop: resume_run(Path(run_dir), overrides=overrides, listeners=listeners, stop=stop))
+
+
+@reports_errors
+def finetune(
+    source: Annotated[str, typer.Argument(help="RUN[:CHECKPOINT] whose weights start the new run (default best).")],
+    experiment: Annotated[str | None, typer.Argument(help="Experiment for the new run (default: the run's own config).")] = None,
+    overrides: OverrideOption = None,
+    runs_dir: RunsDirOption = None,
+    json_out: JsonOption = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
+) -> None:
+    """Start a new run from a checkpoint's weights with a new optimizer, schedule or augmentation."""
+    from engine.checkpoint import resolve_checkpoint
+    from engine.config import from_dict, to_dict
+    from engine.presets import apply_overrides, resolve_experiment
+    from engine.runs import read_config
+    from engine.runs import runs_dir as pick_runs_dir
+    from engine.train import finetune_run
+
+    root = pick_runs_dir(runs_dir)
+    run_dir, folder = resolve_checkpoint(root, source)
+    if experiment is None:
+        base = read_config(run_dir)
+        config = from_dict(apply_overrides({**to_dict(base), "name": f"{base.name}-ft"}, overrides or []), "--set")
+    else:
+        config = resolve_experiment(experiment, overrides or [])
+    parent = f"{run_dir.name}:{folder.name}"
+    _drive(json_out, quiet, lambda listeners, stop: finetune_run(folder, config, root, parent=parent,
+                                                                 listeners=listeners, stop=stop))

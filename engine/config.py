@@ -308,11 +308,15 @@ def section_from_dict(kind: str, raw: dict[str, Any], source: str | None = None)
     return _coerce(raw, SECTION_TYPES[kind], kind, source)
 
 
-def from_dict(raw: dict[str, Any], source: str | None = None) -> ExperimentConfig:
-    """Validate a fully composed experiment dict into an `ExperimentConfig` (unknown keys rejected)."""
+def from_dict(raw: dict[str, Any], source: str | None = None, *, semantics: bool = True) -> ExperimentConfig:
+    """Validate a fully composed experiment dict into an `ExperimentConfig` (unknown keys rejected).
+
+    `semantics=False` checks keys and types only (for one override of several, whose partners come later).
+    """
     raw = {k: v for k, v in raw.items() if k not in ("schema_version", "content_hash")}
     config = _build(ExperimentConfig, raw, "", source)
-    check_semantics(config, source)
+    if semantics:
+        check_semantics(config, source)
     return config
 
 

@@ -225,7 +225,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                 raise ConfigError(f"--set {text}: {key} is not a section")
             node = child
         node[keys[-1]] = value
-        cfg.from_dict(result, f"--set {text}")
+        cfg.from_dict(result, f"--set {text}", semantics=False)
+    if overrides:
+        cfg.from_dict(result, "--set " + " --set ".join(overrides))
     return result
 
 

@@ -123,6 +123,11 @@ def build_parts(config: ExperimentConfig, device: torch.device, events: EventWri
                 counts={"train": len(dataset.train_idx), "val": len(dataset.val_idx), "test": len(dataset.test_idx)},
                 image_size=dataset.image_size, channels=dataset.channels, info=dataset.info,
                 resident=bool(getattr(train_loader, "resident", False)), load_s=round(time.perf_counter() - clock, 3))
+    skipped = int(dataset.info.get("skipped", 0) or 0)
+    if skipped:
+        shown = ", ".join(map(str, dataset.info.get("skipped_files", [])[:5]))
+        events.emit("warning", message=f"skipped {skipped} unreadable images (data.on_bad_image: skip): {shown}",
+                    skipped=skipped, skipped_files=dataset.info.get("skipped_files", []))
     mean, std = resolve_normalization(config.augment, dataset.mean, dataset.std, dataset.channels)
     augmenter = Augmenter(config.augment, mean=mean, std=std, num_classes=dataset.num_classes, device=device)
     model = build_model(config.model, dataset.num_classes, dataset.channels, dataset.image_size)

@@ -427,6 +427,21 @@ def resume_run(run_dir: Path, *, overrides: list[str] | None = None, listeners: 
     return _drive(config, run_dir, listeners, stop, resume_from=folder)
 
 
+def finetune_run(source: Path, config: ExperimentConfig, runs_root: Path, *, parent: str,
+                 listeners: list[Any] | None = None, stop: StopRequest | None = None) -> dict[str, Any]:
+    """A new run of `config` starting from the weights of checkpoint folder `source` (the parent is recorded)."""
+    from engine.config import to_dict
+    from engine.presets import load_mapping
+    from engine.config import from_dict
+
+    saved = from_dict(load_mapping(source / ckpt.CONFIG), str(source / ckpt.CONFIG))
+    changes = [c for c in incompatible_changes(to_dict(saved), to_dict(config)) if not c.startswith("data.root")]
+    if changes:
+        raise CheckpointError("cannot fine-tune: the new config differs from the checkpoint's in " + "; ".join(changes))
+    return start_run(config, runs_root, listeners=listeners, stop=stop, parent=parent,
+                     init_weights=source / ckpt.WEIGHTS)
+
+
 def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None, stop: StopRequest | None,
            *, parent: str | None = None, init_weights: Path | None = None,
            resume_from: Path | None = None) -> dict[str, Any]:

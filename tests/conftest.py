@@ -19,6 +19,7 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("IMGCLS_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("IMGCLS_PRESETS_DIR", str(tmp_path / "user-presets"))
     monkeypatch.setenv("IMGCLS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("IMGCLS_OFFLINE", "1")  # no test may try a real download
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

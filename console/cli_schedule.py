@@ -1,0 +1,102 @@
+"""`schedule preview` and `lr-find`: look at learning rates before spending GPU time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from console.common import JsonOption, OverrideOption, err_console, out_console, print_json, reports_errors
+
+app = typer.Typer(help="Preview an experiment's LR schedule without training.", no_args_is_help=True)
+
+
+@app.callback()
+def schedule_group() -> None:
+    """Preview an experiment's LR schedule without training."""
+
+
+def _steps_per_epoch(config: object, given: int | None) -> int:
+    if given is not None:
+        return given
+    from engine.data import load_dataset
+
+    dataset = load_dataset(config.data)  # type: ignore[attr-defined]
+    train = config.train  # type: ignore[attr-defined]
+    batches = len(dataset.train_idx) // train.batch_size if train.drop_last else -(-len(dataset.train_idx) // train.batch_size)
+    return max(1, -(-max(batches, 1) // config.optim.accumulate))  # type: ignore[attr-defined]
+
+
+@app.command()
+@reports_errors
+def preview(
+    experiment: Annotated[str, typer.Argument(help="Experiment preset name or YAML file.")],
+    overrides: OverrideOption = None,
+    steps_per_epoch: Annotated[int | None, typer.Option(help="Optimizer steps per epoch (default: from the data).")] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Print the LR of every epoch (and a text chart) as the run would see it."""
+    from engine.lr_find import plain_chart
+    from engine.optim import lr_drops, preview_note, preview_schedule
+    from engine.presets import resolve_experiment
+
+    config = resolve_experiment(experiment, overrides or [])
+    steps = _steps_per_epoch(config, steps_per_epoch)
+    series = preview_schedule(config.schedule, base_lr=config.optim.lr, epochs=config.train.epochs,
+                              steps_per_epoch=steps)
+    from engine.train import STEPPED_SCHEDULES
+
+    drops = lr_drops(series) if config.schedule.name in STEPPED_SCHEDULES else []
+    if json_out:
+        print_json({"experiment": config.name, "steps_per_epoch": steps, "series": series, "drops": drops,
+                    "note": preview_note(config.schedule)})
+        return
+    out_console.print(f"{config.name}: {config.schedule.name} schedule, {config.train.epochs} epochs x {steps} steps,"
+                      f" peak lr {config.optim.lr:g}", highlight=False)
+    for line in plain_chart([x for x, _ in series], [y for _, y in series]):
+        out_console.print("  |" + line, highlight=False)
+    for epoch in range(config.train.epochs):
+        out_console.print(f"  epoch {epoch + 1:>4}  lr {series[epoch * steps][1]:.6g}", highlight=False)
+    if drops:
+        out_console.print("  drops at epochs: " + ", ".join(f"{d:g}" for d in drops), highlight=False)
+    note = preview_note(config.schedule)
+    if note:
+        err_console.print(f"note: {note}", highlight=False)
+
+
+@reports_errors
+def lr_find(
+    experiment: Annotated[str, typer.Argument(help="Experiment preset name or YAML file.")],
+    overrides: OverrideOption = None,
+    start_lr: Annotated[float, typer.Option(help="First LR of the ramp.")] = 1e-6,
+    end_lr: Annotated[float, typer.Option(help="Last LR of the ramp.")] = 10.0,
+    steps: Annotated[int, typer.Option(help="Optimizer steps of the ramp.")] = 200,
+    out: Annotated[Path | None, typer.Option(help="Where to save the series (JSON).")] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """LR range test: ramp the LR up exponentially, record the loss, suggest an LR (steepest descent)."""
+    import time
+
+    from engine.lr_find import lr_range_test, plain_chart, save_series
+    from engine.presets import resolve_experiment
+    from engine.runs import runs_dir
+
+    config = resolve_experiment(experiment, overrides or [])
+    err_console.print(f"lr-find on {config.name}: {steps} steps from {start_lr:g} to {end_lr:g}", highlight=False)
+    result = lr_range_test(config, start_lr=start_lr, end_lr=end_lr, steps=steps)
+    target = out or runs_dir() / "lr-find" / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    save_series(result, target)
+    if json_out:
+        print_json({"suggested_lr": result["suggested_lr"], "series_file": str(target),
+                    "steps": len(result["series"])})
+        return
+    series = result["series"]
+    for line in plain_chart([p["lr"] for p in series], [p["smoothed"] for p in series], log_x=True):
+        out_console.print("  |" + line, highlight=False)
+    out_console.print(f"  lr {series[0]['lr']:.2g} ... {series[-1]['lr']:.2g} (log scale), smoothed loss",
+                      highlight=False)
+    suggestion = result["suggested_lr"]
+    out_console.print(f"suggested lr: {suggestion:.3g}" if suggestion else "no suggestion (too few steps)",
+                      highlight=False)
+    err_console.print(f"series saved to {target}", highlight=False)

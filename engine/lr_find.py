@@ -1,0 +1,99 @@
+"""The LR range test: raise the LR exponentially over a few hundred steps and watch the loss."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.config import ExperimentConfig
+from engine.events import EventWriter
+from engine.runtime import autocast, autocast_dtype, pick_device, seed_everything
+
+
+def lr_range_test(config: ExperimentConfig, *, start_lr: float = 1e-6, end_lr: float = 10.0, steps: int = 200,
+                  smoothing: float = 0.05, diverge_factor: float = 4.0) -> dict[str, Any]:
+    """Run the test on the experiment's data/model/optimizer; returns the series and a suggested LR."""
+    from engine.setup import build_parts
+
+    device = pick_device(config.train.device)
+    seed_everything(config.train.seed, config.train.deterministic, device)
+    parts = build_parts(config, device, EventWriter(None))
+    amp = autocast_dtype(config.train.precision, device)
+    factor = (end_lr / start_lr) ** (1.0 / max(steps - 1, 1))
+    series: list[dict[str, float]] = []
+    smoothed, best = None, math.inf
+    parts.model.train()
+    step = 0
+    while step < steps:
+        parts.train_loader.set_epoch(step)
+        for images, labels in parts.train_loader:
+            lr = start_lr * factor**step
+            for group in parts.optimizer.param_groups:
+                group["lr"] = lr
+            inputs, targets = parts.augmenter.train_batch(images, labels, parts.generator)
+            with autocast(amp, device):
+                logits = parts.model(inputs)
+            loss = parts.loss(logits.float(), targets)
+            parts.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            parts.optimizer.step()
+            value = float(loss.detach())
+            smoothed = value if smoothed is None else smoothing * value + (1 - smoothing) * smoothed
+            series.append({"lr": lr, "loss": value, "smoothed": smoothed})
+            best = min(best, smoothed)
+            step += 1
+            if step >= steps or not math.isfinite(value) or smoothed > diverge_factor * best:
+                step = steps
+                break
+    return {"series": series, "suggested_lr": suggest_lr(series), "start_lr": start_lr, "end_lr": end_lr,
+            "experiment": config.name, "time": time.time()}
+
+
+def suggest_lr(series: list[dict[str, float]]) -> float | None:
+    """The LR where the smoothed loss falls fastest (steepest negative slope in log-LR), before the minimum."""
+    points = [(math.log10(p["lr"]), p["smoothed"]) for p in series if math.isfinite(p["smoothed"])]
+    if len(points) < 5:
+        return None
+    lowest = min(range(len(points)), key=lambda i: points[i][1])
+    best_i, best_slope = None, 0.0
+    for i in range(2, max(lowest, 3)):
+        slope = (points[i][1] - points[i - 2][1]) / (points[i][0] - points[i - 2][0])
+        if slope < best_slope:
+            best_i, best_slope = i, slope
+    if best_i is None:
+        return 10 ** points[lowest][0] / 10
+    return 10 ** points[best_i][0]
+
+
+def save_series(result: dict[str, Any], path: Path) -> None:
+    """Write the plot-ready series as JSON."""
+    import json
+
+    from engine.runs import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(result, indent=1))
+
+
+def plain_chart(xs: list[float], ys: list[float], *, width: int = 60, height: int = 10,
+                log_x: bool = False) -> list[str]:
+    """A small text chart (rows top to bottom) for terminals and logs."""
+    if not xs:
+        return []
+    px = [math.log10(x) if log_x else x for x in xs]
+    finite = [y for y in ys if math.isfinite(y)]
+    low, high = (min(finite), max(finite)) if finite else (0.0, 1.0)
+    span_x = (max(px) - min(px)) or 1.0
+    span_y = (high - low) or 1.0
+    grid = [[" "] * width for _ in range(height)]
+    for x, y in zip(px, ys):
+        if not math.isfinite(y):
+            continue
+        col = min(width - 1, int((x - min(px)) / span_x * (width - 1)))
+        row = min(height - 1, int((high - y) / span_y * (height - 1)))
+        grid[row][col] = "*"
+    return ["".join(r) for r in grid]

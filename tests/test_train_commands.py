@@ -1,0 +1,50 @@
+"""finetune, lr-find and schedule preview through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from console.cli import app
+from engine.runs import read_status
+
+runner = CliRunner()
+QUICK = ["--set", "data.limit=300", "--set", "train.epochs=2"]
+
+
+def test_finetune_records_parent_and_starts_from_weights(tmp_path: Path) -> None:
+    first = runner.invoke(app, ["train", "quickstart", "--json", "-q", *QUICK])
+    assert first.exit_code == 0, first.output
+    parent = json.loads(first.stdout)
+    tuned = runner.invoke(app, ["finetune", f"{Path(parent['run_dir']).name}:last", "--json", "-q", *QUICK,
+                                "--set", "optim.lr=0.2", "--set", "train.epochs=1"])
+    assert tuned.exit_code == 0, tuned.output
+    child = json.loads(tuned.stdout)
+    status = read_status(Path(child["run_dir"]))
+    assert status["parent"] == f"{Path(parent['run_dir']).name}:last"
+    assert status["final"]["train_acc"] > 0.5  # one epoch from trained weights is far above chance
+    refused = runner.invoke(app, ["finetune", Path(parent["run_dir"]).name, "--set", "model.options.channels=[4]"])
+    assert refused.exit_code == 2 and "model.options" in refused.output
+
+
+def test_lr_find_saves_series_and_suggests(tmp_path: Path) -> None:
+    out = tmp_path / "lr.json"
+    result = runner.invoke(app, ["lr-find", "quickstart", "--steps", "60", "--out", str(out), "--json",
+                                 "--set", "data.limit=300"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    series = json.loads(out.read_text())["series"]
+    assert 10 <= len(series) <= 60 and summary["suggested_lr"] > 0
+    assert series[1]["lr"] > series[0]["lr"]
+
+
+def test_schedule_preview_json_and_drops() -> None:
+    result = runner.invoke(app, ["schedule", "preview", "quickstart", "--json", "--steps-per-epoch", "10",
+                                 "--set", "schedule.name=multistep", "--set", "schedule.milestones=[5, 10]"])
+    assert result.exit_code == 0, result.output
+    preview = json.loads(result.stdout)
+    assert len(preview["series"]) == 150 and preview["drops"] == [5.0, 10.0]
+    text = runner.invoke(app, ["schedule", "preview", "quickstart", "--steps-per-epoch", "10"])
+    assert text.exit_code == 0 and "epoch   15" in text.stdout
