@@ -71,14 +71,15 @@ def blend(a: Tensor, b: Tensor, ratio: Tensor) -> Tensor:
     return (a * r + b * (1.0 - r)).clamp_(0.0, 1.0)
 
 
+_SMOOTH_KERNEL = DeviceCache(torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13.0)
+
+
 def smoothed(x: Tensor) -> Tensor:
     """The 3x3 smoothed copy (border pixels kept) that PIL's ImageEnhance.Sharpness blends with."""
     _, c, h, w = x.shape
     if h <= 2 or w <= 2:
         return x
-    kernel = torch.ones(3, 3, dtype=x.dtype, device=x.device)
-    kernel[1, 1] = 5.0
-    kernel = (kernel / 13.0).expand(c, 1, 3, 3)
+    kernel = _SMOOTH_KERNEL.on(x.device).to(x.dtype).expand(c, 1, 3, 3)
     smooth = x.clone()
     smooth[:, :, 1:-1, 1:-1] = F.conv2d(x, kernel, groups=c)
     return smooth
