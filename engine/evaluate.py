@@ -1,8 +1,9 @@
-"""Evaluation: logits of a model over a split, and the metrics computed from them."""
+"""Evaluation: logits of a model over a split (plain and per TTA view), and loss/accuracy from them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -47,3 +48,46 @@ def loss_and_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float
     acc = (logits.argmax(1) == labels).float().mean()
     values = torch.stack([loss, acc]).tolist()
     return float(values[0]), float(values[1])
+
+
+def view_transform(view: str, augmenter: Any, generator: torch.Generator | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The uint8 -> normalized float transform of one TTA view ("random" draws from `generator`)."""
+    if view == "identity":
+        return augmenter.eval_batch
+    if view == "random":
+        if generator is None:
+            raise ValueError("a random view needs a generator")
+        return lambda images: augmenter.random_view(images, generator)
+    from engine.augment import apply_view
+
+    return lambda images: augmenter.eval_batch(apply_view(view, images))
+
+
+def predict_views(
+    model: torch.nn.Module,
+    batches: object,
+    augmenter: Any,
+    views: list[str],
+    *,
+    device: torch.device,
+    seed: int,
+    amp_dtype: torch.dtype | None,
+    channels_last: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of every view stacked (V, N, C) on the CPU, and the labels (N,); the identity view is exactly
+    plain evaluation. Random view i draws from its own generator seeded by (seed, i), so results repeat."""
+    from engine.data.splits import derived_seed
+
+    per_view, labels = [], None
+    for index, view in enumerate(views):
+        generator = None
+        if view == "random":
+            generator = torch.Generator(device=device)
+            generator.manual_seed(derived_seed(seed, f"tta-random-{index}"))
+        logits, view_labels = predict_logits(model, batches, view_transform(view, augmenter, generator),
+                                             amp_dtype=amp_dtype, channels_last=channels_last)
+        per_view.append(logits.cpu())
+        labels = view_labels.cpu() if labels is None else labels
+    if labels is None:
+        raise ValueError("no views to predict")
+    return torch.stack(per_view), labels

@@ -1,0 +1,206 @@
+"""Evaluating one checkpoint or an ensemble of any checkpoints (epochs, runs, k-fold members), with TTA.
+
+A single evaluation is an ensemble of one: every member contributes the logits of each of its TTA views,
+and all (member, view) predictions are combined at once (mean logits, mean probabilities or majority vote).
+Results are saved as JSON records: `<run>/evals/<checkpoint>-<split>-<tta>.json` for one checkpoint,
+`<runs>/ensembles/ensemble-<split>-<tta>-<combine>-<key>.json` for several (the record lists its members).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.errors import CheckpointError, RunError
+from engine.members import (
+    CheckpointRef, EvalOptions, ViewLogits, check_same_classes, effective_ema, effective_tta, view_logits,
+)
+from engine.metrics import Combined, classification_metrics, combine
+
+
+def member_predictions(refs: list[CheckpointRef], options: EvalOptions) -> list[ViewLogits]:
+    """Every member's view logits on the split (cached), checked to share classes and the same images."""
+    check_same_classes(refs)
+    members = [view_logits(ref, options) for ref in refs]
+    first = members[0]
+    for ref, member in zip(refs[1:], members[1:]):
+        if member.labels.shape != first.labels.shape or not torch.equal(member.labels, first.labels):
+            raise CheckpointError(
+                f"{refs[0].label} and {ref.label} were evaluated on different {options.split} sets "
+                f"({len(first.labels)} vs {len(member.labels)} images, or other images): ensemble members must "
+                "share the split's data (k-fold members share only the test split)")
+    return members
+
+
+def combine_members(members: list[ViewLogits], how: str) -> Combined:
+    """Combine all (member, view) logits: (sum of V_m, N, C) -> one prediction per image."""
+    return combine(torch.cat([m.logits for m in members]), how)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9+.=-]+", "", text.replace(":", "")) or "none"
+
+
+def eval_record_path(ref: CheckpointRef, options: EvalOptions, combine_how: str) -> Path:
+    """Where a checkpoint's evaluation record is written."""
+    parts = [ref.name, options.split, _slug(effective_tta(ref, options))]
+    if combine_how != "logits":
+        parts.append(combine_how)
+    if ref.has_ema and not effective_ema(ref, options):
+        parts.append("raw")
+    if options.overrides:
+        parts.append("set" + hashlib.sha256("\n".join(options.overrides).encode()).hexdigest()[:6])
+    return ref.run_dir / "evals" / ("-".join(parts) + ".json")
+
+
+def _write_record(path: Path, record: dict[str, Any], plot: bool) -> dict[str, Any]:
+    """Write a record (and its confusion-matrix PNG next to it) atomically; returns it with its paths."""
+    from engine.runs import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {**record, "path": str(path)}
+    if plot and record.get("confusion"):
+        from engine.plots import plot_confusion
+
+        png = plot_confusion(record["confusion"], record["classes"], path.with_suffix(".png"), record["title"])
+        record["confusion_png"] = str(png)
+    atomic_write_text(path, json.dumps(_finite(record), indent=2) + "\n")
+    return record
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN/Inf: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def evaluate_checkpoint(ref: CheckpointRef, options: EvalOptions, combine_how: str | None = None, *,
+                        plot: bool = True) -> dict[str, Any]:
+    """Metrics of one checkpoint on a split with TTA; saved under the run's `evals/` and returned."""
+    how = combine_how or ref.config.eval.combine
+    started = time.perf_counter()
+    (member,) = member_predictions([ref], options)
+    metrics = classification_metrics(combine_members([member], how), member.labels, ref.classes)
+    tta = effective_tta(ref, options)
+    record = {
+        "kind": "eval", "title": f"{ref.label} on {options.split} (tta {tta}, {how})",
+        "run": ref.run_dir.name, "run_dir": str(ref.run_dir), "checkpoint": ref.name,
+        "epoch": ref.meta.get("epoch"), "split": options.split, "tta": tta, "views": len(member.views),
+        "combine": how, "use_ema": effective_ema(ref, options), "overrides": list(options.overrides),
+        "cached": member.cached, "cache_key": member.key, "classes": ref.classes, "created": time.time(),
+        "seconds": round(time.perf_counter() - started, 3), **metrics,
+    }
+    return _write_record(eval_record_path(ref, options, how), record, plot)
+
+
+def _quick_score(members: list[ViewLogits], how: str) -> tuple[float, float]:
+    """(accuracy, loss) of a combination, for selection."""
+    combined = combine_members(members, how)
+    labels = members[0].labels.long()
+    acc = (combined.predictions == labels).double().mean()
+    loss = torch.nn.functional.nll_loss(combined.log_probs, labels).double()
+    values = torch.stack([acc, loss]).tolist()
+    return float(values[0]), float(values[1])
+
+
+def greedy_select(refs: list[CheckpointRef], options: EvalOptions, how: str) -> tuple[list[int], list[dict[str, Any]]]:
+    """Forward selection on `options.split`: add the member that most improves (accuracy, then lower loss)
+    until none does. Returns the chosen indices (in order added) and the trace of each step."""
+    members = member_predictions(refs, options)
+    chosen: list[int] = []
+    best = (-math.inf, -math.inf)
+    trace: list[dict[str, Any]] = []
+    while len(chosen) < len(members):
+        step_best: tuple[tuple[float, float], int] | None = None
+        for index in range(len(members)):
+            if index in chosen:
+                continue
+            acc, loss = _quick_score([members[i] for i in chosen + [index]], how)
+            score = (acc, -loss)
+            if step_best is None or score > step_best[0]:
+                step_best = (score, index)
+        assert step_best is not None
+        if step_best[0] <= best:
+            break
+        best = step_best[0]
+        chosen.append(step_best[1])
+        trace.append({"added": refs[step_best[1]].label, "accuracy": best[0], "loss": -best[1]})
+    return chosen, trace
+
+
+def ensemble_key(refs: list[CheckpointRef], options: EvalOptions, how: str) -> str:
+    """A stable short key of an ensemble's members (order-free) and settings."""
+    body = {"members": sorted(f"{r.run_dir.resolve()}:{r.name}" for r in refs), "split": options.split,
+            "tta": [effective_tta(r, options) for r in refs], "combine": how, "overrides": options.overrides,
+            "ema": [effective_ema(r, options) for r in refs]}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _member_rows(refs: list[CheckpointRef], members: list[ViewLogits], how: str) -> list[dict[str, Any]]:
+    rows = []
+    for ref, member in zip(refs, members):
+        acc, loss = _quick_score([member], how)
+        rows.append({"member": ref.label, "run_dir": str(ref.run_dir), "checkpoint": ref.name,
+                     "epoch": ref.meta.get("epoch"), "accuracy": acc, "loss": loss, "cached": member.cached})
+    return rows
+
+
+def evaluate_ensemble(refs: list[CheckpointRef], options: EvalOptions, combine_how: str | None = None, *,
+                      out_dir: Path | None = None, greedy_split: str | None = None,
+                      plot: bool = True) -> dict[str, Any]:
+    """Metrics of the ensemble of `refs` on a split; with `greedy_split`, members are first chosen by forward
+    selection on that split. The record (members, per-member and ensemble metrics) is saved in `out_dir`."""
+    if not refs:
+        raise RunError("an ensemble needs at least one checkpoint")
+    how = combine_how or refs[0].config.eval.combine
+    started = time.perf_counter()
+    selection = None
+    candidates = refs
+    if greedy_split is not None:
+        chosen, trace = greedy_select(refs, replace(options, split=greedy_split), how)
+        refs = [refs[i] for i in chosen]
+        selection = {"split": greedy_split, "candidates": [r.label for r in candidates], "trace": trace}
+    members = member_predictions(refs, options)
+    metrics = classification_metrics(combine_members(members, how), members[0].labels, refs[0].classes)
+    key = ensemble_key(refs, options, how)
+    tta = effective_tta(refs[0], options)
+    record = {
+        "kind": "ensemble", "title": f"ensemble of {len(refs)} on {options.split} (tta {tta}, {how})",
+        "members": [r.label for r in refs], "member_metrics": _member_rows(refs, members, how),
+        "split": options.split, "tta": tta, "combine": how, "overrides": list(options.overrides),
+        "greedy": selection, "cached": all(m.cached for m in members), "key": key,
+        "classes": refs[0].classes, "created": time.time(), "seconds": round(time.perf_counter() - started, 3),
+        **metrics,
+    }
+    if out_dir is None:
+        return record
+    name = f"ensemble-{options.split}-{_slug(tta)}-{how}-{key}.json"
+    return _write_record(out_dir / name, record, plot)
+
+
+def list_evals(run_dir: Path) -> list[dict[str, Any]]:
+    """The evaluation records saved for a run (newest last), without their bulky matrices."""
+    folder = run_dir / "evals"
+    if not folder.is_dir():
+        return []
+    records = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        records.append({k: v for k, v in record.items() if k not in ("confusion", "per_class", "classes")})
+    return sorted(records, key=lambda r: r.get("created", 0))

@@ -1,0 +1,239 @@
+"""Checkpoints as evaluation members: `RUN[:CHECKPOINT]` references, their models, data and cached logits.
+
+A member's predictions on a split are the logits of every TTA view, stacked (V, N, C). They are cached under
+`<run>/evals/cache/<key>.safetensors`, keyed by the sha256 of the weights evaluated, the split, the views,
+the data and augmentation config and the device-independent settings, so the same (checkpoint, split, TTA)
+is never recomputed. The views are stored uncombined: any `combine` reuses the same cache entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine import checkpoint as ckpt
+from engine.config import ExperimentConfig, from_dict, to_dict
+from engine.errors import CheckpointError, ConfigError, DataError, RunError
+
+SPLITS = ("train", "val", "test")
+CHECKPOINT_NAME = re.compile(r"^(best|last|epoch-\d+)$")
+
+
+@dataclass
+class CheckpointRef:
+    """One checkpoint of one run, with its meta and the config it was trained with."""
+
+    run_dir: Path
+    name: str
+    meta: dict[str, Any]
+    config: ExperimentConfig
+
+    @property
+    def folder(self) -> Path:
+        """The checkpoint folder."""
+        return self.run_dir / "checkpoints" / self.name
+
+    @property
+    def label(self) -> str:
+        """`run:checkpoint`, how results name this member."""
+        return f"{self.run_dir.name}:{self.name}"
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names in training order."""
+        return [str(c) for c in self.meta.get("classes") or []]
+
+    @property
+    def has_ema(self) -> bool:
+        """Whether EMA weights were saved with this checkpoint."""
+        return ckpt.EMA in self.meta.get("sha256", {})
+
+
+def split_ref(text: str) -> tuple[str, str | None]:
+    """`run:epoch-012` -> ("run", "epoch-012"); a name without a checkpoint part -> (name, None)."""
+    head, sep, tail = text.rpartition(":")
+    if sep and head and tail and "/" not in tail and "\\" not in tail:
+        return head, tail
+    return text, None
+
+
+def parse_ref(runs_root: Path, text: str) -> CheckpointRef:
+    """Resolve `RUN[:CHECKPOINT]` (checkpoint default: best, else last) into a CheckpointRef."""
+    from engine.runs import resolve_run
+
+    run_text, name = split_ref(text)
+    run_dir = resolve_run(runs_root, run_text)
+    available = [m.get("name") for m in ckpt.list_checkpoints(run_dir)]
+    if name is None:
+        name = "best" if "best" in available else "last"
+    if name not in available:
+        shown = ", ".join(str(a) for a in available) or "none"
+        raise CheckpointError(f"{text}: run {run_dir.name} has no checkpoint {name!r} (it has: {shown})")
+    folder = ckpt.checkpoint_dir(run_dir, name)
+    meta = json.loads((folder / ckpt.META).read_text(encoding="utf-8"))
+    config_path = folder / ckpt.CONFIG if (folder / ckpt.CONFIG).is_file() else run_dir / "config.yaml"
+    from engine.presets import load_mapping
+
+    config = from_dict(load_mapping(config_path), str(config_path))
+    if not meta.get("classes"):
+        raise CheckpointError(f"{folder / ckpt.META}: records no class names; cannot evaluate it")
+    return CheckpointRef(run_dir, name, meta, config)
+
+
+@dataclass
+class EvalOptions:
+    """How a member is evaluated: split, TTA, weights, device and `--set` overrides of its config."""
+
+    split: str = "test"
+    tta: str | None = None          # None = the checkpoint config's eval.tta
+    use_ema: bool | None = None     # None = the checkpoint config's eval.use_ema
+    device: str | None = None       # None = the checkpoint config's train.device
+    overrides: list[str] = field(default_factory=list)
+
+
+FROZEN_KEYS = ("model",)  # sections an evaluation may not change: the weights fix them
+
+
+def eval_config(ref: CheckpointRef, options: EvalOptions) -> ExperimentConfig:
+    """The checkpoint's config with the evaluation overrides applied (model changes refused)."""
+    if options.split not in SPLITS:
+        raise ConfigError(f"split {options.split!r}: expected one of {', '.join(SPLITS)}")
+    if not options.overrides:
+        return ref.config
+    from engine.presets import apply_overrides
+
+    base = to_dict(ref.config)
+    changed = from_dict(apply_overrides(base, list(options.overrides)), "--set")
+    for section in FROZEN_KEYS:
+        if to_dict(changed)[section] != base[section]:
+            raise ConfigError(f"--set {section}.*: an evaluation cannot change the architecture of {ref.label}")
+    return changed
+
+
+def effective_tta(ref: CheckpointRef, options: EvalOptions) -> str:
+    """The TTA spec used: the option, else the checkpoint config's eval.tta."""
+    return options.tta if options.tta is not None else ref.config.eval.tta
+
+
+def effective_ema(ref: CheckpointRef, options: EvalOptions) -> bool:
+    """Whether EMA weights are evaluated: wanted (option, else config) and present in the checkpoint."""
+    wanted = options.use_ema if options.use_ema is not None else ref.config.eval.use_ema
+    return bool(wanted and ref.has_ema)
+
+
+def cache_key(ref: CheckpointRef, options: EvalOptions, config: ExperimentConfig, views: list[str]) -> str:
+    """sha256 of everything that determines a member's view logits."""
+    use_ema = effective_ema(ref, options)
+    weights_sha = ref.meta.get("sha256", {}).get(ckpt.EMA if use_ema else ckpt.WEIGHTS)
+    if not weights_sha:
+        raise CheckpointError(f"{ref.folder / ckpt.META}: no sha256 recorded for the weights")
+    body = {"weights": weights_sha, "split": options.split, "views": views, "use_ema": use_ema,
+            "data": to_dict(config.data), "augment": to_dict(config.augment), "seed": config.train.seed,
+            "classes": ref.classes, "version": 1}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def classes_mismatch(expected: list[str], expected_from: str, actual: list[str], actual_from: str) -> str:
+    """A message naming how two class lists differ (count, names or order)."""
+    if len(expected) != len(actual):
+        what = f"{len(expected)} classes vs {len(actual)}"
+    elif sorted(expected) != sorted(actual):
+        extra = sorted(set(actual) - set(expected))[:5]
+        what = f"different class names ({', '.join(extra)} not in {expected_from})"
+    else:
+        what = "the same class names in another order"
+    return (f"{actual_from} does not match {expected_from}: {what}. {expected_from} classes: "
+            f"{_short(expected)}; {actual_from} classes: {_short(actual)}")
+
+
+def _short(names: list[str]) -> str:
+    return ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+
+
+def check_same_classes(refs: list[CheckpointRef]) -> list[str]:
+    """The shared class list of several checkpoints; a clear error when any differs."""
+    if not refs:
+        raise RunError("no checkpoints given")
+    first = refs[0]
+    for other in refs[1:]:
+        if other.classes != first.classes:
+            raise CheckpointError(classes_mismatch(first.classes, f"checkpoint {first.label}",
+                                                   other.classes, f"checkpoint {other.label}"))
+    return first.classes
+
+
+@dataclass
+class ViewLogits:
+    """A member's predictions on a split: logits of every view (V, N, C) on the CPU, and the labels."""
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+    views: list[str]
+    key: str
+    cached: bool
+
+
+def cache_path(ref: CheckpointRef, key: str) -> Path:
+    """Where a member's view logits are cached."""
+    return ref.run_dir / "evals" / "cache" / f"{key}.safetensors"
+
+
+def read_cache(path: Path, views: list[str], key: str) -> ViewLogits | None:
+    """A cached entry, or None when absent or unreadable (then it is recomputed)."""
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        return None
+    try:
+        tensors = load_file(str(path))
+    except Exception:  # a torn or foreign file is recomputed, never trusted
+        return None
+    if "logits" not in tensors or "labels" not in tensors or tensors["logits"].shape[0] != len(views):
+        return None
+    return ViewLogits(tensors["logits"], tensors["labels"], views, key, True)
+
+
+def write_cache(path: Path, result: ViewLogits) -> None:
+    """Store view logits atomically (tmp file, then rename)."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({"logits": result.logits.contiguous(), "labels": result.labels.contiguous()}, str(tmp),
+              metadata={"views": json.dumps(result.views)})
+    os.replace(tmp, path)
+
+
+def view_logits(ref: CheckpointRef, options: EvalOptions) -> ViewLogits:
+    """The member's view logits on `options.split`: from the cache, else computed and cached."""
+    from engine.augment import tta_views
+
+    config = eval_config(ref, options)
+    views = tta_views(effective_tta(ref, options))
+    key = cache_key(ref, options, config, views)
+    path = cache_path(ref, key)
+    cached = read_cache(path, views, key)
+    if cached is not None:
+        return cached
+    from engine.inference import compute_split_logits
+
+    logits, labels = compute_split_logits(ref, config, options, views)
+    result = ViewLogits(logits, labels, views, key, False)
+    write_cache(path, result)
+    return result
+
+
+def split_indices(dataset: Any, split: str, where: str) -> torch.Tensor:
+    """The index array of a split; a clear error when it is empty."""
+    indices = {"train": dataset.train_idx, "val": dataset.val_idx, "test": dataset.test_idx}[split]
+    if len(indices) == 0:
+        hint = "set data.test_fraction or data.test_root" if split == "test" else "set data.val_fraction"
+        raise DataError(f"{where}: the {split} split is empty; {hint}")
+    return indices

@@ -1,0 +1,118 @@
+"""PNG figures for reports: training curves (LR drops marked), fold-by-fold curves, confusion matrices, bars.
+
+matplotlib is imported lazily and used through its object API with the Agg canvas (no pyplot, no global
+backend switch), so plotting works headless and never disturbs a caller's own figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+CURVES = (("loss", ("train_loss", "val_loss")), ("accuracy", ("train_acc", "val_acc")), ("learning rate", ("lr",)))
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(str(path), format="png")
+    return path
+
+
+def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    points = [(int(r["epoch"]), float(r[key])) for r in rows if isinstance(r.get(key), (int, float))]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def _mark_drops(axis: Any, drops: list[float], color: str | None, label: str) -> None:
+    for index, epoch in enumerate(drops):
+        axis.axvline(epoch, color=color or "tab:red", linestyle=":", linewidth=1,
+                     label=label if index == 0 else None)
+
+
+def plot_curves(runs: list[tuple[str, list[dict[str, Any]], list[float]]], path: Path, title: str) -> Path:
+    """Loss, accuracy and LR per epoch for one run or several (one line per run and metric); LR drops marked.
+
+    `runs` holds (label, epoch rows, epochs of LR drops).
+    """
+    figure = _figure(15, 4)
+    axes = figure.subplots(1, 3)
+    many = len(runs) > 1
+    for axis, (name, keys) in zip(axes, CURVES):
+        for run_index, (label, rows, drops) in enumerate(runs):
+            for key in keys:
+                x, y = _series(rows, key)
+                if not x:
+                    continue
+                style = "--" if key.startswith("train") else "-"
+                color = f"C{run_index}" if many else None
+                line_label = f"{label} {key}" if many else key
+                axis.plot(x, y, style, color=color, label=line_label, marker="." if len(x) < 30 else None)
+            _mark_drops(axis, drops, f"C{run_index}" if many else None, f"{label} LR drop" if many else "LR drop")
+        axis.set_title(name)
+        axis.set_xlabel("epoch")
+        if name == "learning rate" and _wide_positive(runs):
+            axis.set_yscale("log")
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=7)
+        axis.grid(alpha=0.3)
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def _wide_positive(runs: list[tuple[str, list[dict[str, Any]], list[float]]]) -> bool:
+    values = [v for _label, rows, _drops in runs for v in _series(rows, "lr")[1]]
+    return bool(values) and min(values) > 0 and max(values) / min(values) > 20
+
+
+def plot_confusion(matrix: list[list[int]], classes: list[str], path: Path, title: str) -> Path:
+    """A confusion-matrix heatmap (rows true, columns predicted); counts written in cells for small matrices."""
+    import numpy as np
+
+    counts = np.asarray(matrix, dtype=np.int64)
+    size = len(classes)
+    side = min(max(4.0, 0.45 * size + 2), 24.0)
+    figure = _figure(side, side)
+    axis = figure.subplots()
+    image = axis.imshow(counts, cmap="Blues", interpolation="nearest")
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
+    if size <= 40:
+        axis.set_xticks(range(size), labels=classes, rotation=90, fontsize=7)
+        axis.set_yticks(range(size), labels=classes, fontsize=7)
+    if size <= 20:
+        limit = counts.max() / 2 if counts.size else 0
+        for i in range(size):
+            for j in range(size):
+                if counts[i, j]:
+                    axis.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
+                              color="white" if counts[i, j] > limit else "black")
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title(title, fontsize=9)
+    return _save(figure, path)
+
+
+def plot_bars(labels: list[str], series: dict[str, list[float | None]], path: Path, title: str) -> Path:
+    """Grouped bars, one group per label (run) and one bar per series (val acc, test acc, ...)."""
+    figure = _figure(max(6.0, 0.8 * len(labels) + 3), 4.5)
+    axis = figure.subplots()
+    width = 0.8 / max(1, len(series))
+    for index, (name, values) in enumerate(series.items()):
+        xs = [i + index * width for i in range(len(labels))]
+        axis.bar(xs, [v if v is not None else 0.0 for v in values], width, label=name)
+    axis.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))], labels=labels, rotation=30, ha="right",
+                    fontsize=7)
+    axis.set_ylim(0, 1)
+    axis.legend(fontsize=8)
+    axis.grid(axis="y", alpha=0.3)
+    axis.set_title(title)
+    return _save(figure, path)
