@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ from engine.config import ExperimentConfig, from_dict, to_dict
 from engine.errors import CheckpointError, ConfigError, DataError, RunError
 
 SPLITS = ("train", "val", "test")
-CHECKPOINT_NAME = re.compile(r"^(best|last|epoch-\d+)$")
 
 
 @dataclass
@@ -69,18 +67,22 @@ def parse_ref(runs_root: Path, text: str) -> CheckpointRef:
     from engine.runs import resolve_run
 
     run_text, name = split_ref(text)
-    run_dir = resolve_run(runs_root, run_text)
+    return checkpoint_ref(resolve_run(runs_root, run_text), name, shown_as=text)
+
+
+def checkpoint_ref(run_dir: Path, name: str | None = None, *, shown_as: str | None = None) -> CheckpointRef:
+    """The checkpoint `name` of a run folder (None: best, else last), with its meta and training config."""
+    from engine.presets import load_mapping
+
     available = [m.get("name") for m in ckpt.list_checkpoints(run_dir)]
     if name is None:
         name = "best" if "best" in available else "last"
     if name not in available:
         shown = ", ".join(str(a) for a in available) or "none"
-        raise CheckpointError(f"{text}: run {run_dir.name} has no checkpoint {name!r} (it has: {shown})")
+        raise CheckpointError(f"{shown_as or run_dir}: run {run_dir.name} has no checkpoint {name!r} (it has: {shown})")
     folder = ckpt.checkpoint_dir(run_dir, name)
     meta = json.loads((folder / ckpt.META).read_text(encoding="utf-8"))
     config_path = folder / ckpt.CONFIG if (folder / ckpt.CONFIG).is_file() else run_dir / "config.yaml"
-    from engine.presets import load_mapping
-
     config = from_dict(load_mapping(config_path), str(config_path))
     if not meta.get("classes"):
         raise CheckpointError(f"{folder / ckpt.META}: records no class names; cannot evaluate it")

@@ -44,6 +44,8 @@ def plot_curves(runs: list[tuple[str, list[dict[str, Any]], list[float]]], path:
 
     `runs` holds (label, epoch rows, epochs of LR drops).
     """
+    from matplotlib.ticker import MaxNLocator
+
     figure = _figure(15, 4)
     axes = figure.subplots(1, 3)
     many = len(runs) > 1
@@ -60,6 +62,7 @@ def plot_curves(runs: list[tuple[str, list[dict[str, Any]], list[float]]], path:
             _mark_drops(axis, drops, f"C{run_index}" if many else None, f"{label} LR drop" if many else "LR drop")
         axis.set_title(name)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         if name == "learning rate" and _wide_positive(runs):
             axis.set_yscale("log")
         if axis.get_legend_handles_labels()[0]:

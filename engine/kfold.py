@@ -1,0 +1,125 @@
+"""k-fold cross-validation: K fold runs grouped in one folder, a per-fold table, the fold ensemble on test.
+
+The group folder `<runs>/<experiment>-kfold-<YYYYmmdd-HHMMSS>/` holds the K run folders and `kfold.json`
+(members, per-fold metrics, cross-validation mean/std and the ensemble's test result). All folds share the
+same held-out test set: engine.data splits only train+val into folds.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.config import ExperimentConfig, check_semantics
+from engine.errors import ConfigError, DataError, RunError
+from engine.runs import atomic_write_text, safe_name
+
+RECORD = "kfold.json"
+FOLD_KEYS = ("state", "reason", "best_epoch", "best_val_acc", "best_metric", "best_value", "test_acc",
+             "test_loss", "wall_s", "params")
+
+
+def create_group(runs_root: Path, experiment: str) -> Path:
+    """A new, empty group folder `<experiment>-kfold-<stamp>[-n]` in the runs folder."""
+    runs_root.mkdir(parents=True, exist_ok=True)
+    stem = f"{safe_name(experiment)}-kfold-{time.strftime('%Y%m%d-%H%M%S')}"
+    for n in range(1000):
+        candidate = runs_root / (stem if n == 0 else f"{stem}-{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise RunError(f"too many k-fold groups named {stem} in {runs_root}")
+
+
+def fold_config(config: ExperimentConfig, folds: int, fold: int) -> ExperimentConfig:
+    """The experiment with validation on fold `fold` of `folds`, named `<experiment>-fold<i>`."""
+    result = copy.deepcopy(config)
+    result.data.folds = folds
+    result.data.fold = fold
+    result.name = f"{config.name}-fold{fold}"
+    check_semantics(result, "kfold")
+    return result
+
+
+def write_record(group: Path, record: dict[str, Any]) -> None:
+    """Replace the group's kfold.json atomically."""
+    atomic_write_text(group / RECORD, json.dumps(record, indent=2, default=str) + "\n")
+
+
+def read_record(group: Path) -> dict[str, Any]:
+    """A group's kfold.json."""
+    try:
+        return json.loads((group / RECORD).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"{group} is not a k-fold group (no {RECORD})") from None
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{group / RECORD}: not valid JSON ({exc})") from exc
+
+
+def cross_validation(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and standard deviation of the folds' best val accuracy and test accuracy."""
+    summary: dict[str, Any] = {}
+    for key in ("best_val_acc", "test_acc"):
+        values = [float(f[key]) for f in per_fold if isinstance(f.get(key), (int, float))]
+        summary[f"{key}_mean"] = statistics.fmean(values) if values else None
+        summary[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
+    return summary
+
+
+def run_kfold(config: ExperimentConfig, folds: int, runs_root: Path, *, listeners: list[Any] | None = None,
+              stop: Any = None, tta: str | None = None, combine: str | None = None) -> dict[str, Any]:
+    """Train K fold runs of `config` in a new group folder, then evaluate their ensemble on the test split."""
+    from engine.train import start_run
+
+    if folds < 2:
+        raise ConfigError(f"--folds {folds}: k-fold needs at least 2 folds")
+    group = create_group(runs_root, config.name)
+    record: dict[str, Any] = {"kind": "kfold", "experiment": config.name, "folds": folds, "group_dir": str(group),
+                              "state": "running", "created": time.time(), "members": [], "per_fold": [],
+                              "cv": {}, "ensemble": None}
+    write_record(group, record)
+    for fold in range(folds):
+        status = start_run(fold_config(config, folds, fold), group, listeners=listeners, stop=stop,
+                           parent=group.name)
+        run_dir = Path(status["run_dir"])
+        record["members"].append(run_dir.name)
+        record["per_fold"].append({"fold": fold, "run": run_dir.name, "run_dir": str(run_dir),
+                                   **{k: status.get(k) for k in FOLD_KEYS}})
+        record["cv"] = cross_validation(record["per_fold"])
+        write_record(group, record)
+        if status.get("state") != "finished":
+            record["state"] = status.get("state", "failed")
+            write_record(group, record)
+            return record
+    record["ensemble"] = fold_ensemble(group, record, tta=tta, combine=combine)
+    record["state"] = "finished"
+    write_record(group, record)
+    return record
+
+
+def fold_ensemble(group: Path, record: dict[str, Any], *, tta: str | None, combine: str | None) -> dict[str, Any]:
+    """The fold models' ensemble on the shared test split (best checkpoints); an error note when impossible."""
+    from engine.ensemble import evaluate_ensemble
+    from engine.members import EvalOptions, checkpoint_ref
+
+    refs = [checkpoint_ref(Path(f["run_dir"])) for f in record["per_fold"]]
+    try:
+        result = evaluate_ensemble(refs, EvalOptions(split="test", tta=tta), combine, out_dir=group)
+    except DataError as exc:
+        return {"error": str(exc)}
+    keep = ("members", "split", "tta", "combine", "accuracy", "top5", "loss", "macro_f1", "count",
+            "member_metrics", "most_confused", "path", "confusion_png")
+    return {k: result.get(k) for k in keep}
+
+
+def list_groups(runs_root: Path) -> list[Path]:
+    """The k-fold group folders of a runs folder, oldest name first."""
+    if not runs_root.is_dir():
+        return []
+    return sorted(p for p in runs_root.iterdir() if p.is_dir() and (p / RECORD).is_file())

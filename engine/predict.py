@@ -1,0 +1,72 @@
+"""Predictions for an unlabeled image folder, by one checkpoint or an ensemble: the submission CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.errors import DataError
+from engine.members import CheckpointRef, EvalOptions, check_same_classes, effective_tta, eval_config
+from engine.metrics import combine
+
+
+def member_image_logits(ref: CheckpointRef, images_dir: Path, options: EvalOptions) -> tuple[torch.Tensor, list[str]]:
+    """One member's view logits (V, N, C) for the images of a folder, and the image ids (sorted)."""
+    from engine.augment import tta_views
+    from engine.data import load_unlabeled
+    from engine.inference import build_runtime, run_views
+
+    config = eval_config(ref, options)
+    runtime = build_runtime(ref, config, options)
+    images, ids = load_unlabeled(images_dir, image_size=runtime.dataset.image_size,
+                                 channels=runtime.dataset.channels, on_bad_image=config.data.on_bad_image)
+    rows = torch.arange(len(ids))
+    logits, _ = run_views(runtime, images, torch.zeros(len(ids), dtype=torch.long), rows,
+                          tta_views(effective_tta(ref, options)))
+    return logits, list(ids)
+
+
+def submission_text(ids: list[str], labels: list[str], header: tuple[str, str]) -> str:
+    """CSV text: a header row, then one (image id, predicted class name) row per image."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(zip(ids, labels))
+    return buffer.getvalue()
+
+
+def predict_folder(refs: list[CheckpointRef], images_dir: Path, out_csv: Path, options: EvalOptions,
+                   combine_how: str | None = None) -> dict[str, Any]:
+    """Predict every image of `images_dir` with the ensemble of `refs` and write `out_csv` (id, label name).
+
+    The header is the training CSV's column names (data.file_column, data.label_column: Id,Category by default).
+    """
+    from engine.runs import atomic_write_text
+
+    classes = check_same_classes(refs)
+    how = combine_how or refs[0].config.eval.combine
+    started = time.perf_counter()
+    stacks, ids = [], None
+    for ref in refs:
+        logits, member_ids = member_image_logits(ref, Path(images_dir), options)
+        if ids is not None and member_ids != ids:
+            raise DataError(f"{images_dir}: members read different images (another size or channel count "
+                            "skipped other files); predict with members trained at the same resolution")
+        ids = member_ids
+        stacks.append(logits)
+    assert ids is not None
+    predictions = combine(torch.cat(stacks), how).predictions.tolist()
+    labels = [classes[p] for p in predictions]
+    data = refs[0].config.data
+    out_csv = Path(out_csv)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_csv, submission_text(ids, labels, (data.file_column, data.label_column)))
+    counts = {name: labels.count(name) for name in classes}
+    return {"out": str(out_csv), "images": len(ids), "members": [r.label for r in refs],
+            "tta": effective_tta(refs[0], options), "combine": how, "predicted_counts": counts,
+            "seconds": round(time.perf_counter() - started, 3)}

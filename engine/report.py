@@ -1,0 +1,164 @@
+"""A Markdown report of runs for a write-up: comparison table, training curves, confusion matrices (PNG).
+
+k-fold groups are drawn fold by fold (one figure, one colour per fold) with their per-fold table and the
+fold ensemble's result. Figures go to `<out>/figures/`, linked relatively from `<out>/report.md`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.compare import compare_runs
+from engine.errors import EngineError
+from engine.events import read_events
+from engine.runs import atomic_write_text, epoch_rows, safe_name
+
+
+def lr_drop_epochs(run_dir: Path) -> list[float]:
+    """Where the LR dropped, between the last epoch at the old LR and the first at the new one."""
+    drops = read_events(run_dir / "events.jsonl", {"lr_drop"})
+    return sorted({float(e["epoch"]) + 0.5 for e in drops if isinstance(e.get("epoch"), (int, float))})
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if value is None:
+        return "-"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _pct(value: Any) -> str:
+    return f"{100 * value:.2f}%" if isinstance(value, (int, float)) else "-"
+
+
+def table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    """Markdown table lines."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def group_of(run_dir: Path) -> Path | None:
+    """The k-fold group folder a run belongs to, if any."""
+    from engine.kfold import RECORD
+
+    return run_dir.parent if (run_dir.parent / RECORD).is_file() else None
+
+
+def _fold_label(run_dir: Path) -> str:
+    from engine.runs import read_config
+
+    try:
+        return f"fold {read_config(run_dir).data.fold}"
+    except EngineError:
+        return run_dir.name
+
+
+def comparison_section(run_dirs: list[Path], figures: Path) -> list[str]:
+    """The comparison table (metrics + differing config keys) and a bar chart of accuracies."""
+    from engine.plots import plot_bars
+
+    compared = compare_runs(run_dirs)
+    rows = compared["rows"]
+    lines = ["## Comparison", ""]
+    header = ["run", "state", "params", "epochs", "best val acc", "test acc", "time (s)", *compared["keys"]]
+    lines += table(header, [[r["name"], r["metrics"]["state"], r["metrics"]["params"], r["metrics"]["epoch"],
+                             _pct(r["metrics"]["best_val_acc"]), _pct(r["metrics"]["test_acc"]),
+                             r["metrics"]["wall_s"], *[r["config"][k] for k in compared["keys"]]] for r in rows])
+    bars = plot_bars([r["name"] for r in rows], {
+        "best val acc": [r["metrics"]["best_val_acc"] for r in rows],
+        "test acc": [r["metrics"]["test_acc"] for r in rows]}, figures / "comparison.png", "accuracy per run")
+    return lines + [f"![accuracy per run]({bars.parent.name}/{bars.name})", ""]
+
+
+def curves_section(run_dirs: list[Path], figures: Path) -> list[str]:
+    """Training curves: one figure per standalone run, one per k-fold group (all folds together)."""
+    from engine.plots import plot_curves
+
+    lines = ["## Training curves", "", "Dashed: train; solid: validation; dotted vertical lines: LR drops.", ""]
+    done_groups: set[Path] = set()
+    for run_dir in run_dirs:
+        group = group_of(run_dir)
+        if group is not None and group in done_groups:
+            continue
+        members = [d for d in run_dirs if group_of(d) == group] if group is not None else [run_dir]
+        name = group.name if group is not None else run_dir.name
+        series = [(_fold_label(d) if group is not None else d.name, epoch_rows(d), lr_drop_epochs(d))
+                  for d in members]
+        title = f"{name} ({len(members)} folds)" if group is not None else name
+        path = plot_curves(series, figures / f"{safe_name(name)}-curves.png", title)
+        lines += [f"### {title}", "", f"![training curves of {name}]({path.parent.name}/{path.name})", ""]
+        drops = {label: d for label, _rows, d in series if d}
+        if drops:
+            lines += ["LR drops after epoch: " + "; ".join(
+                f"{label}: {', '.join(str(int(e - 0.5)) for e in d)}" for label, d in drops.items()), ""]
+        if group is not None:
+            done_groups.add(group)
+            lines += kfold_lines(group)
+    return lines
+
+
+def kfold_lines(group: Path) -> list[str]:
+    """A k-fold group's per-fold table and its ensemble's test result."""
+    from engine.kfold import read_record
+
+    record = read_record(group)
+    lines = table(["fold", "run", "best epoch", "best val acc", "test acc"],
+                  [[f["fold"], f["run"], f.get("best_epoch"), _pct(f.get("best_val_acc")), _pct(f.get("test_acc"))]
+                   for f in record.get("per_fold", [])])
+    cv = record.get("cv") or {}
+    if cv.get("best_val_acc_mean") is not None:
+        lines += [f"Cross-validation val acc {_pct(cv['best_val_acc_mean'])} ± {_pct(cv.get('best_val_acc_std'))}.", ""]
+    ensemble = record.get("ensemble") or {}
+    if ensemble.get("accuracy") is not None:
+        lines += [f"Fold ensemble ({ensemble.get('combine')}, TTA {ensemble.get('tta')}) on the test split: "
+                  f"accuracy {_pct(ensemble['accuracy'])}, top-5 {_pct(ensemble.get('top5'))}, "
+                  f"loss {_cell(ensemble.get('loss'))}.", ""]
+    return lines
+
+
+def confusion_section(run_dirs: list[Path], figures: Path, split: str) -> list[str]:
+    """Each run's best checkpoint evaluated on `split` (cached): confusion matrix and most confused pairs."""
+    from engine.ensemble import evaluate_checkpoint
+    from engine.members import EvalOptions, checkpoint_ref
+    from engine.plots import plot_confusion
+
+    lines = [f"## Confusion matrices ({split} split, best checkpoint)", ""]
+    for run_dir in run_dirs:
+        try:
+            ref = checkpoint_ref(run_dir)
+            result = evaluate_checkpoint(ref, EvalOptions(split=split), plot=False)
+        except EngineError as exc:
+            lines += [f"### {run_dir.name}", "", f"not evaluated: {exc}", ""]
+            continue
+        title = f"{ref.label}, {split} accuracy {_pct(result['accuracy'])}"
+        path = plot_confusion(result["confusion"], result["classes"], figures / f"{safe_name(run_dir.name)}-confusion.png",
+                              title)
+        pairs = ", ".join(f"{p['true']} → {p['predicted']} ({p['count']})" for p in result["most_confused"][:5])
+        lines += [f"### {run_dir.name}", "",
+                  f"Accuracy {_pct(result['accuracy'])}, top-5 {_pct(result['top5'])}, loss {_cell(result['loss'])}, "
+                  f"macro F1 {_cell(result['macro_f1'])} on {result['count']} images.", "",
+                  f"![confusion matrix of {run_dir.name}]({path.parent.name}/{path.name})", "",
+                  f"Most confused: {pairs or 'none'}.", ""]
+    return lines
+
+
+def write_report(run_dirs: list[Path], out_dir: Path, *, title: str = "Experiment report",
+                 split: str = "test", confusion: bool = True) -> Path:
+    """Write `<out_dir>/report.md` and its figures for `run_dirs`; returns the Markdown file's path."""
+    if not run_dirs:
+        raise EngineError("report: no runs to report on")
+    out_dir = Path(out_dir)
+    figures = out_dir / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    lines = [f"# {title}", "", f"{len(run_dirs)} run(s); generated {time.strftime('%Y-%m-%d %H:%M')}.", ""]
+    lines += comparison_section(run_dirs, figures)
+    lines += curves_section(run_dirs, figures)
+    if confusion:
+        lines += confusion_section(run_dirs, figures, split)
+    path = out_dir / "report.md"
+    atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
+    return path
