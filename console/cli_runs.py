@@ -1,4 +1,4 @@
-"""`runs`: list and show run folders."""
+"""`runs`: list, show, compare and diff run folders."""
 
 from __future__ import annotations
 
@@ -57,6 +57,7 @@ def show(
     from rich.table import Table
 
     from engine.checkpoint import list_checkpoints
+    from engine.ensemble import list_evals
     from engine.runs import epoch_rows, read_status, resolve_run
     from engine.runs import runs_dir as pick_runs_dir
 
@@ -64,9 +65,11 @@ def show(
     status = read_status(run_dir)
     rows = epoch_rows(run_dir)
     checkpoints = list_checkpoints(run_dir)
+    evals = list_evals(run_dir)
     if json_out:
         print_json({"run_dir": str(run_dir), "status": status, "epochs": rows,
-                    "checkpoints": [{"name": c["name"], "epoch": c.get("epoch")} for c in checkpoints]})
+                    "checkpoints": [{"name": c["name"], "epoch": c.get("epoch")} for c in checkpoints],
+                    "evals": evals})
         return
     out_console.print(f"[bold]{run_dir.name}[/]  {status.get('state')}  ({run_dir})", highlight=False)
     out_console.print(f"best {status.get('best_metric')} {status.get('best_value')} at epoch {status.get('best_epoch')};"
@@ -85,7 +88,100 @@ def show(
     if checkpoints:
         out_console.print("checkpoints: " + ", ".join(f"{c['name']} (epoch {c.get('epoch')})" for c in checkpoints),
                           highlight=False)
+    if evals:
+        show_evals(evals)
+
+
+def show_evals(evals: list[dict]) -> None:
+    """The run's saved evaluations: checkpoint, split, TTA, combine and metrics."""
+    from rich.table import Table
+
+    table = Table("checkpoint", "epoch", "split", "tta", "combine", "ema", "accuracy", "top-5", "loss", "images",
+                  title="evaluations")
+    for record in evals:
+        table.add_row(str(record.get("checkpoint")), str(record.get("epoch", "-")), str(record.get("split")),
+                      str(record.get("tta")), str(record.get("combine")), "yes" if record.get("use_ema") else "no",
+                      fmt_pct(record.get("accuracy")), fmt_pct(record.get("top5")), _f(record.get("loss")),
+                      str(record.get("count", "-")))
+    out_console.print(table)
 
 
 def _f(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+
+
+StateFilter = Annotated[str | None, typer.Option("--state", help="Only runs in this state (finished, failed, ...).")]
+DataFilter = Annotated[str | None, typer.Option("--data", help="Only runs on this data source (prefix).")]
+ModelFilter = Annotated[str | None, typer.Option("--model", help="Only runs of this model (prefix).")]
+
+
+@app.command()
+@reports_errors
+def compare(
+    runs: Annotated[list[str] | None, typer.Argument(help="Runs or k-fold groups (default: all runs).")] = None,
+    sort: Annotated[str | None, typer.Option("--sort", help="Sort by a metric (test_acc, best_val_acc, wall_s, "
+                                                            "params, ...) or a differing config key.")] = None,
+    descending: Annotated[bool, typer.Option("--desc", help="Sort from largest to smallest.")] = False,
+    state: StateFilter = None,
+    data: DataFilter = None,
+    model: ModelFilter = None,
+    runs_dir: RunsDirOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Runs side by side: the config keys that differ between them, and their metrics."""
+    from rich.table import Table
+
+    from engine.compare import compare_runs, select_runs
+    from engine.runs import runs_dir as pick_runs_dir
+
+    chosen = select_runs(pick_runs_dir(runs_dir), list(runs or []), state=state, data=data, model=model)
+    result = compare_runs(chosen, sort=sort, descending=descending)
+    if json_out:
+        print_json(result)
+        return
+    if not chosen:
+        out_console.print("no runs match", highlight=False)
+        return
+    table = Table("run", "state", "best val acc", "test acc", "epochs", "params", "time", *result["keys"])
+    for row in result["rows"]:
+        m = row["metrics"]
+        table.add_row(row["name"], m["state"], fmt_pct(m["best_val_acc"]), fmt_pct(m["test_acc"]),
+                      str(m.get("epoch", "-")), fmt_count(m["params"]), fmt_seconds(m["wall_s"]),
+                      *[_value(row["config"][k]) for k in result["keys"]])
+    out_console.print(table)
+
+
+@app.command()
+@reports_errors
+def diff(
+    run_a: Annotated[str, typer.Argument(help="First run.")],
+    run_b: Annotated[str, typer.Argument(help="Second run.")],
+    runs_dir: RunsDirOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """The config differences of two runs (dotted keys)."""
+    from rich.table import Table
+
+    from engine.compare import diff_runs
+    from engine.runs import resolve_run
+    from engine.runs import runs_dir as pick_runs_dir
+
+    root = pick_runs_dir(runs_dir)
+    path_a, path_b = resolve_run(root, run_a), resolve_run(root, run_b)
+    rows = diff_runs(path_a, path_b)
+    if json_out:
+        print_json({"a": str(path_a), "b": str(path_b), "differences": rows})
+        return
+    if not rows:
+        out_console.print(f"{path_a.name} and {path_b.name} have the same config", highlight=False)
+        return
+    table = Table("key", path_a.name, path_b.name)
+    for row in rows:
+        table.add_row(row["key"], _value(row["a"]), _value(row["b"]))
+    out_console.print(table)
+
+
+def _value(value: object) -> str:
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value, default=str)

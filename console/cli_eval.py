@@ -1,0 +1,274 @@
+"""`eval`, `ensemble`, `predict`, `kfold` and `report`: evaluation commands (logic in engine, output here)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from console.common import (
+    JsonOption, OverrideOption, RunsDirOption, err_console, fmt_pct, out_console, print_json, reports_errors,
+)
+
+
+class Split(str, Enum):
+    """Which split to evaluate."""
+
+    val = "val"
+    test = "test"
+    train = "train"
+
+
+class Combine(str, Enum):
+    """How TTA views and ensemble members are combined."""
+
+    logits = "logits"
+    probs = "probs"
+    vote = "vote"
+
+
+TtaOption = Annotated[str | None, typer.Option(
+    "--tta", help="Test-time augmentation: none, flip, flip+shift, shift:3, random:8, flip+random:4 "
+                  "(default: the run's eval.tta).", show_default=False)]
+CombineOption = Annotated[Combine | None, typer.Option(
+    "--combine", help="Combine views/members by mean logits, mean probabilities or majority vote "
+                      "(default: the run's eval.combine).", show_default=False)]
+NoEmaOption = Annotated[bool, typer.Option("--no-ema", help="Evaluate the raw weights even when EMA weights exist.")]
+DeviceOption = Annotated[str | None, typer.Option(
+    "--device", help="auto, cpu, cuda or cuda:N (default: the run's train.device).", show_default=False)]
+RefsArgument = Annotated[list[str], typer.Argument(
+    help="Checkpoints as RUN[:CHECKPOINT]: run name, unique prefix or folder; checkpoint best (default), "
+         "last or epoch-012.")]
+
+
+def _options(split: str, tta: str | None, no_ema: bool, device: str | None, overrides: list[str] | None) -> Any:
+    from engine.members import EvalOptions
+
+    return EvalOptions(split=split, tta=tta, use_ema=False if no_ema else None, device=device,
+                       overrides=list(overrides or []))
+
+
+def _refs(runs_dir: Path | None, texts: list[str]) -> list[Any]:
+    from engine.members import parse_ref
+    from engine.runs import runs_dir as pick_runs_dir
+
+    root = pick_runs_dir(runs_dir)
+    return [parse_ref(root, text) for text in texts]
+
+
+def _f(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
+
+
+def show_metrics(result: dict[str, Any], *, per_class: bool | None = None) -> None:
+    """Accuracy line, per-class table (small class counts or when asked), most confused pairs, saved paths."""
+    from rich.table import Table
+
+    cached = " (cached predictions)" if result.get("cached") else ""
+    out_console.print(f"[bold]{result['title']}[/]: {result['count']} images{cached}", highlight=False)
+    out_console.print(f"accuracy [bold]{fmt_pct(result['accuracy'])}[/]  top-{result.get('top_k', 5)} "
+                      f"{fmt_pct(result['top5'])}  loss {_f(result['loss'])}  macro F1 {_f(result.get('macro_f1'))}",
+                      highlight=False)
+    rows = result.get("per_class") or []
+    if per_class or (per_class is None and len(rows) <= 30):
+        table = Table("class", "precision", "recall", "F1", "support", title="per class")
+        for row in rows:
+            table.add_row(row["class"], _f(row["precision"], 3), _f(row["recall"], 3), _f(row["f1"], 3),
+                          str(row["support"]))
+        out_console.print(table)
+    pairs = result.get("most_confused") or []
+    if pairs:
+        table = Table("true", "predicted as", "count", title="most confused")
+        for pair in pairs:
+            table.add_row(pair["true"], pair["predicted"], str(pair["count"]))
+        out_console.print(table)
+    saved = [result.get("path"), result.get("confusion_png")]
+    if any(saved):
+        err_console.print("saved: " + ", ".join(p for p in saved if p), highlight=False, soft_wrap=True)
+
+
+@reports_errors
+def eval_cmd(
+    ref: Annotated[str, typer.Argument(help="RUN[:CHECKPOINT], e.g. my-run, my-run:last, my-run:epoch-046.")],
+    split: Annotated[Split, typer.Option("--split", help="Split to evaluate.")] = Split.test,
+    tta: TtaOption = None,
+    combine: CombineOption = None,
+    no_ema: NoEmaOption = False,
+    device: DeviceOption = None,
+    overrides: OverrideOption = None,
+    per_class: Annotated[bool | None, typer.Option("--per-class/--no-per-class",
+                                                   help="Show the per-class table (default: up to 30 classes).",
+                                                   show_default=False)] = None,
+    runs_dir: RunsDirOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Evaluate a checkpoint: accuracy, top-5, loss, per-class P/R/F1, confusion matrix (saved in the run's evals/)."""
+    from engine.ensemble import evaluate_checkpoint
+
+    (checkpoint,) = _refs(runs_dir, [ref])
+    result = evaluate_checkpoint(checkpoint, _options(split.value, tta, no_ema, device, overrides),
+                                 combine.value if combine else None)
+    if json_out:
+        print_json(result)
+        return
+    show_metrics(result, per_class=per_class)
+
+
+def show_members(result: dict[str, Any]) -> None:
+    """The ensemble's members with their own scores, and the greedy selection trace."""
+    from rich.table import Table
+
+    greedy = result.get("greedy")
+    if greedy:
+        table = Table("step", "added", f"{greedy['split']} acc", f"{greedy['split']} loss",
+                      title=f"greedy selection on {greedy['split']} ({len(greedy['candidates'])} candidates)")
+        for index, step in enumerate(greedy["trace"], 1):
+            table.add_row(str(index), step["added"], fmt_pct(step["accuracy"]), _f(step["loss"]))
+        out_console.print(table)
+    table = Table("member", "epoch", f"{result['split']} acc", f"{result['split']} loss", title="members")
+    for row in result.get("member_metrics", []):
+        table.add_row(row["member"], str(row.get("epoch", "-")), fmt_pct(row["accuracy"]), _f(row["loss"]))
+    out_console.print(table)
+
+
+@reports_errors
+def ensemble(
+    refs: RefsArgument,
+    split: Annotated[Split, typer.Option("--split", help="Split the ensemble is evaluated on.")] = Split.test,
+    combine: CombineOption = None,
+    tta: TtaOption = None,
+    greedy: Annotated[bool, typer.Option("--greedy", help="Forward-select members on the validation split "
+                                                          "first (add while accuracy improves).")] = False,
+    no_ema: NoEmaOption = False,
+    device: DeviceOption = None,
+    overrides: OverrideOption = None,
+    runs_dir: RunsDirOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Ensemble any checkpoints (epochs of a run, several runs, k-fold members); saved in <runs>/ensembles/."""
+    from engine.ensemble import evaluate_ensemble
+    from engine.runs import runs_dir as pick_runs_dir
+
+    members = _refs(runs_dir, refs)
+    result = evaluate_ensemble(members, _options(split.value, tta, no_ema, device, overrides),
+                               combine.value if combine else None, out_dir=pick_runs_dir(runs_dir) / "ensembles",
+                               greedy_split="val" if greedy else None)
+    if json_out:
+        print_json(result)
+        return
+    show_members(result)
+    show_metrics(result)
+
+
+@reports_errors
+def predict(
+    refs: RefsArgument,
+    images: Annotated[Path, typer.Option("--images", help="Folder of unlabeled images (id = file name "
+                                                          "without suffix).")],
+    out: Annotated[Path, typer.Option("--out", help="CSV to write: one row per image (id, predicted class).")],
+    combine: CombineOption = None,
+    tta: TtaOption = None,
+    no_ema: NoEmaOption = False,
+    device: DeviceOption = None,
+    runs_dir: RunsDirOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Predict a folder of images with one checkpoint or an ensemble; writes the submission CSV."""
+    from engine.predict import predict_folder
+
+    members = _refs(runs_dir, refs)
+    summary = predict_folder(members, images, out, _options("test", tta, no_ema, device, None),
+                             combine.value if combine else None)
+    if json_out:
+        print_json(summary)
+        return
+    out_console.print(f"{summary['images']} predictions by {len(summary['members'])} checkpoint(s) "
+                      f"(tta {summary['tta']}, {summary['combine']}) written to {summary['out']}", highlight=False)
+
+
+@reports_errors
+def kfold(
+    experiment: Annotated[str, typer.Argument(help="Experiment preset name or YAML file.")],
+    folds: Annotated[int, typer.Option("--folds", "-k", min=2, help="Number of stratified folds (K runs).")] = 5,
+    overrides: OverrideOption = None,
+    tta: TtaOption = None,
+    combine: CombineOption = None,
+    runs_dir: RunsDirOption = None,
+    json_out: JsonOption = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
+) -> None:
+    """Train K fold runs grouped under one folder; per-fold table and the fold ensemble on the test split."""
+    from console.progress import ProgressListener
+    from engine.kfold import run_kfold
+    from engine.presets import resolve_experiment
+    from engine.runs import runs_dir as pick_runs_dir
+    from engine.runtime import StopRequest, install_stop_handlers, restore_stop_handlers
+
+    config = resolve_experiment(experiment, overrides or [])
+    stop = StopRequest()
+    install_stop_handlers(stop)
+    try:
+        with ProgressListener(err_console, quiet=quiet) as listener:
+            record = run_kfold(config, folds, pick_runs_dir(runs_dir), listeners=[listener], stop=stop, tta=tta,
+                               combine=combine.value if combine else None)
+    except KeyboardInterrupt:
+        err_console.print("stopped at once (second signal); finished folds are kept")
+        raise typer.Exit(stop.exit_code) from None
+    finally:
+        restore_stop_handlers(stop)
+    if json_out:
+        print_json(record)
+    else:
+        show_kfold(record)
+    if record["state"] != "finished":
+        err_console.print(f"[red]{record['state']}[/]: k-fold stopped after fold {len(record['per_fold']) - 1}")
+        raise typer.Exit(stop.exit_code if record["state"] == "interrupted" else 1)
+
+
+def show_kfold(record: dict[str, Any]) -> None:
+    """Per-fold table, cross-validation mean ± std and the fold ensemble's test result."""
+    from rich.table import Table
+
+    table = Table("fold", "run", "state", "best epoch", "best val acc", "test acc", title=f"{record['folds']}-fold")
+    for fold in record["per_fold"]:
+        table.add_row(str(fold["fold"]), fold["run"], str(fold.get("state")), str(fold.get("best_epoch")),
+                      fmt_pct(fold.get("best_val_acc")), fmt_pct(fold.get("test_acc")))
+    out_console.print(table)
+    cv = record.get("cv") or {}
+    out_console.print(f"val acc {fmt_pct(cv.get('best_val_acc_mean'))} ± {fmt_pct(cv.get('best_val_acc_std'))}; "
+                      f"test acc {fmt_pct(cv.get('test_acc_mean'))} ± {fmt_pct(cv.get('test_acc_std'))}",
+                      highlight=False)
+    ensemble_result = record.get("ensemble") or {}
+    if ensemble_result.get("error"):
+        out_console.print(f"fold ensemble not evaluated: {ensemble_result['error']}", highlight=False)
+    elif ensemble_result:
+        out_console.print(f"fold ensemble ({ensemble_result['combine']}, tta {ensemble_result['tta']}) on test: "
+                          f"accuracy [bold]{fmt_pct(ensemble_result['accuracy'])}[/], top-5 "
+                          f"{fmt_pct(ensemble_result['top5'])}, loss {_f(ensemble_result['loss'])}", highlight=False)
+    err_console.print(f"group folder: {record['group_dir']}", highlight=False)
+
+
+@reports_errors
+def report(
+    runs: Annotated[list[str], typer.Argument(help="Runs or k-fold groups (names, prefixes or folders).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for report.md and figures/.")],
+    title: Annotated[str, typer.Option("--title", help="Report title.")] = "Experiment report",
+    split: Annotated[Split, typer.Option("--split", help="Split of the confusion matrices.")] = Split.test,
+    no_confusion: Annotated[bool, typer.Option("--no-confusion", help="Skip evaluating confusion matrices.")] = False,
+    runs_dir: RunsDirOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Write a Markdown report: comparison table, training curves (LR drops marked), confusion matrices (PNG)."""
+    from engine.compare import expand_targets
+    from engine.report import write_report
+    from engine.runs import runs_dir as pick_runs_dir
+
+    run_dirs = expand_targets(pick_runs_dir(runs_dir), runs)
+    path = write_report(run_dirs, out, title=title, split=split.value, confusion=not no_confusion)
+    figures = sorted(str(p) for p in (path.parent / "figures").glob("*.png"))
+    if json_out:
+        print_json({"report": str(path), "runs": [str(d) for d in run_dirs], "figures": figures})
+        return
+    out_console.print(f"report of {len(run_dirs)} run(s): {path} ({len(figures)} figures)", highlight=False)
