@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from console import cli_data, cli_presets, cli_runs, cli_schedule, cli_train
+from console import cli_data, cli_eval, cli_presets, cli_runs, cli_schedule, cli_train
 
 app = typer.Typer(
     name="imgcls-console",
@@ -21,6 +21,11 @@ app.add_typer(cli_presets.app, name="presets")
 app.add_typer(cli_runs.app, name="runs")
 app.add_typer(cli_data.app, name="data")
 app.add_typer(cli_schedule.app, name="schedule")
+app.command("eval")(cli_eval.eval_cmd)
+app.command()(cli_eval.ensemble)
+app.command()(cli_eval.predict)
+app.command()(cli_eval.kfold)
+app.command()(cli_eval.report)
 
 if __name__ == "__main__":
     app()
