@@ -21,7 +21,7 @@ EVENT_TYPES: dict[str, str] = {
     "model_ready": "model, params, macs",
     "epoch_start": "epoch, epochs, steps",
     "step": "epoch, step, global_step, loss, lr, images_per_s",
-    "epoch": "epoch, train_loss, train_acc, val_loss, val_acc, lr, epoch_s, images_per_s, gpu_mem_mb",
+    "epoch": "epoch, train_loss, train_acc, val_loss, val_acc, lr, epoch_s, train_s, images_per_s (training only), gpu_mem_mb",
     "lr_drop": "epoch, old_lr, new_lr",
     "checkpoint": "name, epoch, path",
     "test": "split, loss, acc, checkpoint",

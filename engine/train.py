@@ -185,9 +185,9 @@ class Trainer:
                 self.partial = {"loss": float(dev_loss), "correct": float(dev_correct), "seen": seen}
                 return False
         self._check_finite(int(bad_step), epoch)
-        totals = torch.stack([dev_loss, dev_correct]).tolist()
+        totals = torch.stack([dev_loss, dev_correct]).tolist()  # the epoch's one host sync
         self.epoch_train = {"train_loss": totals[0] / max(seen, 1), "train_acc": totals[1] / max(seen, 1),
-                            "images": seen}
+                            "images": seen - int(sums["seen"]), "train_s": time.perf_counter() - self._epoch_clock}
         self.progress.epoch = epoch + 1
         self.progress.step_in_epoch = 0
         return True
@@ -225,7 +225,9 @@ class Trainer:
         assert parts is not None
         cfg = self.config
         val_loss, val_acc = self._evaluate(parts.val_loader)
-        metrics = {**self.epoch_train, "val_loss": val_loss, "val_acc": val_acc}
+        train = dict(self.epoch_train)
+        images, train_s = train.pop("images"), train.pop("train_s")
+        metrics = {**train, "val_loss": val_loss, "val_acc": val_acc}
         old_lr = parts.schedule.lr()
         parts.schedule.step_epoch({k: v for k, v in metrics.items() if isinstance(v, float)})
         new_lr = parts.schedule.lr()
@@ -233,9 +235,8 @@ class Trainer:
             self.events.emit("lr_drop", epoch=epoch + 1, old_lr=old_lr, new_lr=new_lr)
         epoch_s = time.perf_counter() - self._epoch_clock
         row = {"epoch": epoch + 1, **metrics, "lr": old_lr, "epoch_s": round(epoch_s, 3),
-               "images_per_s": round(metrics.pop("images", 0) / max(epoch_s, 1e-9), 1),
+               "train_s": round(train_s, 3), "images_per_s": round(images / max(train_s, 1e-9), 1),
                "gpu_mem_mb": gpu_memory_mb(self.device)}
-        row.pop("images", None)
         self.progress.history.append(row)
         improved = self._update_best(row)
         self.events.emit("epoch", **row)
