@@ -58,7 +58,8 @@ def plot_curves(runs: list[tuple[str, list[dict[str, Any]], list[float]]], path:
                 style = "--" if key.startswith("train") else "-"
                 color = f"C{run_index}" if many else None
                 line_label = f"{label} {key}" if many else key
-                axis.plot(x, y, style, color=color, label=line_label, marker="." if len(x) < 30 else None)
+                axis.plot(x, y, style, color=color, label=line_label, marker="." if len(x) < 30 else None,
+                          drawstyle="steps-post" if key == "lr" else "default")
             _mark_drops(axis, drops, f"C{run_index}" if many else None, f"{label} LR drop" if many else "LR drop")
         axis.set_title(name)
         axis.set_xlabel("epoch")

@@ -1,0 +1,107 @@
+"""k-fold end to end, run comparison and diffs, and the Markdown report with its PNG figures."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from console.cli import app
+from engine.compare import compare_runs, diff_configs, expand_targets, flatten, select_runs, sort_rows
+from engine.errors import ConfigError
+from engine.presets import resolve_experiment
+from engine.runs import list_runs, read_config
+from engine.train import start_run
+
+runner = CliRunner()
+FAST = ["data.limit=300", "train.epochs=3"]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A runs folder with three quickstart runs (two LR schedules) and one 3-fold group run by the CLI."""
+    root = tmp_path_factory.mktemp("kfold") / "runs"
+    variants = [["name=cosine-a"], ["name=cosine-b", "train.seed=1"],
+                ["name=steps", "schedule.name=multistep", "schedule.milestones=[1,2]", "optim.lr=0.1"]]
+    for extra in variants:
+        assert start_run(resolve_experiment("quickstart", [*FAST, *extra]), root)["state"] == "finished"
+    result = runner.invoke(app, ["kfold", "quickstart", "--folds", "3", "--set", "data.limit=300", "--set",
+                                 "train.epochs=3", "--runs-dir", str(root), "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    return root, json.loads(result.stdout)
+
+
+def test_kfold_runs_folds_and_evaluates_their_ensemble_on_test(home: tuple[Path, dict]) -> None:
+    root, record = home
+    group = Path(record["group_dir"])
+    assert record["state"] == "finished" and group.parent == root and group.name.startswith("quickstart-kfold-")
+    assert json.loads((group / "kfold.json").read_text())["state"] == "finished"
+    assert [f["fold"] for f in record["per_fold"]] == [0, 1, 2]
+    for fold in record["per_fold"]:
+        config = read_config(Path(fold["run_dir"]))
+        assert (config.data.folds, config.data.fold) == (3, fold["fold"]) and Path(fold["run_dir"]).parent == group
+        assert 0.3 < fold["best_val_acc"] <= 1.0 and 0.3 < fold["test_acc"] <= 1.0
+    ensemble = record["ensemble"]
+    assert ensemble["split"] == "test" and len(ensemble["members"]) == 3 and 0.5 < ensemble["accuracy"] <= 1.0
+    assert record["cv"]["best_val_acc_std"] >= 0 and Path(ensemble["path"]).parent == group
+    listed = {r.name for r in list_runs(root)}
+    assert all(f"{group.name}/{f['run']}" in listed for f in record["per_fold"])
+    assert [p.name for p in expand_targets(root, [group.name[:18]])] == [f["run"] for f in record["per_fold"]]
+
+
+def test_kfold_needs_two_folds() -> None:
+    result = runner.invoke(app, ["kfold", "quickstart", "--folds", "1"], terminal_width=200)
+    assert result.exit_code == 2 and "--folds" in result.output
+
+
+def test_compare_and_diff(home: tuple[Path, dict]) -> None:
+    root, _record = home
+    runs = select_runs(root, ["cosine-a", "cosine-b", "steps"])
+    compared = compare_runs(runs, sort="test_acc", descending=True)
+    assert "train.seed" in compared["keys"] and "schedule.name" in compared["keys"] and "name" not in compared["keys"]
+    accuracies = [r["metrics"]["test_acc"] for r in compared["rows"]]
+    assert accuracies == sorted(accuracies, reverse=True)
+    assert {r["name"].split("-2")[0] for r in compared["rows"]} == {"cosine-a", "cosine-b", "steps"}
+    with pytest.raises(ConfigError, match="--sort"):
+        sort_rows(compared["rows"], "no.such.key")
+    assert len(select_runs(root, [], state="finished")) == 6 and select_runs(root, [], model="resnet") == []
+    result = runner.invoke(app, ["runs", "diff", "cosine-a", "steps", "--runs-dir", str(root), "--json"])
+    assert result.exit_code == 0, result.output
+    keys = {row["key"]: (row["a"], row["b"]) for row in json.loads(result.stdout)["differences"]}
+    assert keys["schedule.name"] == ("cosine", "multistep") and keys["optim.lr"] == (0.05, 0.1)
+    table = runner.invoke(app, ["runs", "compare", "--sort", "best_val_acc", "--desc", "--runs-dir", str(root)],
+                          terminal_width=250)
+    assert table.exit_code == 0 and "data.fold" in table.stdout and "steps" in table.stdout
+
+
+def test_diff_and_sort_rules() -> None:
+    a = flatten({"optim": {"lr": 0.1, "betas": [0.9, 0.99]}, "model": {"options": {}}})
+    b = flatten({"optim": {"lr": 0.2, "betas": [0.9, 0.99]}, "model": {"options": {"width": 3}}})
+    assert diff_configs(a, b) == [{"key": "model.options", "a": {}, "b": "<missing>"},
+                                  {"key": "model.options.width", "a": "<missing>", "b": 3},
+                                  {"key": "optim.lr", "a": 0.1, "b": 0.2}]
+    rows = [{"name": n, "metrics": {"test_acc": v}, "config": {}} for n, v in (("a", 0.5), ("b", None), ("c", 0.9))]
+    assert [r["name"] for r in sort_rows(rows, "test_acc")] == ["a", "c", "b"]
+    assert [r["name"] for r in sort_rows(rows, "test_acc", descending=True)] == ["c", "a", "b"]
+
+
+def test_report_writes_markdown_with_png_figures(home: tuple[Path, dict], tmp_path: Path) -> None:
+    root, record = home
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["report", "cosine-a", "cosine-b", "steps", Path(record["group_dir"]).name,
+                                 "--out", str(out), "--title", "Digits ladder", "--runs-dir", str(root), "--json"])
+    assert result.exit_code == 0, result.output
+    markdown = (out / "report.md").read_text()
+    assert markdown.startswith("# Digits ladder") and "## Comparison" in markdown and "(3 folds)" in markdown
+    assert "schedule.name" in markdown and "multistep" in markdown
+    assert "LR drops after epoch" in markdown and "Fold ensemble" in markdown
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert len(images) == 1 + 4 + 6  # comparison bars, 3 runs + 1 group of curves, 6 confusion matrices
+    for relative in images:
+        with Image.open(out / relative) as image:
+            assert image.format == "PNG" and image.size[0] > 100
+    assert sorted(json.loads(result.stdout)["figures"]) == sorted(str(out / p) for p in images)
