@@ -99,6 +99,12 @@ def test_child_experiment_is_named_after_its_own_file() -> None:
         assert _resolved(name).name == name  # run folders are named after it
 
 
+def test_schedules_carry_no_fields_of_another_shape() -> None:
+    for name in EXPERIMENTS:
+        schedule = _resolved(name).schedule
+        assert schedule.name == "multistep" or schedule.milestones == [], name  # a run's config.yaml stays honest
+
+
 def test_users_model_presets_are_each_used_by_an_experiment() -> None:
     models = [_resolved(name).model for name in EXPERIMENTS]
     for preset_name in USERS_MODELS:
