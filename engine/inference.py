@@ -12,7 +12,7 @@ import torch
 from engine import checkpoint as ckpt
 from engine.config import DataConfig, ExperimentConfig, to_dict
 from engine.errors import CheckpointError
-from engine.members import CheckpointRef, EvalOptions, classes_mismatch, effective_ema, split_indices
+from engine.members import CheckpointRef, EvalOptions, classes_mismatch, effective_ema, eval_device, split_indices
 
 _DATASETS: OrderedDict[str, Any] = OrderedDict()
 _DATASETS_KEPT = 2  # evaluation and training data of one member; more would hold large tables in memory
@@ -72,9 +72,9 @@ def load_model(ref: CheckpointRef, channels: int, image_size: int, *, use_ema: b
 def build_runtime(ref: CheckpointRef, config: ExperimentConfig, options: EvalOptions) -> MemberRuntime:
     """Load the evaluation data, check its classes against the checkpoint's, build augmenter and model."""
     from engine.augment import Augmenter, resolve_normalization
-    from engine.runtime import autocast_dtype, pick_device
+    from engine.runtime import autocast_dtype
 
-    device = pick_device(options.device or config.train.device)
+    device = eval_device(config, options)
     dataset = cached_dataset(config.data)
     if list(dataset.classes) != ref.classes:
         raise CheckpointError(classes_mismatch(ref.classes, f"checkpoint {ref.label}", list(dataset.classes),

@@ -131,15 +131,31 @@ def effective_ema(ref: CheckpointRef, options: EvalOptions) -> bool:
 
 
 def cache_key(ref: CheckpointRef, options: EvalOptions, config: ExperimentConfig, views: list[str]) -> str:
-    """sha256 of everything that determines a member's view logits."""
+    """sha256 of everything that determines a member's view logits (not the device: fp32 on CPU and CUDA agree
+    to float rounding, so they share an entry)."""
     use_ema = effective_ema(ref, options)
     weights_sha = ref.meta.get("sha256", {}).get(ckpt.EMA if use_ema else ckpt.WEIGHTS)
     if not weights_sha:
         raise CheckpointError(f"{ref.folder / ckpt.META}: no sha256 recorded for the weights")
     body = {"weights": weights_sha, "split": options.split, "views": views, "use_ema": use_ema,
             "data": to_dict(config.data), "augment": to_dict(config.augment), "seed": config.train.seed,
-            "classes": ref.classes, "version": 1}
+            "classes": ref.classes, "precision": _effective_precision(config, options), "version": 1}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def eval_device(config: ExperimentConfig, options: EvalOptions) -> Any:
+    """--device, else the run's train.device; a run trained on CUDA is evaluated on the CPU where no GPU is."""
+    from engine.runtime import pick_device
+
+    name = options.device or config.train.device
+    if options.device is None and name.startswith("cuda") and not torch.cuda.is_available():
+        name = "cpu"
+    return pick_device(name)
+
+
+def _effective_precision(config: ExperimentConfig, options: EvalOptions) -> str:
+    """fp32 on the CPU and for fp32 configs; the autocast precision on CUDA (its logits differ slightly)."""
+    return config.train.precision if eval_device(config, options).type == "cuda" else "fp32"
 
 
 def classes_mismatch(expected: list[str], expected_from: str, actual: list[str], actual_from: str) -> str:

@@ -172,3 +172,12 @@ def test_checkpoint_on_other_classes_fails_clearly(run_dir: Path, tmp_path: Path
     assert "10 classes vs 3" in message and ref.label in message and "circle" in message
     with pytest.raises(ConfigError, match="architecture"):
         evaluate_checkpoint(ref, EvalOptions(overrides=["model.dropout=0.5"]))
+
+
+def test_class_mismatch_messages_name_the_difference() -> None:
+    from engine.members import classes_mismatch
+
+    renamed = classes_mismatch(["cat", "dog"], "checkpoint a:best", ["cat", "fox"], "the folder data")
+    assert "different class names (fox not in checkpoint a:best)" in renamed and "cat, dog" in renamed
+    reordered = classes_mismatch(["cat", "dog"], "checkpoint a:best", ["dog", "cat"], "checkpoint b:best")
+    assert "another order" in reordered
