@@ -50,7 +50,8 @@ def loss_and_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float
     return float(values[0]), float(values[1])
 
 
-def view_transform(view: str, augmenter: Any, generator: torch.Generator | None) -> Callable[[torch.Tensor], torch.Tensor]:
+def view_transform(view: str, augmenter: Any,
+                   generator: torch.Generator | None) -> Callable[[torch.Tensor], torch.Tensor]:
     """The uint8 -> normalized float transform of one TTA view ("random" draws from `generator`)."""
     if view == "identity":
         return augmenter.eval_batch

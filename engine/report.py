@@ -111,7 +111,8 @@ def kfold_lines(group: Path) -> list[str]:
                    for f in record.get("per_fold", [])])
     cv = record.get("cv") or {}
     if cv.get("best_val_acc_mean") is not None:
-        lines += [f"Cross-validation val acc {_pct(cv['best_val_acc_mean'])} ± {_pct(cv.get('best_val_acc_std'))}.", ""]
+        spread = f"{_pct(cv['best_val_acc_mean'])} ± {_pct(cv.get('best_val_acc_std'))}"
+        lines += [f"Cross-validation val acc {spread}.", ""]
     ensemble = record.get("ensemble") or {}
     if ensemble.get("accuracy") is not None:
         lines += [f"Fold ensemble ({ensemble.get('combine')}, TTA {ensemble.get('tta')}) on the test split: "
@@ -135,8 +136,8 @@ def confusion_section(run_dirs: list[Path], figures: Path, split: str) -> list[s
             lines += [f"### {run_dir.name}", "", f"not evaluated: {exc}", ""]
             continue
         title = f"{ref.label}, {split} accuracy {_pct(result['accuracy'])}"
-        path = plot_confusion(result["confusion"], result["classes"], figures / f"{safe_name(run_dir.name)}-confusion.png",
-                              title)
+        png = figures / f"{safe_name(run_dir.name)}-confusion.png"
+        path = plot_confusion(result["confusion"], result["classes"], png, title)
         pairs = ", ".join(f"{p['true']} → {p['predicted']} ({p['count']})" for p in result["most_confused"][:5])
         lines += [f"### {run_dir.name}", "",
                   f"Accuracy {_pct(result['accuracy'])}, top-5 {_pct(result['top5'])}, loss {_cell(result['loss'])}, "
