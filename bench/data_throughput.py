@@ -95,13 +95,17 @@ def step_fed_vs_fixed(loader: object, augmenter: object, device: torch.device, *
         loss.backward()
         optimizer.step()
 
+    from engine.prefetch import AugmentedBatches
+
     def fed() -> float:
         done = 0
         loader.set_epoch(7)  # type: ignore[attr-defined]
+        batches = AugmentedBatches(loader, lambda x, y: augmenter.train_batch(x, y, generator),  # type: ignore[attr-defined]
+                                   generator, device)
         _sync(device)
         start = time.perf_counter()
-        for x, y in loader:  # type: ignore[attr-defined]
-            step(*augmenter.train_batch(x, y, generator))  # type: ignore[attr-defined]
+        for x, y in batches:  # the engine's path: next batch augmented on a side stream
+            step(x, y)
             done += 1
             if done == steps:
                 break

@@ -23,6 +23,7 @@ from engine.config import ExperimentConfig
 from engine.errors import CheckpointError, EngineError
 from engine.evaluate import loss_and_accuracy, predict_logits
 from engine.events import EventWriter
+from engine.prefetch import AugmentedBatches
 from engine.presets import content_hash, resolved_yaml
 from engine.runs import write_status
 from engine.runtime import (
@@ -155,22 +156,24 @@ class Trainer:
         dev_correct = torch.tensor(sums["correct"], device=self.device, dtype=torch.float64)
         seen = int(sums["seen"])
         bad_step = torch.full((), -1, device=self.device, dtype=torch.long)
+        step_index = torch.full((), skip, device=self.device, dtype=torch.long)  # on the device: no sync per step
         log_loss = torch.zeros((), device=self.device, dtype=torch.float64)
         log_count, log_clock = 0, time.perf_counter()
         self.events.emit("epoch_start", epoch=epoch + 1, epochs=cfg.train.epochs, steps=steps)
         self._epoch_clock = time.perf_counter()
         parts.model.train()
-        for index, (images, labels) in enumerate(parts.train_loader):
-            if index < skip:
-                continue
-            loss_sum, correct = self._train_step(images, labels, index)
-            bad_step = torch.where((~torch.isfinite(loss_sum)) & (bad_step < 0),
-                                   torch.tensor(index, device=self.device), bad_step)
+        self._batches = AugmentedBatches(
+            parts.train_loader, lambda x, y: parts.augmenter.train_batch(x, y, parts.generator),
+            parts.generator, self.device, skip=skip)
+        for index, (inputs, targets) in enumerate(self._batches, start=skip):
+            loss_sum, correct = self._train_step(inputs, targets, index)
+            bad_step = torch.where((~torch.isfinite(loss_sum)) & (bad_step < 0), step_index, bad_step)
+            step_index += 1
             dev_loss += loss_sum.double()
             dev_correct += correct.double()
             log_loss += loss_sum.double()
-            seen += labels.shape[0]
-            log_count += labels.shape[0]
+            seen += targets.shape[0]
+            log_count += targets.shape[0]
             self.progress.step_in_epoch = index + 1
             if (index + 1) % cfg.train.log_every == 0 or index + 1 == steps:
                 values = torch.stack([log_loss, bad_step.double()]).tolist()
@@ -196,18 +199,17 @@ class Trainer:
         if bad_index >= 0:
             raise Diverged(f"loss became NaN/Inf at epoch {epoch + 1}, step {bad_index + 1}")
 
-    def _train_step(self, images: torch.Tensor, labels: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _train_step(self, inputs: torch.Tensor, targets: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward, backward and (every `accumulate` batches) an optimizer step; returns device sums."""
         parts = self.parts
         assert parts is not None
         accumulate = self.config.optim.accumulate
-        inputs, targets = parts.augmenter.train_batch(images, labels, parts.generator)
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         with autocast(self.amp, self.device):
             logits = parts.model_for_step(inputs)
         loss = parts.loss(logits.float(), targets)
-        parts.scaler.scale(loss / accumulate).backward()
+        parts.scaler.scale(loss / accumulate if accumulate > 1 else loss).backward()
         steps = len(parts.train_loader)
         if (index + 1) % accumulate == 0 or index + 1 == steps:
             parts.optimizer_step()
@@ -215,7 +217,7 @@ class Trainer:
         hard = targets if targets.dim() == 1 else targets.argmax(1)
         with torch.no_grad():
             correct = (logits.argmax(1) == hard).sum()
-        return loss.detach() * labels.shape[0], correct
+        return loss.detach() * targets.shape[0], correct
 
     # ------------------------------------------------------------------ epoch end
 
@@ -341,11 +343,20 @@ class Trainer:
             "schedule": parts.schedule.state_dict(),
             "scaler": parts.scaler.state_dict() if parts.scaler.is_enabled() else {},
             "rng": rng_state(self.device),
-            "aug_generator": parts.generator.get_state(),
+            "aug_generator": self._augment_rng_state(),
             "progress": self.progress.to_state(),
             "partial": getattr(self, "partial", None),
             "wall_s": self.wall_s(),
         }
+
+    def _augment_rng_state(self) -> torch.Tensor:
+        """The augmentation RNG as of the next untrained batch (a prefetched batch's draws are not yet used)."""
+        parts = self.parts
+        assert parts is not None
+        batches = getattr(self, "_batches", None)
+        if self.progress.step_in_epoch > 0 and batches is not None:
+            return batches.generator_state
+        return parts.generator.get_state()
 
     def wall_s(self) -> float:
         """Wall time of this run, all sessions together."""

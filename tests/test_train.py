@@ -29,7 +29,8 @@ def _weights(run_dir: Path, name: str = "last") -> dict[str, torch.Tensor]:
 
 
 def test_resume_mid_run_matches_uninterrupted(tmp_path: Path) -> None:
-    config = resolve_experiment("quickstart", FAST)
+    random_ops = "augment.ops=[{op: translate, fraction: 0.25, p: 0.7}, {op: erase, p: 0.5}]"
+    config = resolve_experiment("quickstart", [*FAST, random_ops, "model.dropout=0.3"])
     full = start_run(config, tmp_path / "a")
     stop = StopRequest()
 
