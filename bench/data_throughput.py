@@ -101,10 +101,10 @@ def step_fed_vs_fixed(loader: object, augmenter: object, device: torch.device, *
         done = 0
         loader.set_epoch(7)  # type: ignore[attr-defined]
         batches = AugmentedBatches(loader, lambda x, y: augmenter.train_batch(x, y, generator),  # type: ignore[attr-defined]
-                                   generator, device)
+                                   generator)
         _sync(device)
         start = time.perf_counter()
-        for x, y in batches:  # the engine's path: next batch augmented on a side stream
+        for x, y in batches:  # the engine's path
             step(x, y)
             done += 1
             if done == steps:

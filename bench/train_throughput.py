@@ -23,7 +23,10 @@ from bench.synthetic import random_images, write_cifar10_like  # noqa: E402
 
 
 def engine_rate(root: Path, runs: Path, *, epochs: int, batch: int, compile_model: bool, train_images: int) -> dict:
-    """Median training images/s of the engine over epochs 2.. (epoch 1 holds cuDNN tuning / compile)."""
+    """Median training images/s of the engine over epochs 2.. (epoch 1 holds cuDNN tuning / compile).
+
+    Training images/s is what the epoch events report: the epoch's training loop, without validation.
+    """
     from engine.presets import resolve_experiment
     from engine.train import start_run
 
@@ -89,15 +92,22 @@ def main() -> None:
                      "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "args": vars(args) | {"out": str(args.out)}}
     with tempfile.TemporaryDirectory() as tmp:
         root = write_cifar10_like(Path(tmp), train=args.train_images, test=2000)
-        results["engine"] = engine_rate(root, Path(tmp) / "runs", epochs=args.epochs, batch=args.batch,
-                                        compile_model=False, train_images=args.train_images)
+        runs = Path(tmp) / "runs"
+        common = {"batch": args.batch, "train_images": args.train_images}
+        # (b) and the engine alternate twice, so clock boost or a noisy neighbour favours neither side.
+        b_rates, engine_runs = [], []
+        for _round in range(2):
+            b_rates.append(baseline_b(device, args.epochs, args.batch, args.train_images))
+            engine_runs.append(engine_rate(root, runs, epochs=args.epochs, compile_model=False, **common))
+        results["baseline_b_rounds"] = b_rates
+        results["baseline_b"] = sorted(b_rates)[-1]
+        results["engine"] = max(engine_runs, key=lambda r: r["images_per_s"])
+        results["engine_rounds"] = [r["images_per_s"] for r in engine_runs]
         if device.type == "cuda" and not args.no_compile:
-            results["engine_compile"] = engine_rate(root, Path(tmp) / "runs", epochs=args.epochs, batch=args.batch,
-                                                    compile_model=True, train_images=args.train_images)
-        results["engine_b64"] = engine_rate(root, Path(tmp) / "runs", epochs=max(2, args.epochs // 2), batch=64,
-                                            compile_model=False, train_images=args.train_images)
+            results["engine_compile"] = engine_rate(root, runs, epochs=args.epochs, compile_model=True, **common)
+        results["engine_b64"] = engine_rate(root, runs, epochs=max(2, args.epochs // 2), compile_model=False,
+                                            batch=64, train_images=args.train_images)
     results["baseline_a"] = baseline_a(device, args.steps_a, args.train_images)
-    results["baseline_b"] = baseline_b(device, args.epochs, args.batch, args.train_images)
     report(results)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
@@ -107,6 +117,8 @@ def report(results: dict) -> None:
     """Print a Markdown table of images/s and ratios."""
     a, b = results["baseline_a"], results["baseline_b"]
     print(f"device: {results['device']}, torch {results['torch']}, {results['date']}")
+    print(f"rounds (b): {[round(r) for r in results['baseline_b_rounds']]}, engine: "
+          f"{[round(r) for r in results['engine_rounds']]} (best of each reported)")
     print("| loop | images/s | vs (a) DataLoader+PIL fp32 b64 | vs (b) hand-written resident bf16 |")
     print("| --- | ---: | ---: | ---: |")
     rows = [("(a) DataLoader + PIL, fp32, batch 64, 4 workers", a),

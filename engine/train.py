@@ -164,7 +164,7 @@ class Trainer:
         parts.model.train()
         self._batches = AugmentedBatches(
             parts.train_loader, lambda x, y: parts.augmenter.train_batch(x, y, parts.generator),
-            parts.generator, self.device, skip=skip)
+            parts.generator, skip=skip)
         for index, (inputs, targets) in enumerate(self._batches, start=skip):
             loss_sum, correct = self._train_step(inputs, targets, index)
             bad_step = torch.where((~torch.isfinite(loss_sum)) & (bad_step < 0), step_index, bad_step)
