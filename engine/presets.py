@@ -187,10 +187,14 @@ def _compose_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
             raise ConfigError(f"{path}: base: expected an experiment preset name, got {base!r}")
         composed = _compose_raw(find_preset("experiment", base), (*seen, path.resolve()))
         composed.pop("description", None)
+        composed.pop("name", None)  # a child is named after its own file unless it says otherwise
     for key, value in raw.items():
         if key in cfg.SECTION_TYPES:
             section = _resolve_section(key, value, str(path))
-            composed[key] = _deep_merge(composed.get(key, {}), section)
+            if isinstance(value, str) or (isinstance(value, dict) and "preset" in value):
+                composed[key] = section  # a section chosen by preset replaces the inherited one
+            else:
+                composed[key] = _deep_merge(composed.get(key, {}), section)
         elif key in ("name", "description"):
             composed[key] = value
     composed.setdefault("name", path.stem)

@@ -92,8 +92,6 @@ def test_experiment_resolves_validates_and_describes_itself(name: str) -> None:
     assert config.description and "\n" not in config.description and len(config.description) <= 140
 
 
-@pytest.mark.xfail(strict=True, reason="engine/presets.py _compose_raw keeps the base's name: pop 'name' like "
-                   "'description' after composing the base (then delete this marker)")
 def test_child_experiment_is_named_after_its_own_file() -> None:
     for name in EXPERIMENTS:
         assert _resolved(name).name == name  # run folders are named after it

@@ -98,3 +98,14 @@ def test_import_refuses_to_shadow_builtin_silently(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="lrr"):
         presets.import_preset(bad, kind="optim", name="bad")
     assert not (tmp_path / "user-presets" / "optim" / "bad.yaml").exists()
+
+
+def test_section_by_preset_replaces_inherited_section(tmp_path: Path) -> None:
+    user = tmp_path / "user-presets" / "experiment"
+    write(user / "parent.yaml", "base: quickstart\nschedule: {name: multistep, milestones: [3]}\n")
+    write(user / "child.yaml", "base: parent\nmodel: mnist-logreg\nschedule: cosine\n")
+    write(user / "tweak.yaml", "base: parent\nschedule: {gamma: 0.5}\n")
+    child = presets.resolve_experiment("child")
+    assert child.name == "child" and child.model.name == "mlp" and child.schedule.milestones == []
+    tweak = presets.resolve_experiment("tweak")
+    assert tweak.schedule.milestones == [3] and tweak.schedule.gamma == 0.5  # plain fields merge
