@@ -21,8 +21,11 @@ def _summary(status: dict[str, Any]) -> dict[str, Any]:
 def _drive(json_out: bool, quiet: bool, work: Any) -> None:
     """Run `work(listeners, stop)` with signal handling and progress; print the summary; exit by state."""
     from console.progress import ProgressListener
+    from engine.distributed import from_environment
     from engine.runtime import StopRequest, install_stop_handlers, restore_stop_handlers
 
+    if not from_environment().is_main:  # DDP: rank 0 alone reports
+        json_out, quiet = False, True
     stop = StopRequest()
     install_stop_handlers(stop)
     try:
@@ -53,13 +56,22 @@ def train(
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
+    nproc: Annotated[int, typer.Option("--nproc", help="Processes for DDP (one per GPU; gloo on CPU), via torchrun.",
+                                       min=1)] = 1,
 ) -> None:
     """Train an experiment in the foreground; progress on stderr, results in a new run folder."""
+    import os
+
     from engine.presets import resolve_experiment
     from engine.runs import runs_dir as pick_runs_dir
     from engine.train import start_run
 
     config = resolve_experiment(experiment, overrides or [])
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from engine.distributed import Dist, per_rank_batch
+
+        per_rank_batch(config.train.batch_size, Dist(0, nproc, 0))  # a clear error before any process starts
+        _launch_torchrun(nproc, experiment, overrides or [], runs_dir, json_out, quiet)
     root = pick_runs_dir(runs_dir)
     _drive(json_out, quiet, lambda listeners, stop: start_run(config, root, listeners=listeners, stop=stop))
 
@@ -109,3 +121,20 @@ def finetune(
     parent = f"{run_dir.name}:{folder.name}"
     _drive(json_out, quiet, lambda listeners, stop: finetune_run(folder, config, root, parent=parent,
                                                                  listeners=listeners, stop=stop))
+
+
+def _launch_torchrun(nproc: int, experiment: str, overrides: list[str], runs_dir: Path | None, json_out: bool,
+                     quiet: bool) -> None:
+    """Re-run this `train` command under torchrun with `nproc` processes and exit with its status."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "console.cli", "train", experiment]
+    for override in overrides:
+        command += ["--set", override]
+    if runs_dir is not None:
+        command += ["--runs-dir", str(runs_dir)]
+    command += ["--json"] * json_out + ["--quiet"] * quiet
+    err_console.print(f"launching {nproc} processes: {' '.join(command[2:])}", highlight=False)
+    raise typer.Exit(subprocess.run(command).returncode)

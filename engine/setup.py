@@ -10,6 +10,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from engine import distributed
 from engine.config import ExperimentConfig
 from engine.events import EventWriter
 
@@ -86,7 +87,8 @@ class TrainingParts:
         set_backbone_trainable(self.model, trainable)
 
 
-def _loaders(config: ExperimentConfig, dataset: Any, device: torch.device) -> tuple[Any, Any, Any]:
+def _loaders(config: ExperimentConfig, dataset: Any, device: torch.device,
+             dist_info: distributed.Dist) -> tuple[Any, Any, Any]:
     from engine.data import BatchLoader, class_weights
 
     train = config.train
@@ -96,8 +98,10 @@ def _loaders(config: ExperimentConfig, dataset: Any, device: torch.device) -> tu
         weights = per_class[dataset.labels[dataset.train_idx]]
     drop_last = train.drop_last and len(dataset.train_idx) >= train.batch_size
     common = {"device": device, "budget_gb": config.data.device_budget_gb}
-    train_loader = BatchLoader(dataset.images, dataset.labels, dataset.train_idx, batch_size=train.batch_size,
-                               shuffle=True, drop_last=drop_last, seed=train.seed, sample_weights=weights, **common)
+    train_loader = BatchLoader(dataset.images, dataset.labels, dataset.train_idx,
+                               batch_size=distributed.per_rank_batch(train.batch_size, dist_info), shuffle=True,
+                               drop_last=drop_last, seed=train.seed, sample_weights=weights,
+                               rank=dist_info.rank, world_size=dist_info.world_size, **common)
 
     def eval_loader(indices: torch.Tensor) -> Any:
         if len(indices) == 0:
@@ -109,7 +113,7 @@ def _loaders(config: ExperimentConfig, dataset: Any, device: torch.device) -> tu
 
 
 def build_parts(config: ExperimentConfig, device: torch.device, events: EventWriter, *,
-                init_weights: Path | None = None) -> TrainingParts:
+                init_weights: Path | None = None, dist_info: distributed.Dist = distributed.SINGLE) -> TrainingParts:
     """Load the data and build every part of a run on `device`."""
     from engine.augment import Augmenter, resolve_normalization
     from engine.data import class_weights, load_dataset
@@ -118,7 +122,7 @@ def build_parts(config: ExperimentConfig, device: torch.device, events: EventWri
 
     clock = time.perf_counter()
     dataset = load_dataset(config.data)
-    train_loader, val_loader, test_loader = _loaders(config, dataset, device)
+    train_loader, val_loader, test_loader = _loaders(config, dataset, device, dist_info)
     events.emit("data_ready", source=config.data.source, classes=dataset.num_classes,
                 counts={"train": len(dataset.train_idx), "val": len(dataset.val_idx), "test": len(dataset.test_idx)},
                 image_size=dataset.image_size, channels=dataset.channels, info=dataset.info,
@@ -149,8 +153,10 @@ def build_parts(config: ExperimentConfig, device: torch.device, events: EventWri
                           steps_per_epoch=steps_per_epoch, base_lr=config.optim.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=(device.type == "cuda" and config.train.precision == "fp16"))
     generator = torch.Generator(device=device)
-    generator.manual_seed(config.train.seed + 1)
-    model_for_step = torch.compile(model) if (config.train.compile and device.type == "cuda") else model
+    generator.manual_seed(config.train.seed + 1 + dist_info.rank)
+    model_for_step = distributed.wrap(model, dist_info, device)
+    if config.train.compile and device.type == "cuda":
+        model_for_step = torch.compile(model_for_step)
     weights = None
     if config.data.class_weighted_loss:
         weights = class_weights(dataset.labels[dataset.train_idx], dataset.num_classes).to(device)

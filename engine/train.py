@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from engine import checkpoint as ckpt
+from engine import distributed
 from engine.config import ExperimentConfig
 from engine.errors import CheckpointError, EngineError
 from engine.evaluate import loss_and_accuracy, predict_logits
@@ -68,13 +69,15 @@ class Trainer:
     """Owns one run: parts, loop, checkpoints, status and events."""
 
     def __init__(self, config: ExperimentConfig, run_dir: Path, events: EventWriter,
-                 stop: StopRequest | None = None, *, parent: str | None = None) -> None:
+                 stop: StopRequest | None = None, *, parent: str | None = None,
+                 dist_info: distributed.Dist = distributed.SINGLE) -> None:
         self.config = config
         self.run_dir = run_dir
         self.events = events
         self.stop = stop or StopRequest()
         self.parent = parent
-        self.device = pick_device(config.train.device)
+        self.dist = dist_info
+        self.device = distributed.init(dist_info, pick_device(config.train.device))
         self.amp = autocast_dtype(config.train.precision, self.device)
         self.channels_last = config.train.channels_last and self.device.type == "cuda"
         self.progress = Progress()
@@ -89,7 +92,10 @@ class Trainer:
     def setup(self, *, resume_from: Path | None = None, init_weights: Path | None = None) -> None:
         """Seed, load data, build model/optimizer/schedule; restore a checkpoint when resuming."""
         seed_everything(self.config.train.seed, self.config.train.deterministic, self.device)
-        self.parts = build_parts(self.config, self.device, self.events, init_weights=init_weights)
+        self.parts = build_parts(self.config, self.device, self.events, init_weights=init_weights,
+                                 dist_info=self.dist)
+        if self.dist.enabled:  # same initial weights everywhere, then independent dropout draws per rank
+            torch.manual_seed(self.config.train.seed + 1000 * self.dist.rank)
         if resume_from is not None:
             self._restore(ckpt.load_checkpoint(resume_from))
         self._write_status("running")
@@ -105,8 +111,12 @@ class Trainer:
         parts.schedule.load_state_dict(state["schedule"])
         if state.get("scaler"):
             parts.scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"], self.device)
-        parts.generator.set_state(state["aug_generator"])
+        ranks = state["rng_ranks"]
+        if len(ranks) != self.dist.world_size:
+            raise CheckpointError(f"the checkpoint was written by {len(ranks)} processes; resume with as many "
+                                  f"(now {self.dist.world_size})")
+        set_rng_state(ranks[self.dist.rank]["rng"], self.device)
+        parts.generator.set_state(ranks[self.dist.rank]["aug_generator"])
         self.progress = Progress(**state["progress"])
         self.partial = state.get("partial")
         self.wall_before = float(state.get("wall_s", 0.0))
@@ -184,11 +194,15 @@ class Trainer:
                                  images_per_s=round(log_count / max(elapsed, 1e-9), 1))
                 log_loss.zero_()
                 log_count, log_clock = 0, time.perf_counter()
-            if self.stop.requested:
+            if self._should_stop(at_log_boundary=(index + 1) % cfg.train.log_every == 0):
                 self.partial = {"loss": float(dev_loss), "correct": float(dev_correct), "seen": seen}
                 return False
         self._check_finite(int(bad_step), epoch)
-        totals = torch.stack([dev_loss, dev_correct]).tolist()  # the epoch's one host sync
+        sums_all = distributed.all_sum(torch.stack([dev_loss, dev_correct,
+                                                    torch.tensor(float(seen), device=self.device, dtype=torch.float64)]),
+                                       self.dist)
+        totals = sums_all.tolist()  # the epoch's one host sync
+        seen = int(totals[2])
         self.epoch_train = {"train_loss": totals[0] / max(seen, 1), "train_acc": totals[1] / max(seen, 1),
                             "images": seen - int(sums["seen"]), "train_s": time.perf_counter() - self._epoch_clock}
         self.progress.epoch = epoch + 1
@@ -226,7 +240,9 @@ class Trainer:
         parts = self.parts
         assert parts is not None
         cfg = self.config
-        val_loss, val_acc = self._evaluate(parts.val_loader)
+        # rank 0 evaluates; every rank takes its numbers so schedules and stopping agree
+        val_loss, val_acc = distributed.broadcast(
+            self._evaluate(parts.val_loader) if self.dist.is_main else None, self.dist)
         train = dict(self.epoch_train)
         images, train_s = train.pop("images"), train.pop("train_s")
         metrics = {**train, "val_loss": val_loss, "val_acc": val_acc}
@@ -250,7 +266,7 @@ class Trainer:
         if cfg.train.checkpoint.last:
             self._save("last", include_state=True)
         self._write_status("running")
-        return self._early_stop(row)
+        return bool(distributed.broadcast(self._early_stop(row), self.dist))
 
     def _evaluate(self, loader: Any) -> tuple[float, float]:
         parts = self.parts
@@ -294,10 +310,10 @@ class Trainer:
     # ------------------------------------------------------------------ end of run
 
     def _test(self) -> None:
-        """Test-split metrics of the best checkpoint (else the final weights)."""
+        """Test-split metrics of the best checkpoint (else the final weights); rank 0 only."""
         parts = self.parts
         assert parts is not None
-        if parts.test_loader is None:
+        if parts.test_loader is None or not self.dist.is_main:
             return
         source = "final"
         best_dir = self.run_dir / "checkpoints" / "best"
@@ -323,13 +339,17 @@ class Trainer:
         return self.status
 
     def _save(self, name: str, *, include_state: bool) -> None:
+        """Write a checkpoint (rank 0); with training state, every rank's RNG states are gathered first."""
         parts = self.parts
         assert parts is not None
+        state = self._training_state() if include_state else None  # collective in DDP: all ranks call
+        if not self.dist.is_main:
+            return
         meta = {"epoch": self.progress.epoch, "step_in_epoch": self.progress.step_in_epoch,
                 "global_step": self.progress.global_step,
                 "metrics": self.progress.history[-1] if self.progress.history else {},
-                "config_hash": content_hash(_config_dict(self.config)), "classes": parts.classes}
-        state = self._training_state() if include_state else None
+                "config_hash": content_hash(_config_dict(self.config)), "classes": parts.classes,
+                "world_size": self.dist.world_size}
         ema = parts.ema.state_dict() if parts.ema is not None else None
         path = ckpt.save_checkpoint(self.run_dir / "checkpoints", name, weights=parts.model.state_dict(),
                                     config_text=self.config_text, meta=meta, state=state, ema=ema)
@@ -342,8 +362,8 @@ class Trainer:
             "optimizer": parts.optimizer.state_dict(),
             "schedule": parts.schedule.state_dict(),
             "scaler": parts.scaler.state_dict() if parts.scaler.is_enabled() else {},
-            "rng": rng_state(self.device),
-            "aug_generator": self._augment_rng_state(),
+            "rng_ranks": distributed.gather({"rng": rng_state(self.device),
+                                             "aug_generator": self._augment_rng_state()}, self.dist),
             "progress": self.progress.to_state(),
             "partial": getattr(self, "partial", None),
             "wall_s": self.wall_s(),
@@ -362,6 +382,12 @@ class Trainer:
         """Wall time of this run, all sessions together."""
         return round(self.wall_before + time.time() - self.started, 3)
 
+    def _should_stop(self, *, at_log_boundary: bool) -> bool:
+        """A signal asked to stop; in DDP all ranks agree at log boundaries so they stop at the same step."""
+        if not self.dist.enabled:
+            return self.stop.requested
+        return at_log_boundary and distributed.any_rank(self.stop.requested, self.dist, self.device)
+
     def _write_status(self, state: str, **extra: Any) -> None:
         parts = self.parts
         cfg = self.config
@@ -378,7 +404,8 @@ class Trainer:
             "wall_s": self.wall_s(), "parent": self.parent,
             **getattr(self, "test_metrics", {}), **extra,
         }
-        write_status(self.run_dir, self.status)
+        if self.dist.is_main:
+            write_status(self.run_dir, self.status)
 
 
 def _config_dict(config: ExperimentConfig) -> dict[str, Any]:
@@ -415,8 +442,12 @@ def start_run(config: ExperimentConfig, runs_root: Path, *, listeners: list[Any]
     """Create a run folder for `config` and train it; returns the final status (with `run_dir`)."""
     from engine.runs import create_run, write_config
 
-    run_dir = create_run(runs_root, config.name)
-    write_config(run_dir, config)
+    info = distributed.from_environment()
+    run_dir = None
+    if info.is_main:
+        run_dir = create_run(runs_root, config.name)
+        write_config(run_dir, config)
+    run_dir = Path(_broadcast_path(run_dir, info, config))
     return _drive(config, run_dir, listeners, stop, parent=parent, init_weights=init_weights)
 
 
@@ -435,7 +466,8 @@ def resume_run(run_dir: Path, *, overrides: list[str] | None = None, listeners: 
     changes = incompatible_changes(to_dict(saved), to_dict(config))
     if changes:
         raise CheckpointError("cannot resume: the config differs from the checkpoint's in " + "; ".join(changes))
-    write_config(run_dir, config)
+    if distributed.from_environment().is_main:
+        write_config(run_dir, config)
     return _drive(config, run_dir, listeners, stop, resume_from=folder)
 
 
@@ -458,8 +490,9 @@ def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None,
            *, parent: str | None = None, init_weights: Path | None = None,
            resume_from: Path | None = None) -> dict[str, Any]:
     """Run a Trainer in `run_dir`, recording failures in status.json and events.jsonl."""
-    events = EventWriter(run_dir / "events.jsonl", listeners)
-    trainer = Trainer(config, run_dir, events, stop, parent=parent)
+    info = distributed.from_environment()
+    events = EventWriter(run_dir / "events.jsonl", listeners) if info.is_main else EventWriter(None)
+    trainer = Trainer(config, run_dir, events, stop, parent=parent, dist_info=info)
     try:
         events.emit("run_start", run=str(run_dir), name=run_dir.name, pid=os.getpid(),
                     config_hash=content_hash(_config_dict(config)), parent=parent,
@@ -481,6 +514,7 @@ def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None,
         raise
     finally:
         events.close()
+        distributed.shutdown(info)
     return {"run_dir": str(run_dir), **status}
 
 
@@ -492,3 +526,9 @@ def _check_classes(trainer: Trainer, folder: Path) -> None:
     if meta.get("classes") and meta["classes"] != trainer.parts.classes:
         raise CheckpointError(f"cannot resume: the dataset's classes differ from the checkpoint's "
                               f"({len(meta['classes'])} saved vs {len(trainer.parts.classes)} now, or another order)")
+
+
+def _broadcast_path(run_dir: Path | None, info: distributed.Dist, config: ExperimentConfig) -> str:
+    """Rank 0's new run folder, on every rank (the process group is joined here, early)."""
+    distributed.init(info, pick_device(config.train.device))
+    return str(distributed.broadcast(str(run_dir) if run_dir else None, info))
