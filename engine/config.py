@@ -349,6 +349,9 @@ def check_semantics(config: ExperimentConfig, source: str | None = None) -> None
         need(config.augment.mean is not None and config.augment.std is not None, "augment.normalize",
              "custom needs augment.mean and augment.std")
     need(0.0 <= config.train.ema_decay < 1.0, "train.ema_decay", "must be in [0, 1)")
+    need(config.augment.mixup_alpha >= 0, "augment.mixup_alpha", "must be >= 0 (0 = off)")
+    need(config.augment.cutmix_alpha >= 0, "augment.cutmix_alpha", "must be >= 0 (0 = off)")
+    need(0.0 <= config.augment.mix_prob <= 1.0, "augment.mix_prob", "must be in [0, 1]")
     need(0.0 <= config.train.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)")
     if config.schedule.name == "multistep":
         need(bool(config.schedule.milestones), "schedule.milestones", "multistep needs at least one milestone")

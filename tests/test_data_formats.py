@@ -166,3 +166,21 @@ def test_torchvision_table_is_cached(tmp_path):
     second = load_dataset(DataConfig(source="mnist", root=str(tmp_path), image_size=14))
     assert not first.info["cache_hit"] and second.info["cache_hit"]
     assert torch.equal(first.images, second.images) and first.images.shape[-1] == 14
+
+
+def test_cifar_pickle_that_runs_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            import os
+            return (os.system, (f"touch {marker}",))
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
+        with open(folder / name, "wb") as handle:
+            pickle.dump({"data": Evil(), "labels": [0]}, handle)
+    with pytest.raises(DataError, match="refused global"):
+        load_dataset(DataConfig(source="cifar10", root=str(tmp_path)))
+    assert not marker.exists()

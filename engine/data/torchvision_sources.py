@@ -71,10 +71,34 @@ def _mnist_reader(classes: list[str]) -> Callable[[Path], tuple]:
     return read
 
 
+# The official CIFAR batches are python pickles of dicts, lists, strings and numpy arrays. Only what rebuilds
+# those is allowed, so a crafted file cannot run code (no os.system, no builtins.eval).
+_PICKLE_ALLOWED = {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+}
+
+
+class _DataOnlyUnpickler(pickle.Unpickler):
+    """Unpickles plain data and numpy arrays; refuses every other global."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) in _PICKLE_ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused global {module}.{name}")
+
+
 def _unpickle(path: Path) -> dict:
-    """One CIFAR batch file."""
+    """One CIFAR batch file, read as data only."""
     with open(path, "rb") as handle:
-        return pickle.load(handle, encoding="latin1")  # the official CIFAR batches are python pickles
+        try:
+            batch = _DataOnlyUnpickler(handle, encoding="latin1").load()
+        except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+            raise DataError(f"{path}: not a CIFAR batch file of plain data ({exc})") from exc
+    if not isinstance(batch, dict):
+        raise DataError(f"{path}: not a CIFAR batch file (expected a dict, got {type(batch).__name__})")
+    return batch
 
 
 def _cifar_images(batch: dict) -> np.ndarray:
