@@ -70,7 +70,8 @@ def train(
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         from engine.distributed import Dist, per_rank_batch
 
-        per_rank_batch(config.train.batch_size, Dist(0, nproc, 0))  # a clear error before any process starts
+        per_rank_batch(config.train.batch_size, Dist(0, nproc, 0))  # clear errors before any process starts
+        _check_gpus(config.train.device, nproc)
         _launch_torchrun(nproc, experiment, overrides or [], runs_dir, json_out, quiet)
     root = pick_runs_dir(runs_dir)
     _drive(json_out, quiet, lambda listeners, stop: start_run(config, root, listeners=listeners, stop=stop))
@@ -138,3 +139,15 @@ def _launch_torchrun(nproc: int, experiment: str, overrides: list[str], runs_dir
     command += ["--json"] * json_out + ["--quiet"] * quiet
     err_console.print(f"launching {nproc} processes: {' '.join(command[2:])}", highlight=False)
     raise typer.Exit(subprocess.run(command).returncode)
+
+
+def _check_gpus(device: str, nproc: int) -> None:
+    """DDP on CUDA takes one GPU per process."""
+    import torch
+
+    from engine.errors import ConfigError
+
+    wants_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if wants_cuda and nproc > torch.cuda.device_count():
+        raise ConfigError(f"--nproc {nproc} on CUDA needs {nproc} GPUs; this machine has "
+                          f"{torch.cuda.device_count()} (use --set train.device=cpu for gloo on the CPU)")

@@ -49,6 +49,9 @@ def init(info: Dist, device: torch.device) -> torch.device:
     if not info.enabled:
         return device
     if device.type == "cuda":
+        if info.local_rank >= torch.cuda.device_count():
+            raise ConfigError(f"{info.world_size} processes on CUDA need a GPU each; this machine has "
+                              f"{torch.cuda.device_count()} (use --set train.device=cpu for gloo on the CPU)")
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
