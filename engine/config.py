@@ -155,6 +155,8 @@ class TrainConfig:
     precision: Literal["fp32", "bf16", "fp16"] = doc("autocast precision on CUDA (CPU runs use fp32)", "fp32")
     channels_last: bool = doc("use channels_last memory format on CUDA", True)
     compile: bool = doc("torch.compile the model (CUDA)", False)
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = doc(
+        "torch.compile mode; reduce-overhead uses CUDA graphs (fewer kernel launches for small models)", "default")
     seed: int = doc("seed for weights, sampling and augmentation", 0)
     deterministic: bool = doc("bit-stable runs: deterministic algorithms, no cudnn autotune", False)
     label_smoothing: float = doc("cross-entropy label smoothing", 0.0)

@@ -65,11 +65,16 @@ class TrainingParts:
 
     def optimizer_step(self) -> None:
         """Unscale, clip, step, zero the grads, update EMA and the per-step schedule."""
+        scaling = self.scaler.is_enabled()  # fp16 only; bf16 and fp32 step the optimizer directly
         if self.grad_clip is not None:
-            self.scaler.unscale_(self.optimizer)
+            if scaling:
+                self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        if scaling:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
             self.ema.update(self.model)
@@ -156,7 +161,7 @@ def build_parts(config: ExperimentConfig, device: torch.device, events: EventWri
     generator.manual_seed(config.train.seed + 1 + dist_info.rank)
     model_for_step = distributed.wrap(model, dist_info, device)
     if config.train.compile and device.type == "cuda":
-        model_for_step = torch.compile(model_for_step)
+        model_for_step = torch.compile(model_for_step, mode=config.train.compile_mode)
     weights = None
     if config.data.class_weighted_loss:
         weights = class_weights(dataset.labels[dataset.train_idx], dataset.num_classes).to(device)

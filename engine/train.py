@@ -165,10 +165,10 @@ class Trainer:
         dev_loss = torch.tensor(sums["loss"], device=self.device, dtype=torch.float64)
         dev_correct = torch.tensor(sums["correct"], device=self.device, dtype=torch.float64)
         seen = int(sums["seen"])
-        bad_step = torch.full((), -1, device=self.device, dtype=torch.long)
-        step_index = torch.full((), skip, device=self.device, dtype=torch.long)  # on the device: no sync per step
+        # per-step sums stay on the device (two in-place adds); they are read once per log interval
         log_loss = torch.zeros((), device=self.device, dtype=torch.float64)
-        log_count, log_clock = 0, time.perf_counter()
+        log_correct = torch.zeros((), device=self.device, dtype=torch.float64)
+        log_count, log_first, log_clock = 0, skip, time.perf_counter()
         self.events.emit("epoch_start", epoch=epoch + 1, epochs=cfg.train.epochs, steps=steps)
         self._epoch_clock = time.perf_counter()
         parts.model.train()
@@ -177,27 +177,30 @@ class Trainer:
             parts.generator, skip=skip)
         for index, (inputs, targets) in enumerate(self._batches, start=skip):
             loss_sum, correct = self._train_step(inputs, targets, index)
-            bad_step = torch.where((~torch.isfinite(loss_sum)) & (bad_step < 0), step_index, bad_step)
-            step_index += 1
-            dev_loss += loss_sum.double()
-            dev_correct += correct.double()
-            log_loss += loss_sum.double()
-            seen += targets.shape[0]
+            log_loss.add_(loss_sum)
+            log_correct.add_(correct)
             log_count += targets.shape[0]
             self.progress.step_in_epoch = index + 1
-            if (index + 1) % cfg.train.log_every == 0 or index + 1 == steps:
-                values = torch.stack([log_loss, bad_step.double()]).tolist()
-                self._check_finite(int(values[1]), epoch)
+            at_boundary = (index + 1) % cfg.train.log_every == 0
+            if at_boundary or index + 1 == steps:
+                interval_loss = float(log_loss)  # NaN/Inf in any step of the interval shows in its sum
+                if not math.isfinite(interval_loss):
+                    where = f"step {index + 1}" if log_first == index else f"steps {log_first + 1}-{index + 1}"
+                    raise Diverged(f"loss became NaN/Inf at epoch {epoch + 1}, {where}")
                 elapsed = time.perf_counter() - log_clock
                 self.events.emit("step", epoch=epoch + 1, step=index + 1, global_step=self.progress.global_step,
-                                 loss=values[0] / max(log_count, 1), lr=parts.schedule.lr(),
+                                 loss=interval_loss / max(log_count, 1), lr=parts.schedule.lr(),
                                  images_per_s=round(log_count / max(elapsed, 1e-9), 1))
+                dev_loss += log_loss
+                dev_correct += log_correct
+                seen += log_count
                 log_loss.zero_()
-                log_count, log_clock = 0, time.perf_counter()
-            if self._should_stop(at_log_boundary=(index + 1) % cfg.train.log_every == 0):
-                self.partial = {"loss": float(dev_loss), "correct": float(dev_correct), "seen": seen}
+                log_correct.zero_()
+                log_count, log_first, log_clock = 0, index + 1, time.perf_counter()
+            if self._should_stop(at_log_boundary=at_boundary):
+                self.partial = {"loss": float(dev_loss + log_loss), "correct": float(dev_correct + log_correct),
+                                "seen": seen + log_count}
                 return False
-        self._check_finite(int(bad_step), epoch)
         sums_all = distributed.all_sum(torch.stack([dev_loss, dev_correct,
                                                     torch.tensor(float(seen), device=self.device, dtype=torch.float64)]),
                                        self.dist)
@@ -208,10 +211,6 @@ class Trainer:
         self.progress.epoch = epoch + 1
         self.progress.step_in_epoch = 0
         return True
-
-    def _check_finite(self, bad_index: int, epoch: int) -> None:
-        if bad_index >= 0:
-            raise Diverged(f"loss became NaN/Inf at epoch {epoch + 1}, step {bad_index + 1}")
 
     def _train_step(self, inputs: torch.Tensor, targets: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward, backward and (every `accumulate` batches) an optimizer step; returns device sums."""
