@@ -174,13 +174,18 @@ def predict(
     device: DeviceOption = None,
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,
+    skip_bad_images: Annotated[bool, typer.Option("--skip-bad-images", help="Leave unreadable images out of the "
+                                                  "CSV (listed on stderr) instead of stopping.")] = False,
 ) -> None:
     """Predict a folder of images with one checkpoint or an ensemble; writes the submission CSV."""
     from engine.predict import predict_folder
 
     members = _refs(runs_dir, refs)
     summary = predict_folder(members, images, out, _options("test", tta, no_ema, device, None),
-                             combine.value if combine else None)
+                             combine.value if combine else None, skip_bad_images=skip_bad_images)
+    if summary["skipped"]:
+        err_console.print(f"[yellow]warning:[/] {len(summary['skipped'])} unreadable images have no row in "
+                          f"{summary['out']}: {', '.join(summary['skipped'][:10])}", highlight=False)
     if json_out:
         print_json(summary)
         return

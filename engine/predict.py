@@ -15,7 +15,8 @@ from engine.members import CheckpointRef, EvalOptions, check_same_classes, effec
 from engine.metrics import combine
 
 
-def member_image_logits(ref: CheckpointRef, images_dir: Path, options: EvalOptions) -> tuple[torch.Tensor, list[str]]:
+def member_image_logits(ref: CheckpointRef, images_dir: Path, options: EvalOptions,
+                        on_bad_image: str = "error") -> tuple[torch.Tensor, list[str]]:
     """One member's view logits (V, N, C) for the images of a folder, and the image ids (sorted)."""
     from engine.augment import tta_views
     from engine.data import load_unlabeled
@@ -24,7 +25,7 @@ def member_image_logits(ref: CheckpointRef, images_dir: Path, options: EvalOptio
     config = eval_config(ref, options)
     runtime = build_runtime(ref, config, options)
     images, ids = load_unlabeled(images_dir, image_size=runtime.dataset.image_size,
-                                 channels=runtime.dataset.channels, on_bad_image=config.data.on_bad_image)
+                                 channels=runtime.dataset.channels, on_bad_image=on_bad_image)
     rows = torch.arange(len(ids))
     logits, _ = run_views(runtime, images, torch.zeros(len(ids), dtype=torch.long), rows,
                           tta_views(effective_tta(ref, options)))
@@ -41,10 +42,12 @@ def submission_text(ids: list[str], labels: list[str], header: tuple[str, str]) 
 
 
 def predict_folder(refs: list[CheckpointRef], images_dir: Path, out_csv: Path, options: EvalOptions,
-                   combine_how: str | None = None) -> dict[str, Any]:
+                   combine_how: str | None = None, *, skip_bad_images: bool = False) -> dict[str, Any]:
     """Predict every image of `images_dir` with the ensemble of `refs` and write `out_csv` (id, label name).
 
     The header is the training CSV's column names (data.file_column, data.label_column: Id,Category by default).
+    An unreadable image stops the prediction (a submission must have every row) unless `skip_bad_images`,
+    and then the skipped ids are returned under `skipped`.
     """
     from engine.runs import atomic_write_text
 
@@ -53,7 +56,8 @@ def predict_folder(refs: list[CheckpointRef], images_dir: Path, out_csv: Path, o
     started = time.perf_counter()
     stacks, ids = [], None
     for ref in refs:
-        logits, member_ids = member_image_logits(ref, Path(images_dir), options)
+        logits, member_ids = member_image_logits(ref, Path(images_dir), options,
+                                                 "skip" if skip_bad_images else "error")
         if ids is not None and member_ids != ids:
             raise DataError(f"{images_dir}: members read different images (another size or channel count "
                             "skipped other files); predict with members trained at the same resolution")
@@ -67,6 +71,9 @@ def predict_folder(refs: list[CheckpointRef], images_dir: Path, out_csv: Path, o
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_csv, submission_text(ids, labels, (data.file_column, data.label_column)))
     counts = {name: labels.count(name) for name in classes}
+    from engine.data.decode import is_image_file
+
+    every_id = {p.stem for p in Path(images_dir).expanduser().iterdir() if p.is_file() and is_image_file(p)}
     return {"out": str(out_csv), "images": len(ids), "members": [r.label for r in refs],
             "tta": effective_tta(refs[0], options), "combine": how, "predicted_counts": counts,
-            "seconds": round(time.perf_counter() - started, 3)}
+            "skipped": sorted(every_id - set(ids)), "seconds": round(time.perf_counter() - started, 3)}

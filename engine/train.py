@@ -8,6 +8,7 @@ host; events go to the run folder's `events.jsonl`.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
 import socket
@@ -421,6 +422,7 @@ def latest_resumable(run_dir: Path) -> Path:
     return folder
 
 
+RESUMABLE_OVERRIDES = ("train.epochs", "train.log_every", "train.checkpoint.", "train.early_stop.")
 INCOMPATIBLE_KEYS = ("model.name", "model.options", "data.source", "data.root", "data.csv_file",
                      "data.label_column", "data.channels", "data.image_size")
 
@@ -460,8 +462,19 @@ def resume_run(run_dir: Path, *, overrides: list[str] | None = None, listeners: 
     config = read_config(run_dir)
     folder = latest_resumable(run_dir)
     saved = from_dict(load_mapping(folder / ckpt.CONFIG), str(folder / ckpt.CONFIG))
+    for text in overrides or []:
+        key = text.partition("=")[0].strip()
+        if not key.startswith(RESUMABLE_OVERRIDES):
+            raise CheckpointError(f"--set {text}: resume continues the same run and may only change "
+                                  f"{', '.join(RESUMABLE_OVERRIDES)}*; start a new run from its weights with "
+                                  f"`imgcls-console finetune {run_dir.name}:last --set {text}`")
     if overrides:
         config = from_dict(apply_overrides(to_dict(config), overrides), "--set")
+    done = int(json.loads((folder / ckpt.META).read_text(encoding="utf-8")).get("epoch", 0))
+    step_in_epoch = int(json.loads((folder / ckpt.META).read_text(encoding="utf-8")).get("step_in_epoch", 0))
+    if done >= config.train.epochs and step_in_epoch == 0:
+        raise CheckpointError(f"{run_dir.name} has trained {done} of {config.train.epochs} epochs: nothing to resume; "
+                              f"extend it with --set train.epochs={done + 10} (say) or use `finetune`")
     changes = incompatible_changes(to_dict(saved), to_dict(config))
     if changes:
         raise CheckpointError("cannot resume: the config differs from the checkpoint's in " + "; ".join(changes))
@@ -518,8 +531,6 @@ def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None,
 
 
 def _check_classes(trainer: Trainer, folder: Path) -> None:
-    import json
-
     meta = json.loads((folder / ckpt.META).read_text(encoding="utf-8"))
     assert trainer.parts is not None
     if meta.get("classes") and meta["classes"] != trainer.parts.classes:

@@ -140,3 +140,22 @@ def test_eval_and_ensemble_commands_and_runs_show(runs_root: Path) -> None:
     assert ensembled.exit_code == 0, ensembled.output
     assert "greedy selection" in ensembled.stdout and "members" in ensembled.stdout
     assert list((runs_root / "ensembles").glob("ensemble-test-*.json"))
+
+
+def test_predict_stops_on_a_bad_image_unless_told_to_skip(tmp_path: Path) -> None:
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", "quickstart", "--json", "-q", "--set", "train.epochs=1",
+                                  "--set", "data.limit=200"])
+    assert trained.exit_code == 0, trained.output
+    run = json.loads(trained.stdout)["run_dir"]
+    folder = tmp_path / "unlabeled"
+    folder.mkdir()
+    for index in range(3):
+        Image.new("L", (8, 8), color=index * 60).save(folder / f"img{index}.png")
+    (folder / "broken.png").write_bytes(b"not a png at all")
+    out = tmp_path / "sub.csv"
+    stopped = runner.invoke(app, ["predict", run, "--images", str(folder), "--out", str(out)])
+    assert stopped.exit_code == 2 and "broken.png" in stopped.output and not out.exists()
+    skipped = runner.invoke(app, ["predict", run, "--images", str(folder), "--out", str(out), "--skip-bad-images"])
+    assert skipped.exit_code == 0 and "broken" in skipped.output
+    assert out.read_text().count("\n") == 4  # header + the three readable images

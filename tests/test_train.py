@@ -53,7 +53,12 @@ def test_resume_refuses_incompatible_change(tmp_path: Path) -> None:
     config = resolve_experiment("quickstart", ["train.epochs=1", "data.limit=300"])
     run = start_run(config, tmp_path)
     with pytest.raises(CheckpointError, match=r"model\.options"):
-        resume_run(Path(run["run_dir"]), overrides=["model.options.channels=[8, 16]"])
+        resume_run(Path(run["run_dir"]), overrides=["train.epochs=2", "model.options.channels=[8, 16]"])
+    with pytest.raises(CheckpointError, match="finetune"):
+        resume_run(Path(run["run_dir"]), overrides=["optim.lr=0.3"])  # a new LR is a new run, not a resume
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        resume_run(Path(run["run_dir"]))
+    assert "lr: 0.05" in (Path(run["run_dir"]) / "config.yaml").read_text()  # the record is untouched
     extended = resume_run(Path(run["run_dir"]), overrides=["train.epochs=2"])
     assert extended["state"] == "finished" and extended["epoch"] == 2
 

@@ -92,7 +92,7 @@ def _decode_chunk(paths: list[Path], start: int, out: np.ndarray | None, size: i
 def bad_image_message(path: Path, exc: Exception) -> str:
     """The error text for an undecodable file."""
     return (f"{path}: cannot decode image ({type(exc).__name__}: {exc}); fix or remove the file, "
-            "or set data.on_bad_image: skip")
+            "or skip such files (data.on_bad_image: skip for training, --skip-bad-images for predict)")
 
 
 def _first_shape(paths: list[Path], channels: int) -> tuple[int, int]:
