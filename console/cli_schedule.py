@@ -21,8 +21,13 @@ def _steps_per_epoch(config: object, given: int | None) -> int:
     if given is not None:
         return given
     from engine.data import load_dataset
+    from engine.errors import EngineError
 
-    dataset = load_dataset(config.data)  # type: ignore[attr-defined]
+    try:
+        dataset = load_dataset(config.data)  # type: ignore[attr-defined]
+    except EngineError as exc:
+        raise type(exc)(f"{exc}\n(the preview needs the data only to count steps: pass --steps-per-epoch N "
+                        "to preview without it)") from exc
     train = config.train  # type: ignore[attr-defined]
     batches = len(dataset.train_idx) // train.batch_size if train.drop_last else -(-len(dataset.train_idx) // train.batch_size)
     return max(1, -(-max(batches, 1) // config.optim.accumulate))  # type: ignore[attr-defined]

@@ -105,15 +105,17 @@ def finetune(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
 ) -> None:
     """Start a new run from a checkpoint's weights with a new optimizer, schedule or augmentation."""
-    from engine.checkpoint import resolve_checkpoint
+    from engine.checkpoint import checkpoint_dir
     from engine.config import from_dict, to_dict
+    from engine.members import parse_ref
     from engine.presets import apply_overrides, resolve_experiment
     from engine.runs import read_config
     from engine.runs import runs_dir as pick_runs_dir
     from engine.train import finetune_run
 
     root = pick_runs_dir(runs_dir)
-    run_dir, folder = resolve_checkpoint(root, source)
+    ref = parse_ref(root, source)
+    run_dir, folder = ref.run_dir, checkpoint_dir(ref.run_dir, ref.name)
     if experiment is None:
         base = read_config(run_dir)
         config = from_dict(apply_overrides({**to_dict(base), "name": f"{base.name}-ft"}, overrides or []), "--set")

@@ -191,17 +191,3 @@ def prune_periodic(ckpt_root: Path, keep: int) -> list[str]:
         removed.append(folder.name)
     return removed
 
-
-def resolve_checkpoint(runs_root: Path, ref: str) -> tuple[Path, Path]:
-    """`RUN[:CHECKPOINT]` -> (run folder, checkpoint folder); the default checkpoint is `best`, else `last`."""
-    from engine.runs import resolve_run
-
-    run_text, _, name = ref.rpartition(":") if ":" in ref else (ref, "", "")
-    run_dir = resolve_run(runs_root, run_text)
-    names = [m["name"] for m in list_checkpoints(run_dir)]
-    if not name:
-        name = "best" if "best" in names else "last"
-    folder = checkpoint_dir(run_dir, name)
-    if not (folder / META).is_file():
-        raise CheckpointError(f"{run_dir.name} has no checkpoint {name!r}; it has: {', '.join(names) or 'none'}")
-    return run_dir, folder

@@ -157,6 +157,7 @@ class TrainConfig:
     compile: bool = doc("torch.compile the model (CUDA)", False)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = doc(
         "torch.compile mode; reduce-overhead uses CUDA graphs (fewer kernel launches for small models)", "default")
+    cpu_threads: int | None = doc("torch threads for CPU runs; None = one less than the cores (at least 1)", None)
     seed: int = doc("seed for weights, sampling and augmentation", 0)
     deterministic: bool = doc("bit-stable runs: deterministic algorithms, no cudnn autotune", False)
     label_smoothing: float = doc("cross-entropy label smoothing", 0.0)

@@ -11,7 +11,7 @@ import torch
 
 from engine.config import ExperimentConfig
 from engine.events import EventWriter
-from engine.runtime import autocast, autocast_dtype, pick_device, seed_everything
+from engine.runtime import autocast, autocast_dtype, configure_cpu_threads, pick_device, seed_everything
 
 
 def lr_range_test(config: ExperimentConfig, *, start_lr: float = 1e-6, end_lr: float = 10.0, steps: int = 200,
@@ -21,6 +21,7 @@ def lr_range_test(config: ExperimentConfig, *, start_lr: float = 1e-6, end_lr: f
 
     device = pick_device(config.train.device)
     seed_everything(config.train.seed, config.train.deterministic, device)
+    configure_cpu_threads(config.train.cpu_threads, device)
     parts = build_parts(config, device, EventWriter(None))
     amp = autocast_dtype(config.train.precision, device)
     factor = (end_lr / start_lr) ** (1.0 / max(steps - 1, 1))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,11 @@ def checkpoint_ref(run_dir: Path, name: str | None = None, *, shown_as: str | No
     available = [m.get("name") for m in ckpt.list_checkpoints(run_dir)]
     if name is None:
         name = "best" if "best" in available else "last"
+    epoch_number = re.fullmatch(r"(?:epoch-?)?(\d+)", name)
+    if epoch_number:  # `epoch-15`, `epoch15` and `15` all mean the periodic checkpoint epoch-015
+        name = f"epoch-{int(epoch_number.group(1)):03d}"
     if name not in available:
-        shown = ", ".join(str(a) for a in available) or "none"
+        shown = ", ".join(sorted(str(a) for a in available)) or "none"
         raise CheckpointError(f"{shown_as or run_dir}: run {run_dir.name} has no checkpoint {name!r} (it has: {shown})")
     folder = ckpt.checkpoint_dir(run_dir, name)
     meta = json.loads((folder / ckpt.META).read_text(encoding="utf-8"))
@@ -252,6 +256,7 @@ def split_indices(dataset: Any, split: str, where: str) -> torch.Tensor:
     """The index array of a split; a clear error when it is empty."""
     indices = {"train": dataset.train_idx, "val": dataset.val_idx, "test": dataset.test_idx}[split]
     if len(indices) == 0:
-        hint = "set data.test_fraction or data.test_root" if split == "test" else "set data.val_fraction"
+        hint = ("evaluate another split (--split val) or set data.test_fraction / data.test_root" if split == "test"
+                else "set data.val_fraction")
         raise DataError(f"{where}: the {split} split is empty; {hint}")
     return indices

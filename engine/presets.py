@@ -7,6 +7,7 @@ platform config dir), then the built-in presets shipped in the `presets` package
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -141,9 +142,14 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return merged
 
 
-def load_section_preset(kind: str, name: str) -> dict[str, Any]:
-    """Load and validate one section preset; errors name its file and dotted key."""
-    path = find_preset(kind, name)
+def load_section_preset(kind: str, name: str, named_in: str | None = None) -> dict[str, Any]:
+    """Load and validate one section preset; errors name its file and dotted key (and where it was named)."""
+    try:
+        path = find_preset(kind, name)
+    except ConfigError as exc:
+        if named_in is None:
+            raise
+        raise ConfigError(f"{named_in}: {exc}") from exc
     raw = load_mapping(path)
     raw.pop("description", None)
     cfg.section_from_dict(kind, raw, str(path))
@@ -155,7 +161,7 @@ def _resolve_section(kind: str, value: Any, source: str) -> dict[str, Any]:
     if isinstance(value, str):
         if kind not in cfg.PRESET_KINDS:
             raise ConfigError(f"{source}: {kind}: expected a mapping of fields ({kind} has no presets)")
-        return load_section_preset(kind, value)
+        return load_section_preset(kind, value, f"{source}: {kind}")
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -168,7 +174,7 @@ def _resolve_section(kind: str, value: Any, source: str) -> dict[str, Any]:
         raise ConfigError(f"{source}: {kind}.preset: {kind} has no presets")
     if not isinstance(preset, str):
         raise ConfigError(f"{source}: {kind}.preset: expected a preset name, got {preset!r}")
-    return _deep_merge(load_section_preset(kind, preset), value)
+    return _deep_merge(load_section_preset(kind, preset, f"{source}: {kind}.preset"), value)
 
 
 def _compose_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -222,6 +228,11 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     result = copy.deepcopy(raw)
     for text in overrides:
         keys, value = parse_override(text)
+        if keys[0] in cfg.PRESET_KINDS and keys[-1:] in (["preset"], [keys[0]]) and len(keys) <= 2:
+            if not isinstance(value, str):  # `--set model=small-cnn` or `--set model.preset=small-cnn`
+                raise ConfigError(f"--set {text}: expected a {keys[0]} preset name")
+            result[keys[0]] = load_section_preset(keys[0], value, f"--set {text}")
+            continue
         node = result
         for key in keys[:-1]:
             child = node.setdefault(key, {})
@@ -254,12 +265,20 @@ def validate_deep(config: cfg.ExperimentConfig, source: str | None) -> None:
 
 
 def detect_kind(path: Path, raw: dict[str, Any]) -> str:
-    """Tell which kind of preset a file holds: its folder name, else experiment keys, else unknown."""
+    """Which kind of preset a file holds: its folder name, else the one section whose fields hold all its keys,
+    else an experiment (so a misspelled section key gets a did-you-mean)."""
     if path.parent.name in cfg.PRESET_KINDS:
         return path.parent.name
-    if set(raw) & EXPERIMENT_KEYS - {"name", "description"}:
+    keys = set(raw) - {"description"}
+    if keys & (EXPERIMENT_KEYS - {"name", "description"}):
         return "experiment"
-    raise ConfigError(f"{path}: cannot tell which kind of preset this is; pass --kind ({', '.join(cfg.PRESET_KINDS)})")
+    fitting = [kind for kind, section in cfg.SECTION_TYPES.items() if kind in cfg.PRESET_KINDS
+               and keys <= {f.name for f in dataclasses.fields(section)}]
+    if len(fitting) == 1:
+        return fitting[0]
+    if len(fitting) > 1:
+        raise ConfigError(f"{path}: could be a {' or '.join(fitting)} preset; pass --kind")
+    return "experiment"
 
 
 def validate_file(path: Path, kind: str | None = None) -> tuple[str, Any]:

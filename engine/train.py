@@ -32,6 +32,7 @@ from engine.runtime import (
     StopRequest,
     autocast,
     autocast_dtype,
+    configure_cpu_threads,
     gpu_memory_mb,
     pick_device,
     rng_state,
@@ -93,6 +94,7 @@ class Trainer:
     def setup(self, *, resume_from: Path | None = None, init_weights: Path | None = None) -> None:
         """Seed, load data, build model/optimizer/schedule; restore a checkpoint when resuming."""
         seed_everything(self.config.train.seed, self.config.train.deterministic, self.device)
+        configure_cpu_threads(self.config.train.cpu_threads, self.device)
         self.parts = build_parts(self.config, self.device, self.events, init_weights=init_weights,
                                  dist_info=self.dist)
         if self.dist.enabled:  # same initial weights everywhere, then independent dropout draws per rank

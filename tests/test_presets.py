@@ -109,3 +109,21 @@ def test_section_by_preset_replaces_inherited_section(tmp_path: Path) -> None:
     assert child.name == "child" and child.model.name == "mlp" and child.schedule.milestones == []
     tweak = presets.resolve_experiment("tweak")
     assert tweak.schedule.milestones == [3] and tweak.schedule.gamma == 0.5  # plain fields merge
+
+
+def test_override_switches_a_section_preset() -> None:
+    config = presets.resolve_experiment("quickstart", ["model=mnist-logreg", "model.dropout=0.2",
+                                                       "augment.preset=flip"])
+    assert config.model.name == "mlp" and config.model.dropout == 0.2
+    assert [op["op"] for op in config.augment.ops] == ["hflip"]
+    with pytest.raises(ConfigError, match="no model preset named 'nope'"):
+        presets.resolve_experiment("quickstart", ["model=nope"])
+
+
+def test_kind_is_detected_from_fields_and_unknown_preset_names_its_file(tmp_path: Path) -> None:
+    assert presets.validate_file(write(tmp_path / "o.yaml", "name: sgd\nlr: 0.1\n"))[0] == "optim"
+    assert presets.validate_file(write(tmp_path / "d.yaml", "source: digits\nval_fraction: 0.2\n"))[0] == "data"
+    with pytest.raises(ConfigError, match=r"dta: unknown key \(did you mean `data`\?\)"):
+        presets.validate_file(write(tmp_path / "e.yaml", "dta: digits\n"))
+    with pytest.raises(ConfigError, match=r"b\.yaml: data: no data preset named 'nosuchdata'"):
+        presets.validate_file(write(tmp_path / "b.yaml", "data: nosuchdata\n"))

@@ -48,3 +48,14 @@ def test_schedule_preview_json_and_drops() -> None:
     assert len(preview["series"]) == 150 and preview["drops"] == [5.0, 10.0]
     text = runner.invoke(app, ["schedule", "preview", "quickstart", "--steps-per-epoch", "10"])
     assert text.exit_code == 0 and "epoch   15" in text.stdout
+
+
+def test_epoch_checkpoint_names_are_forgiving() -> None:
+    from engine.members import parse_ref
+    from engine.runs import runs_dir
+
+    trained = runner.invoke(app, ["train", "quickstart", "--json", "-q", *QUICK, "--set", "train.checkpoint.every=1"])
+    assert trained.exit_code == 0, trained.output
+    run = Path(json.loads(trained.stdout)["run_dir"]).name
+    for spelling in ("epoch-2", "epoch2", "2", "epoch-002"):
+        assert parse_ref(runs_dir(), f"{run}:{spelling}").name == "epoch-002"
