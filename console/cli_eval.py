@@ -51,11 +51,21 @@ def _options(split: str, tta: str | None, no_ema: bool, device: str | None, over
 
 
 def _refs(runs_dir: Path | None, texts: list[str]) -> list[Any]:
-    from engine.members import parse_ref
+    """Checkpoint references; a k-fold group name stands for its fold runs (each at the checkpoint given)."""
+    from engine.compare import group_match, group_members
+    from engine.members import checkpoint_ref, parse_ref, split_ref
     from engine.runs import runs_dir as pick_runs_dir
 
     root = pick_runs_dir(runs_dir)
-    return [parse_ref(root, text) for text in texts]
+    refs = []
+    for text in texts:
+        run_text, name = split_ref(text)
+        group = group_match(root, run_text)
+        if group is None:
+            refs.append(parse_ref(root, text))
+        else:
+            refs.extend(checkpoint_ref(member, name, shown_as=text) for member in group_members(group))
+    return refs
 
 
 def _f(value: Any, digits: int = 4) -> str:

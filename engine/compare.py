@@ -110,7 +110,7 @@ def filter_runs(runs: list[RunInfo], *, state: str | None = None, data: str | No
             and (data is None or r.data.startswith(data)) and (model is None or r.model.startswith(model))]
 
 
-def _group_match(root: Path, name: str) -> Path | None:
+def group_match(root: Path, name: str) -> Path | None:
     """A k-fold group folder named by path, exact name or unique prefix; None when nothing matches."""
     from engine.kfold import RECORD, list_groups
 
@@ -134,7 +134,7 @@ def expand_targets(root: Path, names: list[str]) -> list[Path]:
     """Run folders named by run names/prefixes/folders or k-fold groups (expanded to their folds), no repeats."""
     found: list[Path] = []
     for name in names:
-        group = _group_match(root, name)
+        group = group_match(root, name)
         paths = group_members(group) if group is not None else [resolve_run(root, name)]
         found.extend(p for p in paths if p.resolve() not in {f.resolve() for f in found})
     return found

@@ -105,3 +105,18 @@ def test_report_writes_markdown_with_png_figures(home: tuple[Path, dict], tmp_pa
         with Image.open(out / relative) as image:
             assert image.format == "PNG" and image.size[0] > 100
     assert sorted(json.loads(result.stdout)["figures"]) == sorted(str(out / p) for p in images)
+
+
+def test_ensemble_accepts_a_kfold_group_name(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from console.cli import app
+
+    runner = CliRunner()
+    made = runner.invoke(app, ["kfold", "quickstart", "--folds", "2", "--json", "--set", "train.epochs=1",
+                               "--set", "data.limit=300"])
+    assert made.exit_code == 0, made.output
+    group = next(p for p in (tmp_path / "runs").iterdir() if "kfold" in p.name)
+    result = runner.invoke(app, ["ensemble", group.name, "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["members"]) == 2
