@@ -106,7 +106,14 @@ def validate(file: Annotated[Path, typer.Argument(help="Preset YAML file.")], ki
 
     if not file.is_file():
         raise ConfigError(f"{file}: no such file")
-    found_kind, _ = validate_file(file, kind)
+    from engine.config import to_dict
+    from engine.presets import content_hash, load_mapping
+
+    found_kind, validated = validate_file(file, kind)
+    recorded = load_mapping(file).get("content_hash")
+    if found_kind == "experiment" and recorded and recorded != content_hash(to_dict(validated)):
+        err_console.print(f"[yellow]warning:[/] {file}: content_hash does not match its content (edited after "
+                          "export?); the values in the file are what a run uses", highlight=False)
     err_console.print(f"[green]ok[/]: {file} is a valid {found_kind} preset", highlight=False)
 
 

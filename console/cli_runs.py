@@ -28,6 +28,11 @@ def list_cmd(
     from engine.runs import list_runs
     from engine.runs import runs_dir as pick_runs_dir
 
+    from engine.errors import RunError
+    from engine.runs import STATES
+
+    if state is not None and state not in STATES:
+        raise RunError(f"--state {state}: not a run state; states are {', '.join(STATES)}")
     root = pick_runs_dir(runs_dir)
     runs = [r for r in list_runs(root) if state is None or r.state == state]
     if json_out:

@@ -42,7 +42,8 @@ class ProgressListener:
     def on_data_ready(self, event: dict[str, Any]) -> None:
         counts = event["counts"]
         self.console.print(
-            f"data {event['source']}: {event['classes']} classes, {event['channels']}x{event['image_size']}px, "
+            f"data {event['source']}: {event['classes']} classes, {event['image_size']}x{event['image_size']} px, "
+            f"{event['channels']} channel{'s' if event['channels'] > 1 else ''}, "
             f"train {counts['train']} / val {counts['val']} / test {counts['test']} ({event['load_s']:.1f}s)",
             highlight=False, soft_wrap=True)
 

@@ -104,7 +104,14 @@ def _description(path: Path) -> str:
     except ConfigError:
         return "(invalid)"
     text = raw.get("description", "")
-    return text if isinstance(text, str) else ""
+    if isinstance(text, str) and text:
+        return text
+    for line in path.read_text(encoding="utf-8").splitlines():  # else the file's leading comment
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+        if line.strip():
+            break
+    return ""
 
 
 def _looks_like_path(name: str) -> bool:

@@ -11,6 +11,7 @@ import copy
 import json
 import math
 import os
+import shutil
 import socket
 import time
 from dataclasses import dataclass, field
@@ -451,7 +452,7 @@ def start_run(config: ExperimentConfig, runs_root: Path, *, listeners: list[Any]
         run_dir = create_run(runs_root, config.name)
         write_config(run_dir, config)
     run_dir = Path(_broadcast_path(run_dir, info, config))
-    return _drive(config, run_dir, listeners, stop, parent=parent, init_weights=init_weights)
+    return _drive(config, run_dir, listeners, stop, parent=parent, init_weights=init_weights, fresh=True)
 
 
 def resume_run(run_dir: Path, *, overrides: list[str] | None = None, listeners: list[Any] | None = None,
@@ -502,8 +503,12 @@ def finetune_run(source: Path, config: ExperimentConfig, runs_root: Path, *, par
 
 def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None, stop: StopRequest | None,
            *, parent: str | None = None, init_weights: Path | None = None,
-           resume_from: Path | None = None) -> dict[str, Any]:
-    """Run a Trainer in `run_dir`, recording failures in status.json and events.jsonl."""
+           resume_from: Path | None = None, fresh: bool = False) -> dict[str, Any]:
+    """Run a Trainer in `run_dir`, recording failures in status.json and events.jsonl.
+
+    A new run whose setup fails on bad input (missing data, corrupt image) leaves no folder behind: it never
+    trained, and the error says what to fix.
+    """
     info = distributed.from_environment()
     events = EventWriter(run_dir / "events.jsonl", listeners) if info.is_main else EventWriter(None)
     trainer = Trainer(config, run_dir, events, stop, parent=parent, dist_info=info)
@@ -520,16 +525,28 @@ def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None,
         events.emit("run_end", state="interrupted", reason="second signal", epochs_done=trainer.progress.epoch,
                     best_val_acc=trainer.progress.best_val_acc, test_acc=None, wall_s=trainer.wall_s())
         raise
+    except EngineError as exc:
+        if fresh and trainer.parts is None and info.is_main:
+            events.close()
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        _record_failure(trainer, events, exc)
+        raise
     except BaseException as exc:
-        trainer._write_status("failed", reason=f"{type(exc).__name__}: {exc}", ended=time.time())
-        events.emit("run_end", state="failed", reason=f"{type(exc).__name__}: {exc}",
-                    epochs_done=trainer.progress.epoch, best_val_acc=trainer.progress.best_val_acc,
-                    test_acc=None, wall_s=trainer.wall_s())
+        _record_failure(trainer, events, exc)
         raise
     finally:
         events.close()
         distributed.shutdown(info)
     return {"run_dir": str(run_dir), **status}
+
+
+def _record_failure(trainer: Trainer, events: EventWriter, exc: BaseException) -> None:
+    """status.json and a run_end event for a run that stopped on an error."""
+    reason = f"{type(exc).__name__}: {exc}"
+    trainer._write_status("failed", reason=reason, ended=time.time())
+    events.emit("run_end", state="failed", reason=reason, epochs_done=trainer.progress.epoch,
+                best_val_acc=trainer.progress.best_val_acc, test_acc=None, wall_s=trainer.wall_s())
 
 
 def _check_classes(trainer: Trainer, folder: Path) -> None:
