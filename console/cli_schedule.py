@@ -89,7 +89,13 @@ def lr_find(
 
     config = resolve_experiment(experiment, overrides or [])
     err_console.print(f"lr-find on {config.name}: {steps} steps from {start_lr:g} to {end_lr:g}", highlight=False)
-    result = lr_range_test(config, start_lr=start_lr, end_lr=end_lr, steps=steps)
+    from rich.progress import Progress
+
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("lr-find", total=steps)
+        result = lr_range_test(config, start_lr=start_lr, end_lr=end_lr, steps=steps,
+                               progress=lambda done, total, lr: bar.update(task, completed=done,
+                                                                           description=f"lr-find lr {lr:.2g}"))
     target = out or runs_dir() / "lr-find" / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     save_series(result, target)
     if json_out:

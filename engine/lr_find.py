@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from engine.runtime import autocast, autocast_dtype, configure_cpu_threads, pick
 
 
 def lr_range_test(config: ExperimentConfig, *, start_lr: float = 1e-6, end_lr: float = 10.0, steps: int = 200,
-                  smoothing: float = 0.05, diverge_factor: float = 4.0) -> dict[str, Any]:
+                  smoothing: float = 0.05, diverge_factor: float = 4.0,
+                  progress: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
     """Run the test on the experiment's data/model/optimizer; returns the series and a suggested LR."""
     from engine.setup import build_parts
 
@@ -47,6 +49,8 @@ def lr_range_test(config: ExperimentConfig, *, start_lr: float = 1e-6, end_lr: f
             series.append({"lr": lr, "loss": value, "smoothed": smoothed})
             best = min(best, smoothed)
             step += 1
+            if progress is not None:
+                progress(step, steps, lr)
             if step >= steps or not math.isfinite(value) or smoothed > diverge_factor * best:
                 step = steps
                 break
