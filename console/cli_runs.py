@@ -77,7 +77,7 @@ def show(
                     "evals": evals})
         return
     out_console.print(f"[bold]{run_dir.name}[/]  {status.get('state')}  ({run_dir})", highlight=False)
-    out_console.print(f"best {status.get('best_metric')} {status.get('best_value')} at epoch {status.get('best_epoch')};"
+    out_console.print(f"best {status.get('best_metric')} {_f(status.get('best_value'))} at epoch {status.get('best_epoch')};"
                       f" test acc {fmt_pct(status.get('test_acc'))}; {fmt_count(status.get('params'))} params;"
                       f" {fmt_seconds(status.get('wall_s'))}", highlight=False)
     config_path = run_dir / "config.yaml"

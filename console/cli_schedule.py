@@ -64,7 +64,8 @@ def preview(
     for epoch in range(config.train.epochs):
         out_console.print(f"  epoch {epoch + 1:>4}  lr {series[epoch * steps][1]:.6g}", highlight=False)
     if drops:
-        out_console.print("  drops at epochs: " + ", ".join(f"{d:g}" for d in drops), highlight=False)
+        out_console.print("  lr drops at the start of epochs: " + ", ".join(f"{d + 1:g}" for d in drops),
+                          highlight=False)
     note = preview_note(config.schedule)
     if note:
         err_console.print(f"note: {note}", highlight=False)

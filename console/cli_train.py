@@ -39,7 +39,7 @@ def _drive(json_out: bool, quiet: bool, work: Any) -> None:
     summary = _summary(status)
     if json_out:
         print_json(summary)
-    else:
+    elif from_environment().is_main:
         err_console.print(f"run folder: {summary['run_dir']}", highlight=False)
     if status["state"] == "interrupted":
         raise typer.Exit(stop.exit_code)
