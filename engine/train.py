@@ -145,9 +145,10 @@ class Trainer:
         except Diverged as exc:
             return self._finish("diverged", str(exc))
         except torch.cuda.OutOfMemoryError as exc:
-            message = (f"CUDA out of memory at batch size {self.config.train.batch_size}: try "
-                       f"--set train.batch_size={max(1, self.config.train.batch_size // 2)}, "
-                       "train.precision=bf16, or a smaller model/image size")
+            message = (f"CUDA out of memory at batch size {self.config.train.batch_size} (epoch "
+                       f"{self.progress.epoch + 1}): try --set train.batch_size="
+                       f"{max(1, self.config.train.batch_size // 2)}, or --set train.precision=bf16, "
+                       "or a smaller model or image size")
             raise EngineError(message) from exc
         if reason == "interrupted":
             self._save("last", include_state=True)

@@ -91,7 +91,38 @@ def test_early_stopping(tmp_path: Path) -> None:
     assert status["state"] == "finished" and status["reason"] == "early_stop" and status["epoch"] == 3
 
 
-def test_sigint_saves_and_exits_130(tmp_path: Path) -> None:
+def test_out_of_memory_names_the_batch_size_and_what_to_try(tmp_path: Path) -> None:
+    from torch import nn
+
+    from engine.errors import EngineError
+    from engine.models import registry
+
+    class RunsOutOfMemory(nn.Module):
+        """Raises what the CUDA allocator raises once a batch is too large (no GPU here to exhaust)."""
+
+        def __init__(self, num_classes: int) -> None:
+            super().__init__()
+            self.head = nn.Linear(1, num_classes)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    @registry.register_model("oom-probe")
+    def oom_probe(num_classes: int, in_channels: int, image_size: int, dropout: float = 0.0) -> nn.Module:
+        return RunsOutOfMemory(num_classes)
+
+    try:
+        config = resolve_experiment("quickstart", ["model.name=oom-probe", "model.options={}", "data.limit=300"])
+        with pytest.raises(EngineError, match=r"out of memory at batch size 32.*train\.batch_size=16"):
+            start_run(config, tmp_path)
+        status = read_status(next((tmp_path).iterdir()))
+        assert status["state"] == "failed" and "out of memory" in status["reason"]
+    finally:
+        registry._BUILDERS.pop("oom-probe", None)
+
+
+@pytest.mark.parametrize(("signal_number", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_saves_and_exits(tmp_path: Path, signal_number: int, exit_code: int) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "console.cli", "train", "quickstart", "--quiet",
                              "--set", "train.epochs=100000", "--runs-dir", str(tmp_path / "runs")],
@@ -105,9 +136,9 @@ def test_sigint_saves_and_exits_130(tmp_path: Path) -> None:
             break
         time.sleep(0.2)
     assert run_dir is not None, "no checkpoint appeared"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal_number)
     _out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == exit_code, err
     status = read_status(run_dir)
     assert status["state"] == "interrupted"
     ckpt.load_checkpoint(run_dir / "checkpoints" / "last")  # complete and verified
