@@ -29,7 +29,7 @@ def engine_rate(root: Path, runs: Path, *, epochs: int, batch: int, compile_mode
     Training images/s is what the epoch events report: the epoch's training loop, without validation.
     """
     from engine.presets import resolve_experiment
-    from engine.train import start_run
+    from engine.runner import start_run
 
     experiment = root / "bench-exp.yaml"
     experiment.write_text(

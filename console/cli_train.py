@@ -64,7 +64,7 @@ def train(
 
     from engine.presets import resolve_experiment
     from engine.runs import runs_dir as pick_runs_dir
-    from engine.train import start_run
+    from engine.runner import start_run
 
     config = resolve_experiment(experiment, overrides or [])
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
@@ -88,7 +88,7 @@ def resume(
     """Continue an interrupted or finished run exactly from its last checkpoint (--set train.epochs=N extends it)."""
     from engine.runs import resolve_run
     from engine.runs import runs_dir as pick_runs_dir
-    from engine.train import resume_run
+    from engine.runner import resume_run
 
     run_dir = resolve_run(pick_runs_dir(runs_dir), run)
     _drive(json_out, quiet,
@@ -111,7 +111,7 @@ def finetune(
     from engine.presets import apply_overrides, resolve_experiment
     from engine.runs import read_config
     from engine.runs import runs_dir as pick_runs_dir
-    from engine.train import finetune_run
+    from engine.runner import finetune_run
 
     root = pick_runs_dir(runs_dir)
     ref = parse_ref(root, source)

@@ -75,7 +75,7 @@ def cross_validation(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
 def run_kfold(config: ExperimentConfig, folds: int, runs_root: Path, *, listeners: list[Any] | None = None,
               stop: Any = None, tta: str | None = None, combine: str | None = None) -> dict[str, Any]:
     """Train K fold runs of `config` in a new group folder, then evaluate their ensemble on the test split."""
-    from engine.train import start_run
+    from engine.runner import start_run
 
     if folds < 2:
         raise ConfigError(f"--folds {folds}: k-fold needs at least 2 folds")

@@ -8,8 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from engine.config import ExperimentConfig
 from engine.events import EventWriter
 from engine.runtime import autocast, autocast_dtype, configure_cpu_threads, pick_device, seed_everything

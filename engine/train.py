@@ -1,17 +1,14 @@
-"""The training loop and its events; resume and fine-tune.
+"""The training loop and its events (the Trainer); engine.runner starts, resumes and fine-tunes runs around it.
 
-`train_run` is the one entry point (the headless `train` command and the console's child process both call
-it). Metrics are accumulated on the device and read once per log interval, so the step never waits on the
-host; events go to the run folder's `events.jsonl`.
+Metrics are accumulated on the device and read once per log interval, so the step never waits on the host;
+events go to the run folder's `events.jsonl`.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
-import shutil
 import socket
 import time
 from dataclasses import dataclass, field
@@ -102,7 +99,7 @@ class Trainer:
             torch.manual_seed(self.config.train.seed + 1000 * self.dist.rank)
         if resume_from is not None:
             self._restore(ckpt.load_checkpoint(resume_from))
-        self._write_status("running")
+        self.record_status("running")
 
     def _restore(self, loaded: ckpt.Checkpoint) -> None:
         parts = self.parts
@@ -269,7 +266,7 @@ class Trainer:
             ckpt.prune_periodic(self.run_dir / "checkpoints", cfg.train.checkpoint.keep)
         if cfg.train.checkpoint.last:
             self._save("last", include_state=True)
-        self._write_status("running")
+        self.record_status("running")
         return bool(distributed.broadcast(self._early_stop(row), self.dist))
 
     def _evaluate(self, loader: Any) -> tuple[float, float]:
@@ -336,7 +333,7 @@ class Trainer:
         self.events.emit("test", split="test", loss=loss, acc=acc, checkpoint=source)
 
     def _finish(self, state: str, reason: str) -> dict[str, Any]:
-        self._write_status(state, reason=reason, ended=time.time())
+        self.record_status(state, reason=reason, ended=time.time())
         self.events.emit("run_end", state=state, reason=reason, epochs_done=self.progress.epoch,
                          best_val_acc=self.progress.best_val_acc, test_acc=self.status.get("test_acc"),
                          wall_s=self.status.get("wall_s"))
@@ -352,7 +349,7 @@ class Trainer:
         meta = {"epoch": self.progress.epoch, "step_in_epoch": self.progress.step_in_epoch,
                 "global_step": self.progress.global_step,
                 "metrics": self.progress.history[-1] if self.progress.history else {},
-                "config_hash": content_hash(_config_dict(self.config)), "classes": parts.classes,
+                "config_hash": content_hash(config_dict(self.config)), "classes": parts.classes,
                 "world_size": self.dist.world_size}
         ema = parts.ema.state_dict() if parts.ema is not None else None
         path = ckpt.save_checkpoint(self.run_dir / "checkpoints", name, weights=parts.model.state_dict(),
@@ -392,7 +389,7 @@ class Trainer:
             return self.stop.requested
         return at_log_boundary and distributed.any_rank(self.stop.requested, self.dist, self.device)
 
-    def _write_status(self, state: str, **extra: Any) -> None:
+    def record_status(self, state: str, **extra: Any) -> None:
         parts = self.parts
         cfg = self.config
         last = self.progress.history[-1] if self.progress.history else {}
@@ -412,153 +409,7 @@ class Trainer:
             write_status(self.run_dir, self.status)
 
 
-def _config_dict(config: ExperimentConfig) -> dict[str, Any]:
+def config_dict(config: ExperimentConfig) -> dict[str, Any]:
     from engine.config import to_dict
 
     return to_dict(config)
-
-
-def latest_resumable(run_dir: Path) -> Path:
-    """The checkpoint a resume continues from (`last`, with training state)."""
-    folder = ckpt.checkpoint_dir(run_dir, "last")
-    if not (folder / ckpt.STATE).is_file():
-        raise CheckpointError(f"{run_dir} has no resumable checkpoint (checkpoints/last with training state)")
-    return folder
-
-
-RESUMABLE_OVERRIDES = ("train.epochs", "train.log_every", "train.checkpoint.", "train.early_stop.")
-INCOMPATIBLE_KEYS = ("model.name", "model.options", "data.source", "data.root", "data.csv_file",
-                     "data.label_column", "data.channels", "data.image_size")
-
-
-def incompatible_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Dotted keys whose change makes a checkpoint unusable (architecture, classes, input shape)."""
-    changed = []
-    for dotted in INCOMPATIBLE_KEYS:
-        section, key = dotted.split(".")
-        if old.get(section, {}).get(key) != new.get(section, {}).get(key):
-            changed.append(f"{dotted}: {old.get(section, {}).get(key)!r} -> {new.get(section, {}).get(key)!r}")
-    return changed
-
-
-def start_run(config: ExperimentConfig, runs_root: Path, *, listeners: list[Any] | None = None,
-              stop: StopRequest | None = None, parent: str | None = None,
-              init_weights: Path | None = None) -> dict[str, Any]:
-    """Create a run folder for `config` and train it; returns the final status (with `run_dir`)."""
-    from engine.runs import create_run, write_config
-
-    info = distributed.from_environment()
-    run_dir = None
-    if info.is_main:
-        run_dir = create_run(runs_root, config.name)
-        write_config(run_dir, config)
-    run_dir = Path(_broadcast_path(run_dir, info, config))
-    return _drive(config, run_dir, listeners, stop, parent=parent, init_weights=init_weights, fresh=True)
-
-
-def resume_run(run_dir: Path, *, overrides: list[str] | None = None, listeners: list[Any] | None = None,
-               stop: StopRequest | None = None) -> dict[str, Any]:
-    """Continue a run from its `last` checkpoint, exactly; `overrides` may extend it (e.g. train.epochs)."""
-    from engine.config import from_dict, to_dict
-    from engine.presets import apply_overrides, load_mapping
-    from engine.runs import read_config, write_config
-
-    config = read_config(run_dir)
-    folder = latest_resumable(run_dir)
-    saved = from_dict(load_mapping(folder / ckpt.CONFIG), str(folder / ckpt.CONFIG))
-    for text in overrides or []:
-        key = text.partition("=")[0].strip()
-        if not key.startswith(RESUMABLE_OVERRIDES):
-            raise CheckpointError(f"--set {text}: resume continues the same run and may only change "
-                                  f"{', '.join(RESUMABLE_OVERRIDES)}*; start a new run from its weights with "
-                                  f"`imgcls-console finetune {run_dir.name}:last --set {text}`")
-    if overrides:
-        config = from_dict(apply_overrides(to_dict(config), overrides), "--set")
-    done = int(json.loads((folder / ckpt.META).read_text(encoding="utf-8")).get("epoch", 0))
-    step_in_epoch = int(json.loads((folder / ckpt.META).read_text(encoding="utf-8")).get("step_in_epoch", 0))
-    if done >= config.train.epochs and step_in_epoch == 0:
-        raise CheckpointError(f"{run_dir.name} has trained {done} of {config.train.epochs} epochs: nothing to resume; "
-                              f"extend it with --set train.epochs={done + 10} (say) or use `finetune`")
-    changes = incompatible_changes(to_dict(saved), to_dict(config))
-    if changes:
-        raise CheckpointError("cannot resume: the config differs from the checkpoint's in " + "; ".join(changes))
-    if distributed.from_environment().is_main:
-        write_config(run_dir, config)
-    return _drive(config, run_dir, listeners, stop, resume_from=folder)
-
-
-def finetune_run(source: Path, config: ExperimentConfig, runs_root: Path, *, parent: str,
-                 listeners: list[Any] | None = None, stop: StopRequest | None = None) -> dict[str, Any]:
-    """A new run of `config` starting from the weights of checkpoint folder `source` (the parent is recorded)."""
-    from engine.config import to_dict
-    from engine.presets import load_mapping
-    from engine.config import from_dict
-
-    saved = from_dict(load_mapping(source / ckpt.CONFIG), str(source / ckpt.CONFIG))
-    changes = [c for c in incompatible_changes(to_dict(saved), to_dict(config)) if not c.startswith("data.root")]
-    if changes:
-        raise CheckpointError("cannot fine-tune: the new config differs from the checkpoint's in " + "; ".join(changes))
-    return start_run(config, runs_root, listeners=listeners, stop=stop, parent=parent,
-                     init_weights=source / ckpt.WEIGHTS)
-
-
-def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None, stop: StopRequest | None,
-           *, parent: str | None = None, init_weights: Path | None = None,
-           resume_from: Path | None = None, fresh: bool = False) -> dict[str, Any]:
-    """Run a Trainer in `run_dir`, recording failures in status.json and events.jsonl.
-
-    A new run whose setup fails on bad input (missing data, corrupt image) leaves no folder behind: it never
-    trained, and the error says what to fix.
-    """
-    info = distributed.from_environment()
-    events = EventWriter(run_dir / "events.jsonl", listeners) if info.is_main else EventWriter(None)
-    trainer = Trainer(config, run_dir, events, stop, parent=parent, dist_info=info)
-    try:
-        events.emit("run_start", run=str(run_dir), name=run_dir.name, pid=os.getpid(),
-                    config_hash=content_hash(_config_dict(config)), parent=parent,
-                    resumed_from=str(resume_from) if resume_from else None)
-        trainer.setup(resume_from=resume_from, init_weights=init_weights)
-        if resume_from is not None:
-            _check_classes(trainer, resume_from)
-        status = trainer.run()
-    except KeyboardInterrupt:
-        trainer._write_status("interrupted", reason="stopped at once by a second signal", ended=time.time())
-        events.emit("run_end", state="interrupted", reason="second signal", epochs_done=trainer.progress.epoch,
-                    best_val_acc=trainer.progress.best_val_acc, test_acc=None, wall_s=trainer.wall_s())
-        raise
-    except EngineError as exc:
-        if fresh and trainer.parts is None and info.is_main:
-            events.close()
-            shutil.rmtree(run_dir, ignore_errors=True)
-            raise
-        _record_failure(trainer, events, exc)
-        raise
-    except BaseException as exc:
-        _record_failure(trainer, events, exc)
-        raise
-    finally:
-        events.close()
-        distributed.shutdown(info)
-    return {"run_dir": str(run_dir), **status}
-
-
-def _record_failure(trainer: Trainer, events: EventWriter, exc: BaseException) -> None:
-    """status.json and a run_end event for a run that stopped on an error."""
-    reason = f"{type(exc).__name__}: {exc}"
-    trainer._write_status("failed", reason=reason, ended=time.time())
-    events.emit("run_end", state="failed", reason=reason, epochs_done=trainer.progress.epoch,
-                best_val_acc=trainer.progress.best_val_acc, test_acc=None, wall_s=trainer.wall_s())
-
-
-def _check_classes(trainer: Trainer, folder: Path) -> None:
-    meta = json.loads((folder / ckpt.META).read_text(encoding="utf-8"))
-    assert trainer.parts is not None
-    if meta.get("classes") and meta["classes"] != trainer.parts.classes:
-        raise CheckpointError(f"cannot resume: the dataset's classes differ from the checkpoint's "
-                              f"({len(meta['classes'])} saved vs {len(trainer.parts.classes)} now, or another order)")
-
-
-def _broadcast_path(run_dir: Path | None, info: distributed.Dist, config: ExperimentConfig) -> str:
-    """Rank 0's new run folder, on every rank (the process group is joined here, early)."""
-    distributed.init(info, pick_device(config.train.device))
-    return str(distributed.broadcast(str(run_dir) if run_dir else None, info))

@@ -11,7 +11,7 @@ import torch
 from engine import checkpoint as ckpt
 from engine.presets import resolve_experiment
 from engine.runtime import StopRequest
-from engine.train import resume_run, start_run
+from engine.runner import resume_run, start_run
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 BASE = ["train.device=cuda", "train.epochs=4", "data.limit=800",

@@ -17,7 +17,7 @@ from engine.ensemble import combine_members, evaluate_ensemble, member_predictio
 from engine.errors import CheckpointError
 from engine.members import EvalOptions, checkpoint_ref, view_logits
 from engine.presets import resolve_experiment
-from engine.train import start_run
+from engine.runner import start_run
 
 runner = CliRunner()
 FAST = ["data.limit=400", "train.epochs=3", "train.checkpoint.every=1"]

@@ -18,7 +18,7 @@ from engine.members import EvalOptions, checkpoint_ref, parse_ref, view_logits
 from engine.metrics import classification_metrics, combine
 from engine.presets import resolve_experiment
 from engine.runs import read_status
-from engine.train import start_run
+from engine.runner import start_run
 
 FAST = ["data.limit=400", "train.epochs=3", "train.checkpoint.every=1", "train.ema_decay=0.5"]
 

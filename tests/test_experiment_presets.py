@@ -12,7 +12,7 @@ import torch
 from engine import config as cfg
 from engine import presets
 from engine.models import create_model
-from engine.train import start_run
+from engine.runner import start_run
 
 EXPERIMENTS = [p.name for p in presets.list_presets("experiment")]
 

@@ -15,7 +15,7 @@ from engine.compare import compare_runs, diff_configs, expand_targets, flatten, 
 from engine.errors import ConfigError
 from engine.presets import resolve_experiment
 from engine.runs import list_runs, read_config
-from engine.train import start_run
+from engine.runner import start_run
 
 runner = CliRunner()
 FAST = ["data.limit=300", "train.epochs=3"]

@@ -18,7 +18,7 @@ from engine.errors import CheckpointError
 from engine.presets import resolve_experiment
 from engine.runs import read_status
 from engine.runtime import StopRequest
-from engine.train import resume_run, start_run
+from engine.runner import resume_run, start_run
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["train.epochs=4", "train.deterministic=true", "data.limit=600", "train.log_every=5"]

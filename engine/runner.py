@@ -1,0 +1,169 @@
+"""Starting, resuming and fine-tuning runs: the run folder around a Trainer, and what happens on failure.
+
+`start_run` is the one entry point of a new run (the headless `train` command, k-fold and the console's child
+process all call it); under torchrun, rank 0 owns the run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from engine import checkpoint as ckpt
+from engine import distributed
+from engine.config import ExperimentConfig
+from engine.errors import CheckpointError, EngineError
+from engine.events import EventWriter
+from engine.presets import content_hash
+from engine.runtime import StopRequest, pick_device
+from engine.train import Trainer, config_dict
+
+
+def latest_resumable(run_dir: Path) -> Path:
+    """The checkpoint a resume continues from (`last`, with training state)."""
+    folder = ckpt.checkpoint_dir(run_dir, "last")
+    if not (folder / ckpt.STATE).is_file():
+        raise CheckpointError(f"{run_dir} has no resumable checkpoint (checkpoints/last with training state)")
+    return folder
+
+
+RESUMABLE_OVERRIDES = ("train.epochs", "train.log_every", "train.checkpoint.", "train.early_stop.")
+INCOMPATIBLE_KEYS = ("model.name", "model.options", "data.source", "data.root", "data.csv_file",
+                     "data.label_column", "data.channels", "data.image_size")
+
+
+def incompatible_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Dotted keys whose change makes a checkpoint unusable (architecture, classes, input shape)."""
+    changed = []
+    for dotted in INCOMPATIBLE_KEYS:
+        section, key = dotted.split(".")
+        if old.get(section, {}).get(key) != new.get(section, {}).get(key):
+            changed.append(f"{dotted}: {old.get(section, {}).get(key)!r} -> {new.get(section, {}).get(key)!r}")
+    return changed
+
+
+def start_run(config: ExperimentConfig, runs_root: Path, *, listeners: list[Any] | None = None,
+              stop: StopRequest | None = None, parent: str | None = None,
+              init_weights: Path | None = None) -> dict[str, Any]:
+    """Create a run folder for `config` and train it; returns the final status (with `run_dir`)."""
+    from engine.runs import create_run, write_config
+
+    info = distributed.from_environment()
+    run_dir = None
+    if info.is_main:
+        run_dir = create_run(runs_root, config.name)
+        write_config(run_dir, config)
+    run_dir = Path(_broadcast_path(run_dir, info, config))
+    return _drive(config, run_dir, listeners, stop, parent=parent, init_weights=init_weights, fresh=True)
+
+
+def resume_run(run_dir: Path, *, overrides: list[str] | None = None, listeners: list[Any] | None = None,
+               stop: StopRequest | None = None) -> dict[str, Any]:
+    """Continue a run from its `last` checkpoint, exactly; `overrides` may extend it (e.g. train.epochs)."""
+    from engine.config import from_dict, to_dict
+    from engine.presets import apply_overrides, load_mapping
+    from engine.runs import read_config, write_config
+
+    config = read_config(run_dir)
+    folder = latest_resumable(run_dir)
+    saved = from_dict(load_mapping(folder / ckpt.CONFIG), str(folder / ckpt.CONFIG))
+    for text in overrides or []:
+        key = text.partition("=")[0].strip()
+        if not key.startswith(RESUMABLE_OVERRIDES):
+            raise CheckpointError(f"--set {text}: resume continues the same run and may only change "
+                                  f"{', '.join(RESUMABLE_OVERRIDES)}*; start a new run from its weights with "
+                                  f"`imgcls-console finetune {run_dir.name}:last --set {text}`")
+    if overrides:
+        config = from_dict(apply_overrides(to_dict(config), overrides), "--set")
+    done = int(json.loads((folder / ckpt.META).read_text(encoding="utf-8")).get("epoch", 0))
+    step_in_epoch = int(json.loads((folder / ckpt.META).read_text(encoding="utf-8")).get("step_in_epoch", 0))
+    if done >= config.train.epochs and step_in_epoch == 0:
+        raise CheckpointError(f"{run_dir.name} has trained {done} of {config.train.epochs} epochs: nothing to resume; "
+                              f"extend it with --set train.epochs={done + 10} (say) or use `finetune`")
+    changes = incompatible_changes(to_dict(saved), to_dict(config))
+    if changes:
+        raise CheckpointError("cannot resume: the config differs from the checkpoint's in " + "; ".join(changes))
+    if distributed.from_environment().is_main:
+        write_config(run_dir, config)
+    return _drive(config, run_dir, listeners, stop, resume_from=folder)
+
+
+def finetune_run(source: Path, config: ExperimentConfig, runs_root: Path, *, parent: str,
+                 listeners: list[Any] | None = None, stop: StopRequest | None = None) -> dict[str, Any]:
+    """A new run of `config` starting from the weights of checkpoint folder `source` (the parent is recorded)."""
+    from engine.config import to_dict
+    from engine.presets import load_mapping
+    from engine.config import from_dict
+
+    saved = from_dict(load_mapping(source / ckpt.CONFIG), str(source / ckpt.CONFIG))
+    changes = [c for c in incompatible_changes(to_dict(saved), to_dict(config)) if not c.startswith("data.root")]
+    if changes:
+        raise CheckpointError("cannot fine-tune: the new config differs from the checkpoint's in " + "; ".join(changes))
+    return start_run(config, runs_root, listeners=listeners, stop=stop, parent=parent,
+                     init_weights=source / ckpt.WEIGHTS)
+
+
+def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None, stop: StopRequest | None,
+           *, parent: str | None = None, init_weights: Path | None = None,
+           resume_from: Path | None = None, fresh: bool = False) -> dict[str, Any]:
+    """Run a Trainer in `run_dir`, recording failures in status.json and events.jsonl.
+
+    A new run whose setup fails on bad input (missing data, corrupt image) leaves no folder behind: it never
+    trained, and the error says what to fix.
+    """
+    info = distributed.from_environment()
+    events = EventWriter(run_dir / "events.jsonl", listeners) if info.is_main else EventWriter(None)
+    trainer = Trainer(config, run_dir, events, stop, parent=parent, dist_info=info)
+    try:
+        events.emit("run_start", run=str(run_dir), name=run_dir.name, pid=os.getpid(),
+                    config_hash=content_hash(config_dict(config)), parent=parent,
+                    resumed_from=str(resume_from) if resume_from else None)
+        trainer.setup(resume_from=resume_from, init_weights=init_weights)
+        if resume_from is not None:
+            _check_classes(trainer, resume_from)
+        status = trainer.run()
+    except KeyboardInterrupt:
+        trainer.record_status("interrupted", reason="stopped at once by a second signal", ended=time.time())
+        events.emit("run_end", state="interrupted", reason="second signal", epochs_done=trainer.progress.epoch,
+                    best_val_acc=trainer.progress.best_val_acc, test_acc=None, wall_s=trainer.wall_s())
+        raise
+    except EngineError as exc:
+        if fresh and trainer.parts is None and info.is_main:
+            events.close()
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        _record_failure(trainer, events, exc)
+        raise
+    except BaseException as exc:
+        _record_failure(trainer, events, exc)
+        raise
+    finally:
+        events.close()
+        distributed.shutdown(info)
+    return {"run_dir": str(run_dir), **status}
+
+
+def _record_failure(trainer: Trainer, events: EventWriter, exc: BaseException) -> None:
+    """status.json and a run_end event for a run that stopped on an error."""
+    reason = f"{type(exc).__name__}: {exc}"
+    trainer.record_status("failed", reason=reason, ended=time.time())
+    events.emit("run_end", state="failed", reason=reason, epochs_done=trainer.progress.epoch,
+                best_val_acc=trainer.progress.best_val_acc, test_acc=None, wall_s=trainer.wall_s())
+
+
+def _check_classes(trainer: Trainer, folder: Path) -> None:
+    meta = json.loads((folder / ckpt.META).read_text(encoding="utf-8"))
+    assert trainer.parts is not None
+    if meta.get("classes") and meta["classes"] != trainer.parts.classes:
+        raise CheckpointError(f"cannot resume: the dataset's classes differ from the checkpoint's "
+                              f"({len(meta['classes'])} saved vs {len(trainer.parts.classes)} now, or another order)")
+
+
+def _broadcast_path(run_dir: Path | None, info: distributed.Dist, config: ExperimentConfig) -> str:
+    """Rank 0's new run folder, on every rank (the process group is joined here, early)."""
+    distributed.init(info, pick_device(config.train.device))
+    return str(distributed.broadcast(str(run_dir) if run_dir else None, info))
