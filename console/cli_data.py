@@ -18,20 +18,28 @@ def data_group() -> None:
 
 
 def load_data_config(name: str, overrides: list[str] | None = None) -> Any:
-    """A data preset (name or YAML file) with `key=value` overrides (`data.` prefix optional), validated."""
-    from engine.config import section_from_dict
-    from engine.presets import find_preset, load_mapping, parse_override
+    """The data section of a data preset or an experiment (name or YAML file), with `--set` overrides.
 
-    path = find_preset("data", name)
-    raw = load_mapping(path)
-    raw.pop("description", None)
-    source = str(path)
-    for text in overrides or []:
-        keys, value = parse_override(text)
-        keys = keys[1:] if keys[0] == "data" and len(keys) > 1 else keys
-        raw[".".join(keys)] = value
-        source = f"{path} --set {text}"
-    return section_from_dict("data", raw, source)
+    Overrides may name the key with or without its `data.` prefix.
+    """
+    from engine.config import from_dict
+    from engine.errors import ConfigError
+    from engine.presets import apply_overrides, detect_kind, find_preset, load_mapping, load_section_preset
+    from engine.presets import resolve_experiment
+
+    overrides = [text if text.startswith("data.") else f"data.{text}" for text in overrides or []]
+    try:
+        path = find_preset("data", name)
+    except ConfigError as missing:
+        try:
+            find_preset("experiment", name)
+        except ConfigError:
+            raise missing from None  # names the data presets there are, and the closest one
+        return resolve_experiment(name, overrides).data
+    if detect_kind(path, load_mapping(path)) == "experiment":
+        return resolve_experiment(str(path), overrides).data
+    raw = apply_overrides({"data": load_section_preset("data", str(path))}, overrides)
+    return from_dict(raw, str(path)).data
 
 
 def split_counts(labels: Any, splits: dict[str, Any], num_classes: int) -> dict[str, list[int]]:

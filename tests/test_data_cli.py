@@ -44,3 +44,13 @@ def test_stats_errors_are_one_line(tmp_path):
     bad.write_text("source: folder\nroot: /nonexistent/imgs\n")
     result = runner.invoke(app, ["stats", str(bad)])
     assert result.exit_code == 2 and "/nonexistent/imgs" in result.output
+
+
+def test_stats_of_an_experiment_uses_its_data_section():
+    import json
+
+    plain = json.loads(runner.invoke(app, ["stats", "quickstart", "--json"]).stdout)
+    result = runner.invoke(app, ["stats", "quickstart", "--set", "val_fraction=0.3", "--json"])
+    assert result.exit_code == 0, result.output
+    wider = json.loads(result.stdout)
+    assert plain["source"] == "digits" and sum(wider["counts"]["val"]) > sum(plain["counts"]["val"])
