@@ -166,5 +166,11 @@ def import_cmd(
 
     if not file.is_file():
         raise ConfigError(f"{file}: no such file")
+    from engine.presets import load_mapping
+
     target = import_preset(file, kind=kind, name=name, shadow_builtin=shadow_builtin, overwrite=overwrite)
     err_console.print(f"imported as {target}", highlight=False)
+    inner = load_mapping(target).get("name")
+    if target.parent.name == "experiment" and isinstance(inner, str) and inner != target.stem:
+        err_console.print(f"note: the file sets `name: {inner}`, so its runs are named {inner}-...; "
+                          f"remove that line to name them {target.stem}-...", highlight=False)

@@ -56,6 +56,21 @@ def user_dir() -> Path:
     return base / "imgcls-console" / "presets"
 
 
+class _StrictSafeLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key given twice in one mapping (YAML would silently keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (lines {seen[key]} and {key_node.start_mark.line + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: Path) -> Any:
     """Parse a YAML file with the safe loader; any error names the file. Nothing in it is executed."""
     try:
@@ -63,8 +78,10 @@ def load_yaml(path: Path) -> Any:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_StrictSafeLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.constructor.ConstructorError as exc:
+        if exc.problem and "appears twice" in exc.problem:
+            raise ConfigError(f"{path}: {exc.problem}") from exc
         raise ConfigError(
             f"{path}: refused YAML tag ({exc.problem}); presets are plain data, tags such as !!python/... are not allowed"
         ) from exc

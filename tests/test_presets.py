@@ -127,3 +127,9 @@ def test_kind_is_detected_from_fields_and_unknown_preset_names_its_file(tmp_path
         presets.validate_file(write(tmp_path / "e.yaml", "dta: digits\n"))
     with pytest.raises(ConfigError, match=r"b\.yaml: data: no data preset named 'nosuchdata'"):
         presets.validate_file(write(tmp_path / "b.yaml", "data: nosuchdata\n"))
+
+
+def test_a_key_given_twice_is_an_error(tmp_path: Path) -> None:
+    twice = write(tmp_path / "twice.yaml", "data: digits\noptim: sgd\ndata: mnist\n")
+    with pytest.raises(ConfigError, match=r"twice\.yaml: key 'data' appears twice \(lines 1 and 3\)"):
+        presets.validate_file(twice)
