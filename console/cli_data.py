@@ -52,7 +52,7 @@ def split_counts(labels: Any, splits: dict[str, Any], num_classes: int) -> dict[
 @app.command()
 @reports_errors
 def stats(
-    data: Annotated[str, typer.Argument(help="A data preset name (see `presets list data`) or a YAML file.")],
+    data: Annotated[str, typer.Argument(metavar="DATA", help="A data preset name (see `presets list data`) or a YAML file.")],
     overrides: OverrideOption = None,
     as_json: JsonOption = False,
 ) -> None:

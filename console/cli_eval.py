@@ -38,7 +38,7 @@ CombineOption = Annotated[Combine | None, typer.Option(
 NoEmaOption = Annotated[bool, typer.Option("--no-ema", help="Evaluate the raw weights even when EMA weights exist.")]
 DeviceOption = Annotated[str | None, typer.Option(
     "--device", help="auto, cpu, cuda or cuda:N (default: the run's train.device).", show_default=False)]
-RefsArgument = Annotated[list[str], typer.Argument(
+RefsArgument = Annotated[list[str], typer.Argument(metavar="RUN[:CHECKPOINT]",
     help="Checkpoints as RUN[:CHECKPOINT]: run name, unique prefix or folder; checkpoint best (default), "
          "last or epoch-012.")]
 
@@ -101,7 +101,7 @@ def show_metrics(result: dict[str, Any], *, per_class: bool | None = None) -> No
 
 @reports_errors
 def eval_cmd(
-    ref: Annotated[str, typer.Argument(help="RUN[:CHECKPOINT], e.g. my-run, my-run:last, my-run:epoch-046.")],
+    ref: Annotated[str, typer.Argument(metavar="RUN[:CHECKPOINT]", help="RUN[:CHECKPOINT], e.g. my-run, my-run:last, my-run:epoch-046.")],
     split: Annotated[Split, typer.Option("--split", help="Split to evaluate.")] = Split.test,
     tta: TtaOption = None,
     combine: CombineOption = None,
@@ -205,7 +205,7 @@ def predict(
 
 @reports_errors
 def kfold(
-    experiment: Annotated[str, typer.Argument(help="Experiment preset name or YAML file.")],
+    experiment: Annotated[str, typer.Argument(metavar="EXPERIMENT", help="Experiment preset name or YAML file.")],
     folds: Annotated[int, typer.Option("--folds", "-k", min=2, help="Number of stratified folds (K runs).")] = 5,
     overrides: OverrideOption = None,
     tta: TtaOption = None,
@@ -267,7 +267,7 @@ def show_kfold(record: dict[str, Any]) -> None:
 
 @reports_errors
 def report(
-    runs: Annotated[list[str], typer.Argument(help="Runs or k-fold groups (names, prefixes or folders).")],
+    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Runs or k-fold groups (names, prefixes or folders).")],
     out: Annotated[Path, typer.Option("--out", help="Folder for report.md and figures/.")],
     title: Annotated[str, typer.Option("--title", help="Report title.")] = "Experiment report",
     split: Annotated[Split, typer.Option("--split", help="Split of the confusion matrices.")] = Split.test,

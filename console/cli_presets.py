@@ -32,7 +32,7 @@ def _find_any(name: str, kind: str | None) -> tuple[str, Path]:
 
 @app.command("list")
 @reports_errors
-def list_cmd(kind: Annotated[str | None, typer.Argument(help="Only this kind.")] = None) -> None:
+def list_cmd(kind: Annotated[str | None, typer.Argument(metavar="[KIND]", help="Only this kind.")] = None) -> None:
     """List presets (user presets first); model presets show their parameter count."""
     from rich.table import Table
 
@@ -73,7 +73,7 @@ def _preset_params(name: str, path: Path) -> int | None:
 @app.command()
 @reports_errors
 def show(
-    name: Annotated[str, typer.Argument(help="Preset name or file.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Preset name or file.")],
     kind: KindOption = None,
     resolved: Annotated[bool, typer.Option("--resolved", help="Show the fully resolved config with every default.")] = False,
 ) -> None:
@@ -99,7 +99,7 @@ def show(
 
 @app.command()
 @reports_errors
-def validate(file: Annotated[Path, typer.Argument(help="Preset YAML file.")], kind: KindOption = None) -> None:
+def validate(file: Annotated[Path, typer.Argument(metavar="FILE", help="Preset YAML file.")], kind: KindOption = None) -> None:
     """Validate a preset file: unknown keys, wrong types, unsafe YAML; exit 2 with the reason when invalid."""
     from engine.errors import ConfigError
     from engine.presets import validate_file
@@ -120,7 +120,7 @@ def validate(file: Annotated[Path, typer.Argument(help="Preset YAML file.")], ki
 @app.command()
 @reports_errors
 def export(
-    source: Annotated[str, typer.Argument(help="Experiment preset name/file, or a run name/folder.")],
+    source: Annotated[str, typer.Argument(metavar="NAME-OR-RUN", help="Experiment preset name/file, or a run name/folder.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="File to write ('-' for stdout).")],
     overrides: OverrideOption = None,
     runs_dir: RunsDirOption = None,
@@ -154,7 +154,7 @@ def export(
 @app.command("import")
 @reports_errors
 def import_cmd(
-    file: Annotated[Path, typer.Argument(help="Preset YAML file to import.")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="Preset YAML file to import.")],
     kind: KindOption = None,
     name: Annotated[str | None, typer.Option("--name", help="Name in the user folder (default: file name).")] = None,
     shadow_builtin: Annotated[bool, typer.Option("--shadow-builtin", help="Allow hiding a built-in preset of that name.")] = False,

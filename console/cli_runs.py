@@ -54,7 +54,7 @@ def list_cmd(
 @app.command()
 @reports_errors
 def show(
-    run: Annotated[str, typer.Argument(help="Run name, unique prefix, folder, or 'latest'.")],
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Run name, unique prefix, folder, or 'latest'.")],
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -123,7 +123,7 @@ ModelFilter = Annotated[str | None, typer.Option("--model", help="Only runs of t
 @app.command()
 @reports_errors
 def compare(
-    runs: Annotated[list[str] | None, typer.Argument(help="Runs or k-fold groups (default: all runs).")] = None,
+    runs: Annotated[list[str] | None, typer.Argument(metavar="RUN", help="Runs or k-fold groups (default: all runs).")] = None,
     sort: Annotated[str | None, typer.Option("--sort", help="Sort by a metric (test_acc, best_val_acc, wall_s, "
                                                             "params, ...) or a differing config key.")] = None,
     descending: Annotated[bool, typer.Option("--desc", help="Sort from largest to smallest.")] = False,
@@ -159,8 +159,8 @@ def compare(
 @app.command()
 @reports_errors
 def diff(
-    run_a: Annotated[str, typer.Argument(help="First run.")],
-    run_b: Annotated[str, typer.Argument(help="Second run.")],
+    run_a: Annotated[str, typer.Argument(metavar="A", help="First run.")],
+    run_b: Annotated[str, typer.Argument(metavar="B", help="Second run.")],
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,
 ) -> None:

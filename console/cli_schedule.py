@@ -36,7 +36,7 @@ def _steps_per_epoch(config: object, given: int | None) -> int:
 @app.command()
 @reports_errors
 def preview(
-    experiment: Annotated[str, typer.Argument(help="Experiment preset name or YAML file.")],
+    experiment: Annotated[str, typer.Argument(metavar="EXPERIMENT", help="Experiment preset name or YAML file.")],
     overrides: OverrideOption = None,
     steps_per_epoch: Annotated[int | None, typer.Option(help="Optimizer steps per epoch (default: from the data).")] = None,
     json_out: JsonOption = False,
@@ -73,7 +73,7 @@ def preview(
 
 @reports_errors
 def lr_find(
-    experiment: Annotated[str, typer.Argument(help="Experiment preset name or YAML file.")],
+    experiment: Annotated[str, typer.Argument(metavar="EXPERIMENT", help="Experiment preset name or YAML file.")],
     overrides: OverrideOption = None,
     start_lr: Annotated[float, typer.Option(help="First LR of the ramp.")] = 1e-6,
     end_lr: Annotated[float, typer.Option(help="Last LR of the ramp.")] = 10.0,

@@ -51,7 +51,7 @@ def _drive(json_out: bool, quiet: bool, work: Any) -> None:
 
 @reports_errors
 def train(
-    experiment: Annotated[str, typer.Argument(help="Experiment preset name or YAML file (a run's config.yaml works).")],
+    experiment: Annotated[str, typer.Argument(metavar="EXPERIMENT", help="Experiment preset name or YAML file (a run's config.yaml works).")],
     overrides: OverrideOption = None,
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,
@@ -79,7 +79,7 @@ def train(
 
 @reports_errors
 def resume(
-    run: Annotated[str, typer.Argument(help="Run name, unique prefix or folder.")],
+    run: Annotated[str, typer.Argument(metavar="RUN", help="Run name, unique prefix or folder.")],
     overrides: OverrideOption = None,
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,
@@ -97,8 +97,8 @@ def resume(
 
 @reports_errors
 def finetune(
-    source: Annotated[str, typer.Argument(help="RUN[:CHECKPOINT] whose weights start the new run (default best).")],
-    experiment: Annotated[str | None, typer.Argument(help="Experiment for the new run (default: the run's own config).")] = None,
+    source: Annotated[str, typer.Argument(metavar="RUN[:CHECKPOINT]", help="RUN[:CHECKPOINT] whose weights start the new run (default best).")],
+    experiment: Annotated[str | None, typer.Argument(metavar="[EXPERIMENT]", help="Experiment for the new run (default: the run's own config).")] = None,
     overrides: OverrideOption = None,
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,

@@ -19,11 +19,13 @@ out_console = Console(width=None if sys.stdout.isatty() else 200)
 
 RunsDirOption = Annotated[
     Path | None,
-    typer.Option("--runs-dir", help="Runs folder (default: $IMGCLS_RUNS_DIR or ./runs).", show_default=False),
+    typer.Option("--runs-dir", metavar="DIR", help="Runs folder (default: $IMGCLS_RUNS_DIR or ./runs).",
+                 show_default=False),
 ]
 OverrideOption = Annotated[
     list[str] | None,
-    typer.Option("--set", "-s", help="Override a config value, e.g. --set optim.lr=0.2 (repeatable)."),
+    typer.Option("--set", "-s", metavar="KEY=VALUE",
+                 help="Override a config value, e.g. --set optim.lr=0.2 (repeatable); --set model=PRESET swaps a section."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout (nothing else).")]
 
