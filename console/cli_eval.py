@@ -252,9 +252,10 @@ def show_kfold(record: dict[str, Any]) -> None:
                       fmt_pct(fold.get("best_val_acc")), fmt_pct(fold.get("test_acc")))
     out_console.print(table)
     cv = record.get("cv") or {}
+    test = (f"test acc {fmt_pct(cv.get('test_acc_mean'))} ± {fmt_pct(cv.get('test_acc_std'))}"
+            if cv.get("test_acc_mean") is not None else "no test split")
     out_console.print(f"val acc {fmt_pct(cv.get('best_val_acc_mean'))} ± {fmt_pct(cv.get('best_val_acc_std'))}; "
-                      f"test acc {fmt_pct(cv.get('test_acc_mean'))} ± {fmt_pct(cv.get('test_acc_std'))}",
-                      highlight=False)
+                      f"{test}", highlight=False)
     ensemble_result = record.get("ensemble") or {}
     if ensemble_result.get("error"):
         out_console.print(f"fold ensemble not evaluated: {ensemble_result['error']}", highlight=False)

@@ -58,14 +58,23 @@ def show(
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """A run's status, config and per-epoch metrics."""
+    """A run's status, config and per-epoch metrics (a k-fold group: its per-fold table and ensemble)."""
     from rich.table import Table
 
     from engine.checkpoint import list_checkpoints
+    from engine.compare import group_match
     from engine.ensemble import list_evals
     from engine.runs import epoch_rows, read_status, resolve_run
     from engine.runs import runs_dir as pick_runs_dir
 
+    group = group_match(pick_runs_dir(runs_dir), run)
+    if group is not None:
+        from console.cli_eval import show_kfold
+        from engine.kfold import read_record
+
+        record = read_record(group)
+        print_json(record) if json_out else show_kfold(record)
+        return
     run_dir = resolve_run(pick_runs_dir(runs_dir), run)
     status = read_status(run_dir)
     rows = epoch_rows(run_dir)

@@ -120,3 +120,17 @@ def test_ensemble_accepts_a_kfold_group_name(tmp_path: Path) -> None:
     result = runner.invoke(app, ["ensemble", group.name, "--json"])
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)["members"]) == 2
+
+
+def test_runs_show_of_a_kfold_group_prints_its_folds(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from console.cli import app
+
+    runner = CliRunner()
+    made = runner.invoke(app, ["kfold", "quickstart", "--folds", "2", "--set", "train.epochs=1",
+                               "--set", "data.limit=300"])
+    assert made.exit_code == 0, made.output
+    group = next(p for p in (tmp_path / "runs").iterdir() if "kfold" in p.name)
+    shown = runner.invoke(app, ["runs", "show", group.name], terminal_width=200)
+    assert shown.exit_code == 0 and "2-fold" in shown.stdout and "fold ensemble" in shown.stdout
