@@ -125,6 +125,8 @@ def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None,
         trainer.setup(resume_from=resume_from, init_weights=init_weights)
         if resume_from is not None:
             _check_classes(trainer, resume_from)
+        elif init_weights is not None and (init_weights.parent / ckpt.META).is_file():
+            _check_classes(trainer, init_weights.parent)  # fine-tuning: same classes in the same order
         status = trainer.run()
     except KeyboardInterrupt:
         trainer.record_status("interrupted", reason="stopped at once by a second signal", ended=time.time())
@@ -159,7 +161,7 @@ def _check_classes(trainer: Trainer, folder: Path) -> None:
     meta = json.loads((folder / ckpt.META).read_text(encoding="utf-8"))
     assert trainer.parts is not None
     if meta.get("classes") and meta["classes"] != trainer.parts.classes:
-        raise CheckpointError(f"cannot resume: the dataset's classes differ from the checkpoint's "
+        raise CheckpointError(f"{folder}: the dataset's classes differ from the checkpoint's "
                               f"({len(meta['classes'])} saved vs {len(trainer.parts.classes)} now, or another order)")
 
 

@@ -244,3 +244,47 @@ def test_cache_is_used_on_second_load_and_keyed_by_files_and_resolution(tmp_path
     _rgb(3).save(root / "cat" / "extra.png")
     more = load_dataset(cfg)
     assert more.info["cache_key"] != first.info["cache_key"] and len(more.labels) == 10
+
+
+def test_channels_come_from_a_sample_not_the_first_file(tmp_path):
+    root = make_folder(tmp_path / "imgs", per_class=4)
+    Image.new("L", (10, 10), 7).save(root / "cat" / "0000-gray-first.png")
+    assert load_dataset(DataConfig(source="folder", root=str(root), image_size=10)).channels == 3
+
+
+def test_skip_works_when_the_first_file_is_corrupt(tmp_path):
+    root = make_folder(tmp_path / "imgs", per_class=4)
+    (root / "cat" / "0000-broken.png").write_bytes(b"not an image")
+    dataset = load_dataset(DataConfig(source="folder", root=str(root), image_size=10, on_bad_image="skip"))
+    assert dataset.info["skipped"] == 1 and len(dataset.labels) == 12
+
+
+def test_non_square_images_need_an_image_size(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (16, 8), (i, 0, 0)).save(tmp_path / "imgs" / name / f"{i}.png")
+    with pytest.raises(DataError, match="16x8 px, not square; set data.image_size"):
+        load_dataset(DataConfig(source="folder", root=str(tmp_path / "imgs")))
+
+
+def test_test_folder_may_not_share_images_with_training(tmp_path):
+    root = make_folder(tmp_path / "imgs", per_class=3)
+    with pytest.raises(DataError, match="in the training set and in the test set"):
+        load_dataset(DataConfig(source="folder", root=str(root), test_root=str(root), image_size=10))
+
+
+def test_csv_row_listing_an_image_twice_is_an_error(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    for i in range(4):
+        _rgb(i * 30).save(tmp_path / "imgs" / f"im{i}.png")
+    (tmp_path / "labels.csv").write_text("Id,Category\nim0,a\nim1,b\nim2,a\nim3,b\nim3.png,b\n")
+    with pytest.raises(DataError, match=r"line 6: image im3.png is already listed on line 5"):
+        load_dataset(DataConfig(source="csv", root=str(tmp_path / "imgs"), csv_file=str(tmp_path / "labels.csv"),
+                                image_size=10))
+
+
+def test_float_images_in_unit_range_are_scaled(tmp_path):
+    path = tmp_path / "f.tif"
+    Image.fromarray(np.full((4, 4), 0.8, dtype=np.float32), "F").save(path)
+    assert int(decode_image(path, None, 1).max()) == 204

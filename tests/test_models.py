@@ -263,3 +263,16 @@ def test_bad_option_values_raise_model_errors() -> None:
         create_model("convnet", 10, 3, 32, channels=[8, 8], kernel=[3])
     with pytest.raises(ModelError, match="cannot be built with options channels=8"):
         create_model("convnet", 10, 3, 32, channels=8)
+
+
+def test_safetensors_weights_from_a_wrapped_model_load(tmp_path):
+    from safetensors.torch import save_file
+
+    from engine.models import create_model, load_pretrained
+
+    source = create_model("resnet18", 10, 3, 32, 0.0, small_input=True)
+    wrapped = {f"module.{k}": v.contiguous() for k, v in source.state_dict().items()}
+    save_file(wrapped, str(tmp_path / "ddp.safetensors"))
+    target = create_model("resnet18", 10, 3, 32, 0.0, small_input=True)
+    load_pretrained(target, str(tmp_path / "ddp.safetensors"), num_classes=10)
+    assert torch.equal(target.state_dict()["conv1.weight"], source.state_dict()["conv1.weight"])

@@ -98,6 +98,7 @@ def read_csv_labels(csv_path: Path, image_dir: Path, cfg: DataConfig, classes: C
     folder = _FolderIndex(image_dir)
     files: list[Path] = []
     labels: list[int] = []
+    first_line: dict[Path, int] = {}
     for line, file_value, label_value in rows:
         key = str(_parse_int(label_value)) if numeric and _parse_int(label_value) is not None else label_value
         if key not in index:
@@ -108,6 +109,9 @@ def read_csv_labels(csv_path: Path, image_dir: Path, cfg: DataConfig, classes: C
             hint = "" if Path(file_value).suffix or cfg.file_suffix else " (set data.file_suffix, e.g. '.jpg')"
             raise DataError(f"{csv_path}: line {line}: image file {image_dir / (file_value + cfg.file_suffix)} "
                             f"does not exist{hint}")
+        if path in first_line:  # one image in two rows could land in train and val at once
+            raise DataError(f"{csv_path}: line {line}: image {path.name} is already listed on line {first_line[path]}")
+        first_line[path] = line
         files.append(path)
         labels.append(index[key])
     return CsvLabels(names, files, labels, numeric)

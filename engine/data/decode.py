@@ -27,20 +27,31 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def native_channels(path: Path) -> int:
-    """1 for a gray image, 3 otherwise (read from the header only)."""
-    try:
-        with Image.open(path) as img:
-            return 1 if img.mode in GRAY_MODES else 3
-    except Exception as exc:
-        raise DataError(f"{path}: cannot read image ({exc})") from exc
+def native_channels(paths: list[Path], *, sample: int = 256) -> int:
+    """3 when any of up to `sample` images spread over the list is colour, else 1 (headers only).
+
+    Unreadable files are passed over here (decoding names or skips them later).
+    """
+    step = max(1, len(paths) // sample)
+    readable = 0
+    for path in paths[::step][:sample]:
+        try:
+            with Image.open(path) as img:
+                if img.mode not in GRAY_MODES:
+                    return 3
+                readable += 1
+        except Exception:  # noqa: BLE001 - decoding reports the file with its reason
+            continue
+    if readable == 0:
+        raise DataError(f"{paths[0].parent}: none of the sampled images can be read; is it an image folder?")
+    return 1
 
 
 def _to_8bit_gray(img: Image.Image) -> Image.Image:
     """16-bit / 32-bit / float gray to 8-bit L (16-bit values scaled by 1/257)."""
     arr = np.asarray(img)
     if img.mode == "F":
-        scaled = arr
+        scaled = arr * 255.0 if arr.max(initial=0.0) <= 1.0 else arr  # float images in [0, 1] or [0, 255]
     else:
         scaled = arr.astype(np.float64) / (257.0 if arr.max(initial=0) > 255 or img.mode.startswith("I;16") else 1.0)
     return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
@@ -99,9 +110,13 @@ def _first_shape(paths: list[Path], channels: int) -> tuple[int, int]:
     """(H, W) of the first decodable image, for a table at native size."""
     for path in paths:
         try:
-            return tuple(decode_image(path, None, channels).shape[1:])  # type: ignore[return-value]
-        except Exception:
+            height, width = decode_image(path, None, channels).shape[1:]
+        except Exception:  # noqa: BLE001 - decoding reports the file with its reason
             continue
+        if height != width:
+            raise DataError(f"{path}: images are {width}x{height} px, not square; set data.image_size to train "
+                            "at a square size")
+        return height, width
     raise DataError(f"{paths[0].parent}: none of the {len(paths)} images can be decoded")
 
 

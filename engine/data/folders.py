@@ -69,6 +69,7 @@ def _labelled_files(cfg: DataConfig) -> tuple[Path, list[str], list[Path], list[
         if unknown:
             raise DataError(f"{test_root / unknown[0]}: test class `{unknown[0]}` is not one of the "
                             f"{len(classes)} training classes in {root}")
+        _no_overlap(files, test_files)
         return root, classes, files + test_files, labels + [index[n] for n in test_names], len(files)
     if cfg.csv_file is None:
         raise DataError("data.csv_file: source `csv` needs the CSV file of image names and labels")
@@ -78,13 +79,23 @@ def _labelled_files(cfg: DataConfig) -> tuple[Path, list[str], list[Path], list[
         return root, classes, files, labels, None
     test_dir = _existing_dir(Path(cfg.test_root).expanduser(), "data.test_root") if cfg.test_root else root
     test = read_csv_labels(resolve_under(root, cfg.test_csv_file), test_dir, cfg, classes=labelled)
+    _no_overlap(files, test.files)
     return root, classes, files + test.files, labels + test.labels, len(files)
+
+
+def _no_overlap(train_files: list[Path], test_files: list[Path]) -> None:
+    """The explicit test set must not share an image with the training files (that would leak it)."""
+    shared = set(map(Path.resolve, train_files)) & set(map(Path.resolve, test_files))
+    if shared:
+        example = sorted(shared)[0]
+        raise DataError(f"{example}: is in the training set and in the test set ({len(shared)} such images); "
+                        "point data.test_root / data.test_csv_file at images kept apart from training")
 
 
 def locate_files(cfg: DataConfig) -> Located:
     """A folder or csv source: scan the files now, decode them only when the cache misses."""
     root, classes, files, labels, test_start = _labelled_files(cfg)
-    channels = cfg.channels or native_channels(files[0])
+    channels = cfg.channels or native_channels(files)
     fingerprint = {
         "source": cfg.source, "root": str(root.resolve()), "classes": classes, "files": _file_digest(files, labels),
         "count": len(files), "test_start": test_start, "resolved_channels": channels,
