@@ -52,7 +52,7 @@ class DataConfig:
     on_bad_image: Literal["error", "skip"] = doc("a corrupt/unreadable image: stop with its path, or skip it", "error")
     sampler: Literal["shuffle", "weighted"] = doc("epoch order: a permutation, or weighted by inverse class count", "shuffle")
     class_weighted_loss: bool = doc("weight the loss by inverse class frequency (for imbalanced data)", False)
-    limit: int | None = doc("use only the first N training images (quick experiments); None = all", None)
+    limit: int | None = doc("use a seeded, class-stratified subset of N train+val images (quick runs); None = all", None)
     device_budget_gb: float = doc("keep the image table on the GPU when it is smaller than this (GiB)", 8.0)
 
 
