@@ -100,8 +100,7 @@ def step_fed_vs_fixed(loader: object, augmenter: object, device: torch.device, *
     def fed() -> float:
         done = 0
         loader.set_epoch(7)  # type: ignore[attr-defined]
-        batches = AugmentedBatches(loader, lambda x, y: augmenter.train_batch(x, y, generator),  # type: ignore[attr-defined]
-                                   generator)
+        batches = AugmentedBatches(loader, lambda x, y: augmenter.train_batch(x, y, generator))  # type: ignore[attr-defined]
         _sync(device)
         start = time.perf_counter()
         for x, y in batches:  # the engine's path

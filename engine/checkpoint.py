@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from engine.errors import CheckpointError
 
@@ -101,7 +101,9 @@ def save_checkpoint(
         for file in files:
             _fsync_file(tmp / file)
         full_meta = {**meta, "name": name, "saved": time.time(), "sha256": {f: _sha256(tmp / f) for f in files}}
-        (tmp / META).write_text(json.dumps(full_meta, indent=2, sort_keys=True), encoding="utf-8")
+        from engine.events import strict_json
+
+        (tmp / META).write_text(json.dumps(strict_json(full_meta), indent=2, sort_keys=True), encoding="utf-8")
         _fsync_file(tmp / META)
         _fsync_dir(tmp)
         _swap_in(ckpt_root, name, tmp)
@@ -112,7 +114,11 @@ def save_checkpoint(
 
 
 def _swap_in(ckpt_root: Path, name: str, tmp: Path) -> None:
-    """Replace `name` by `tmp`: old -> .old-name, tmp -> name, drop .old-name (each step a rename)."""
+    """Replace `name` by `tmp`: old -> .old-name, tmp -> name, drop .old-name (each step a rename).
+
+    Only the writing process renames; readers fall back to `.old-name` while `name` is missing, so a viewer
+    listing checkpoints can never race a save.
+    """
     final = ckpt_root / name
     old = ckpt_root / f".old-{name}"
     if old.exists() and final.exists():
@@ -125,18 +131,16 @@ def _swap_in(ckpt_root: Path, name: str, tmp: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _recover(ckpt_root: Path, name: str) -> None:
-    """After a crash between the two renames, bring back the previous checkpoint."""
+def readable_folder(ckpt_root: Path, name: str) -> Path:
+    """The folder that holds checkpoint `name` now: `name`, or `.old-name` between the two renames of a save
+    (or after a crash there). Read-only: nothing is renamed."""
     final, old = ckpt_root / name, ckpt_root / f".old-{name}"
-    if not final.exists() and old.exists():
-        os.replace(old, final)
+    return old if not final.exists() and old.exists() else final
 
 
 def checkpoint_dir(run_dir: Path, name: str) -> Path:
-    """The folder of a run's checkpoint `name` (recovering an interrupted swap)."""
-    root = run_dir / "checkpoints"
-    _recover(root, name)
-    return root / name
+    """The folder of a run's checkpoint `name`."""
+    return readable_folder(run_dir / "checkpoints", name)
 
 
 def list_checkpoints(run_dir: Path) -> list[dict[str, Any]]:
@@ -144,10 +148,10 @@ def list_checkpoints(run_dir: Path) -> list[dict[str, Any]]:
     root = run_dir / "checkpoints"
     if not root.is_dir():
         return []
-    for old in root.glob(".old-*"):
-        _recover(root, old.name[len(".old-"):])
+    names = {p.name.removeprefix(".old-") for p in root.iterdir()
+             if p.is_dir() and (not p.name.startswith(".") or p.name.startswith(".old-"))}
     metas = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for folder in (readable_folder(root, name) for name in sorted(names)):
         try:
             metas.append(json.loads((folder / META).read_text(encoding="utf-8")))
         except (OSError, json.JSONDecodeError):
@@ -156,28 +160,80 @@ def list_checkpoints(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def load_checkpoint(folder: Path, *, with_state: bool = True, verify: bool = True) -> Checkpoint:
-    """Load a checkpoint folder, verifying each file's sha256 against its meta."""
-    if not (folder / META).is_file():
+    """Load a checkpoint folder, verifying each file's sha256 against its meta.
+
+    A save of the same name may swap the folder while it is read (a viewer reading `last` during training):
+    then the read starts again on the folder that holds the name now.
+    """
+    name = folder.name.removeprefix(".old-")
+    for _attempt in range(4):
+        try:
+            return _load_once(folder, with_state=with_state, verify=verify)
+        except Exception as exc:  # noqa: BLE001 - retried only when the folder moved away under the read
+            if folder.is_dir() and not isinstance(exc, _Swapped):
+                raise
+            folder = readable_folder(folder.parent, name)
+    return _load_once(folder, with_state=with_state, verify=verify)
+
+
+class _Swapped(Exception):
+    """A file of the checkpoint vanished while it was read (a concurrent save renamed its folder)."""
+
+
+def _read_files(folder: Path, names: tuple[str, ...]) -> dict[str, bytes]:
+    """The bytes of the named files that exist, all read through one handle on the folder itself, so a
+    concurrent rename of the folder cannot mix files of two checkpoint versions."""
+    if os.open in os.supports_dir_fd:
+        try:
+            folder_fd = os.open(folder, os.O_RDONLY)
+        except FileNotFoundError:
+            raise _Swapped(str(folder)) from None
+        opener = lambda name, flags: os.open(name, flags, dir_fd=folder_fd)  # noqa: E731
+    else:  # no dir_fd (Windows): plain paths; a swap mid-read is retried by the caller
+        folder_fd, opener = None, None
+    contents: dict[str, bytes] = {}
+    try:
+        for name in names:
+            try:
+                with open(name if opener else folder / name, "rb", opener=opener) as handle:
+                    contents[name] = handle.read()
+            except FileNotFoundError:
+                continue
+    finally:
+        if folder_fd is not None:
+            os.close(folder_fd)
+    return contents
+
+
+def _load_once(folder: Path, *, with_state: bool, verify: bool) -> Checkpoint:
+    import io
+
+    from safetensors.torch import load as load_bytes
+
+    files = _read_files(folder, (META, WEIGHTS, EMA, CONFIG) + ((STATE,) if with_state else ()))
+    if META not in files:
+        if not folder.is_dir() or (folder.parent / f".old-{folder.name}").is_dir():
+            raise _Swapped(str(folder))
         raise CheckpointError(f"{folder}: not a checkpoint (no {META}); is the name right?")
     try:
-        meta = json.loads((folder / META).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+        meta = json.loads(files[META].decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{folder / META}: corrupt ({exc})") from exc
     for file, expected in meta.get("sha256", {}).items():
         if not verify or (file == STATE and not with_state):
             continue
-        path = folder / file
-        if not path.is_file():
-            raise CheckpointError(f"{path}: missing from the checkpoint")
-        if _sha256(path) != expected:
-            raise CheckpointError(f"{path}: content does not match its recorded sha256 (corrupt or modified)")
-    weights = load_file(str(folder / WEIGHTS))
-    ema = load_file(str(folder / EMA)) if (folder / EMA).is_file() else None
+        if file not in files:
+            raise CheckpointError(f"{folder / file}: missing from the checkpoint")
+        if hashlib.sha256(files[file]).hexdigest() != expected:
+            raise CheckpointError(f"{folder / file}: content does not match its recorded sha256 (corrupt or modified)")
+    if WEIGHTS not in files:
+        raise CheckpointError(f"{folder / WEIGHTS}: missing from the checkpoint")
+    weights = load_bytes(files[WEIGHTS])
+    ema = load_bytes(files[EMA]) if EMA in files else None
     state = None
-    if with_state and (folder / STATE).is_file():
-        state = torch.load(folder / STATE, map_location="cpu", weights_only=True)
-    config_text = (folder / CONFIG).read_text(encoding="utf-8") if (folder / CONFIG).is_file() else ""
-    return Checkpoint(folder, weights, ema, state, meta, config_text)
+    if STATE in files:
+        state = torch.load(io.BytesIO(files[STATE]), map_location="cpu", weights_only=True)
+    return Checkpoint(folder, weights, ema, state, meta, files.get(CONFIG, b"").decode("utf-8"))
 
 
 def prune_periodic(ckpt_root: Path, keep: int) -> list[str]:

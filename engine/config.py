@@ -192,6 +192,8 @@ class ExperimentConfig:
     eval: EvalConfig = doc("evaluation", factory=EvalConfig)
 
 
+EPOCH_METRICS = ("val_loss", "val_acc", "train_loss", "train_acc")  # what best/early-stop/plateau may watch
+
 SECTION_TYPES: dict[str, type] = {
     "data": DataConfig,
     "model": ModelConfig,
@@ -335,6 +337,15 @@ def check_semantics(config: ExperimentConfig, source: str | None = None) -> None
             raise ConfigError(f"{_where(source, dotted)}: {message}")
 
     need(config.train.epochs >= 1, "train.epochs", "must be at least 1")
+    need(config.train.log_every >= 1, "train.log_every", "must be at least 1")
+    need(config.train.checkpoint.every >= 0, "train.checkpoint.every", "must be >= 0 (0 = off)")
+    need(config.train.checkpoint.keep >= 0, "train.checkpoint.keep", "must be >= 0 (0 = keep all)")
+    for dotted, metric in (("train.checkpoint.best_metric", config.train.checkpoint.best_metric),
+                           ("train.early_stop.metric", config.train.early_stop.metric),
+                           ("schedule.metric", config.schedule.metric)):
+        need(metric is None or metric in EPOCH_METRICS, dotted,
+             f"{metric!r} is not an epoch metric; one of {', '.join(EPOCH_METRICS)}"
+             f"{did_you_mean(str(metric), EPOCH_METRICS)}")
     need(config.train.batch_size >= 1, "train.batch_size", "must be at least 1")
     need(config.train.eval_batch_size >= 1, "train.eval_batch_size", "must be at least 1")
     need(config.optim.lr > 0, "optim.lr", "must be positive")

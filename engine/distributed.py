@@ -106,11 +106,12 @@ def gather(value: Any, info: Dist) -> list[Any]:
     return values
 
 
-def wrap(model: torch.nn.Module, info: Dist, device: torch.device) -> torch.nn.Module:
-    """DistributedDataParallel around the model when running in a group."""
+def wrap(model: torch.nn.Module, info: Dist, device: torch.device, *, partly_frozen: bool = False) -> torch.nn.Module:
+    """DistributedDataParallel around the model when running in a group; `partly_frozen` when some parameters
+    get no gradient in some epochs (backbone freezing), which DDP must be told."""
     if not info.enabled:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids)
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=partly_frozen)

@@ -32,14 +32,14 @@ EVENT_TYPES: dict[str, str] = {
 Listener = Callable[[dict[str, Any]], None]
 
 
-def _clean(value: Any) -> Any:
+def strict_json(value: Any) -> Any:
     """JSON has no NaN/Inf: write them as strings so every line stays valid JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: strict_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [strict_json(v) for v in value]
     return value
 
 
@@ -55,7 +55,7 @@ class EventWriter:
         """Record one event of a known type."""
         if type not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type!r}")
-        event = {"type": type, "time": round(time.time(), 3), **_clean(fields)}
+        event = {"type": type, "time": round(time.time(), 3), **strict_json(fields)}
         if self._file is not None:
             self._file.write(json.dumps(event) + "\n")
             self._file.flush()

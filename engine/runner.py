@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ def start_run(config: ExperimentConfig, runs_root: Path, *, listeners: list[Any]
     from engine.runs import create_run, write_config
 
     info = distributed.from_environment()
+    pick_device(config.train.device)  # a device this machine lacks is refused before any folder exists
     run_dir = None
     if info.is_main:
         run_dir = create_run(runs_root, config.name)
@@ -66,8 +68,13 @@ def resume_run(run_dir: Path, *, overrides: list[str] | None = None, listeners: 
     """Continue a run from its `last` checkpoint, exactly; `overrides` may extend it (e.g. train.epochs)."""
     from engine.config import from_dict, to_dict
     from engine.presets import apply_overrides, load_mapping
-    from engine.runs import read_config, write_config
+    from engine.errors import RunError
+    from engine.runs import read_config, read_status, write_config
 
+    status = read_status(run_dir)
+    if status.get("state") == "running":
+        raise RunError(f"{run_dir.name} is still training (pid {status.get('pid')} on {status.get('host')}); "
+                       "stop it first (Ctrl-C there, or kill -TERM the pid)")
     config = read_config(run_dir)
     folder = latest_resumable(run_dir)
     saved = from_dict(load_mapping(folder / ckpt.CONFIG), str(folder / ckpt.CONFIG))
@@ -79,25 +86,26 @@ def resume_run(run_dir: Path, *, overrides: list[str] | None = None, listeners: 
                                   f"`imgcls-console finetune {run_dir.name}:last --set {text}`")
     if overrides:
         config = from_dict(apply_overrides(to_dict(config), overrides), "--set")
-    done = int(json.loads((folder / ckpt.META).read_text(encoding="utf-8")).get("epoch", 0))
-    step_in_epoch = int(json.loads((folder / ckpt.META).read_text(encoding="utf-8")).get("step_in_epoch", 0))
+    meta = json.loads((folder / ckpt.META).read_text(encoding="utf-8"))
+    done, step_in_epoch = int(meta.get("epoch", 0)), int(meta.get("step_in_epoch", 0))
     if done >= config.train.epochs and step_in_epoch == 0:
         raise CheckpointError(f"{run_dir.name} has trained {done} of {config.train.epochs} epochs: nothing to resume; "
                               f"extend it with --set train.epochs={done + 10} (say) or use `finetune`")
     changes = incompatible_changes(to_dict(saved), to_dict(config))
     if changes:
         raise CheckpointError("cannot resume: the config differs from the checkpoint's in " + "; ".join(changes))
-    if distributed.from_environment().is_main:
-        write_config(run_dir, config)
-    return _drive(config, run_dir, listeners, stop, resume_from=folder)
+    def record_config() -> None:  # only once the checkpoint is restored: a failed resume changes nothing
+        if distributed.from_environment().is_main:
+            write_config(run_dir, config)
+
+    return _drive(config, run_dir, listeners, stop, resume_from=folder, on_ready=record_config)
 
 
 def finetune_run(source: Path, config: ExperimentConfig, runs_root: Path, *, parent: str,
                  listeners: list[Any] | None = None, stop: StopRequest | None = None) -> dict[str, Any]:
     """A new run of `config` starting from the weights of checkpoint folder `source` (the parent is recorded)."""
-    from engine.config import to_dict
+    from engine.config import from_dict, to_dict
     from engine.presets import load_mapping
-    from engine.config import from_dict
 
     saved = from_dict(load_mapping(source / ckpt.CONFIG), str(source / ckpt.CONFIG))
     changes = [c for c in incompatible_changes(to_dict(saved), to_dict(config)) if not c.startswith("data.root")]
@@ -109,7 +117,8 @@ def finetune_run(source: Path, config: ExperimentConfig, runs_root: Path, *, par
 
 def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None, stop: StopRequest | None,
            *, parent: str | None = None, init_weights: Path | None = None,
-           resume_from: Path | None = None, fresh: bool = False) -> dict[str, Any]:
+           resume_from: Path | None = None, fresh: bool = False,
+           on_ready: Callable[[], None] | None = None) -> dict[str, Any]:
     """Run a Trainer in `run_dir`, recording failures in status.json and events.jsonl.
 
     A new run whose setup fails on bad input (missing data, corrupt image) leaves no folder behind: it never
@@ -127,6 +136,8 @@ def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None,
             _check_classes(trainer, resume_from)
         elif init_weights is not None and (init_weights.parent / ckpt.META).is_file():
             _check_classes(trainer, init_weights.parent)  # fine-tuning: same classes in the same order
+        if on_ready is not None:
+            on_ready()
         status = trainer.run()
     except KeyboardInterrupt:
         trainer.record_status("interrupted", reason="stopped at once by a second signal", ended=time.time())
@@ -138,7 +149,8 @@ def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None,
             events.close()
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
-        _record_failure(trainer, events, exc)
+        if resume_from is None or trainer.restored:  # a resume that never restored leaves the run as it was
+            _record_failure(trainer, events, exc)
         raise
     except BaseException as exc:
         _record_failure(trainer, events, exc)

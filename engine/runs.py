@@ -62,8 +62,10 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def write_status(run_dir: Path, status: dict[str, Any]) -> None:
-    """Replace `status.json` atomically."""
-    atomic_write_text(run_dir / "status.json", json.dumps(status, indent=2, sort_keys=True) + "\n")
+    """Replace `status.json` atomically (strict JSON: NaN/Inf written as strings)."""
+    from engine.events import strict_json
+
+    atomic_write_text(run_dir / "status.json", json.dumps(strict_json(status), indent=2, sort_keys=True) + "\n")
 
 
 def write_config(run_dir: Path, config: cfg.ExperimentConfig) -> None:

@@ -159,7 +159,8 @@ def build_parts(config: ExperimentConfig, device: torch.device, events: EventWri
     scaler = torch.amp.GradScaler(device.type, enabled=(device.type == "cuda" and config.train.precision == "fp16"))
     generator = torch.Generator(device=device)
     generator.manual_seed(config.train.seed + 1 + dist_info.rank)
-    model_for_step = distributed.wrap(model, dist_info, device)
+    model_for_step = distributed.wrap(model, dist_info, device,
+                                      partly_frozen=config.model.freeze_backbone_epochs > 0)
     if config.train.compile and device.type == "cuda":
         model_for_step = torch.compile(model_for_step, mode=config.train.compile_mode)
     weights = None

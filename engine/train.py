@@ -81,6 +81,7 @@ class Trainer:
         self.amp = autocast_dtype(config.train.precision, self.device)
         self.channels_last = config.train.channels_last and self.device.type == "cuda"
         self.progress = Progress()
+        self.restored = False       # set once a resume has loaded its checkpoint
         self.started = time.time()
         self.wall_before = 0.0      # wall seconds spent in earlier sessions of this run (resume)
         self.status: dict[str, Any] = {}
@@ -121,6 +122,7 @@ class Trainer:
         self.progress = Progress(**state["progress"])
         self.partial = state.get("partial")
         self.wall_before = float(state.get("wall_s", 0.0))
+        self.restored = True
 
     # ------------------------------------------------------------------ loop
 
@@ -174,21 +176,24 @@ class Trainer:
         self.events.emit("epoch_start", epoch=epoch + 1, epochs=cfg.train.epochs, steps=steps)
         self._epoch_clock = time.perf_counter()
         parts.model.train()
-        self._batches = AugmentedBatches(
-            parts.train_loader, lambda x, y: parts.augmenter.train_batch(x, y, parts.generator),
-            parts.generator, skip=skip)
-        for index, (inputs, targets) in enumerate(self._batches, start=skip):
+        batches = AugmentedBatches(parts.train_loader,
+                                   lambda x, y: parts.augmenter.train_batch(x, y, parts.generator), skip=skip)
+        accumulate = cfg.optim.accumulate
+        for index, (inputs, targets) in enumerate(batches, start=skip):
             loss_sum, correct = self._train_step(inputs, targets, index)
             log_loss.add_(loss_sum)
             log_correct.add_(correct)
             log_count += targets.shape[0]
             self.progress.step_in_epoch = index + 1
+            last = index + 1 == steps
             at_boundary = (index + 1) % cfg.train.log_every == 0
-            if at_boundary or index + 1 == steps:
-                interval_loss = float(log_loss)  # NaN/Inf in any step of the interval shows in its sum
-                if not math.isfinite(interval_loss):
+            if at_boundary or last:
+                # NaN/Inf in any step of the interval shows in its sum; in DDP every rank judges the same sum
+                checked = distributed.all_sum(log_loss.clone(), self.dist) if self.dist.enabled else log_loss
+                if not math.isfinite(float(checked)):
                     where = f"step {index + 1}" if log_first == index else f"steps {log_first + 1}-{index + 1}"
                     raise Diverged(f"loss became NaN/Inf at epoch {epoch + 1}, {where}")
+                interval_loss = float(log_loss)
                 elapsed = time.perf_counter() - log_clock
                 self.events.emit("step", epoch=epoch + 1, step=index + 1, global_step=self.progress.global_step,
                                  loss=interval_loss / max(log_count, 1), lr=parts.schedule.lr(),
@@ -199,7 +204,8 @@ class Trainer:
                 log_loss.zero_()
                 log_correct.zero_()
                 log_count, log_first, log_clock = 0, index + 1, time.perf_counter()
-            if self._should_stop(at_log_boundary=at_boundary):
+            # stop only between optimizer steps: a half-accumulated gradient is not in any checkpoint
+            if ((index + 1) % accumulate == 0 or last) and self._should_stop(at_log_boundary=at_boundary or last):
                 self.partial = {"loss": float(dev_loss + log_loss), "correct": float(dev_correct + log_correct),
                                 "seen": seen + log_count}
                 return False
@@ -364,20 +370,11 @@ class Trainer:
             "schedule": parts.schedule.state_dict(),
             "scaler": parts.scaler.state_dict() if parts.scaler.is_enabled() else {},
             "rng_ranks": distributed.gather({"rng": rng_state(self.device),
-                                             "aug_generator": self._augment_rng_state()}, self.dist),
+                                             "aug_generator": parts.generator.get_state()}, self.dist),
             "progress": self.progress.to_state(),
             "partial": getattr(self, "partial", None),
             "wall_s": self.wall_s(),
         }
-
-    def _augment_rng_state(self) -> torch.Tensor:
-        """The augmentation RNG as of the next untrained batch (a prefetched batch's draws are not yet used)."""
-        parts = self.parts
-        assert parts is not None
-        batches = getattr(self, "_batches", None)
-        if self.progress.step_in_epoch > 0 and batches is not None:
-            return batches.generator_state
-        return parts.generator.get_state()
 
     def wall_s(self) -> float:
         """Wall time of this run, all sessions together."""

@@ -42,3 +42,9 @@ def test_batch_must_split_over_processes(tmp_path: Path) -> None:
                              "--set", "train.batch_size=33", "--runs-dir", str(tmp_path / "runs")],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "does not split evenly over 2 processes" in result.stderr
+
+
+def test_ddp_with_a_frozen_backbone_for_the_first_epoch(tmp_path: Path) -> None:
+    result = _train(tmp_path, "--nproc", "2", "--set", "train.device=cpu", "--set", "model.freeze_backbone_epochs=1",
+                    "--set", "train.epochs=2", "--set", "data.limit=300")
+    assert result["state"] == "finished" and result["epoch"] == 2

@@ -28,9 +28,10 @@ def _weights(run_dir: Path, name: str = "last") -> dict[str, torch.Tensor]:
     return ckpt.load_checkpoint(run_dir / "checkpoints" / name).weights
 
 
-def test_resume_mid_run_matches_uninterrupted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("extra", [[], ["optim.accumulate=2", "train.ema_decay=0.9"]])
+def test_resume_mid_run_matches_uninterrupted(tmp_path: Path, extra: list[str]) -> None:
     random_ops = "augment.ops=[{op: translate, fraction: 0.25, p: 0.7}, {op: erase, p: 0.5}]"
-    config = resolve_experiment("quickstart", [*FAST, random_ops, "model.dropout=0.3"])
+    config = resolve_experiment("quickstart", [*FAST, random_ops, "model.dropout=0.3", *extra])
     full = start_run(config, tmp_path / "a")
     stop = StopRequest()
 
@@ -41,7 +42,7 @@ def test_resume_mid_run_matches_uninterrupted(tmp_path: Path) -> None:
     cut = start_run(config, tmp_path / "b", listeners=[stop_after_epoch_two], stop=stop)
     assert cut["state"] == "interrupted"
     meta = json.loads((Path(cut["run_dir"]) / "checkpoints/last/meta.json").read_text())
-    assert meta["epoch"] == 2 and meta["step_in_epoch"] == 1  # a mid-epoch checkpoint
+    assert meta["epoch"] == 2 and meta["step_in_epoch"] == config.optim.accumulate  # mid-epoch, between steps
     resumed = resume_run(Path(cut["run_dir"]))
     assert resumed["state"] == "finished"
     for key, value in _weights(Path(full["run_dir"])).items():
@@ -169,14 +170,9 @@ def test_kill_during_save_leaves_a_complete_checkpoint(tmp_path: Path) -> None:
         time.sleep(delay - 0.8)
         proc.kill()
         proc.wait()
-        loaded = ckpt.load_checkpoint(ckpt.checkpoint_dir(tmp_path, "last") if False else _last(tmp_path / "ck"))
+        loaded = ckpt.load_checkpoint(ckpt.readable_folder(tmp_path / "ck", "last"))
         epoch = loaded.meta["epoch"]
         assert torch.equal(loaded.weights["w"], loaded.weights["w"]) and loaded.state["epoch"] == epoch
-
-
-def _last(root: Path) -> Path:
-    ckpt._recover(root, "last")
-    return root / "last"
 
 
 def test_corrupt_checkpoint_is_detected(tmp_path: Path) -> None:
@@ -186,3 +182,54 @@ def test_corrupt_checkpoint_is_detected(tmp_path: Path) -> None:
     (folder / ckpt.WEIGHTS).write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="sha256"):
         ckpt.load_checkpoint(folder)
+
+
+def test_listing_checkpoints_never_races_a_save(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", SAVER, str(tmp_path / "run" / "checkpoints")], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    deadline = time.time() + 3
+    try:
+        while time.time() < deadline:  # a viewer polling as fast as it can while the trainer saves
+            for meta in ckpt.list_checkpoints(tmp_path / "run"):
+                assert meta["name"] == "last"
+            ckpt.load_checkpoint(ckpt.checkpoint_dir(tmp_path / "run", "last"), with_state=False, verify=False)
+        assert proc.poll() is None, "the saver died"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_resume_refuses_a_run_that_is_still_training(tmp_path: Path) -> None:
+    from engine.errors import RunError
+    from engine.runs import write_status
+
+    run_dir = Path(start_run(resolve_experiment("quickstart", ["train.epochs=1", "data.limit=200"]),
+                             tmp_path)["run_dir"])
+    status = read_status(run_dir)
+    write_status(run_dir, {**status, "state": "running", "pid": os.getpid()})
+    with pytest.raises(RunError, match="still training"):
+        resume_run(run_dir, overrides=["train.epochs=2"])
+
+
+def test_a_failed_resume_leaves_the_run_as_it_was(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from engine.errors import DataError
+
+    for name in ("a", "b"):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i in range(6):
+            Image.new("L", (8, 8), 40 * i + (100 if name == "b" else 0)).save(tmp_path / "imgs" / name / f"{i}.png")
+    config = resolve_experiment("quickstart", ["data.source=folder", f"data.root={tmp_path / 'imgs'}",
+                                               "data.image_size=8", "train.epochs=1", "train.batch_size=4"])
+    run_dir = Path(start_run(config, tmp_path / "runs")["run_dir"])
+    before = (read_status(run_dir), (run_dir / "config.yaml").read_text())
+    (tmp_path / "imgs").rename(tmp_path / "moved")
+    with pytest.raises(DataError):
+        resume_run(run_dir, overrides=["train.epochs=3"])
+    after = read_status(run_dir)
+    assert after["state"] == before[0]["state"] == "finished" and after["epoch"] == 1
+    assert (run_dir / "config.yaml").read_text() == before[1]
