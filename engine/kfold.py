@@ -85,8 +85,14 @@ def run_kfold(config: ExperimentConfig, folds: int, runs_root: Path, *, listener
                               "cv": {}, "ensemble": None}
     write_record(group, record)
     for fold in range(folds):
-        status = start_run(fold_config(config, folds, fold), group, listeners=listeners, stop=stop,
-                           parent=group.name)
+        try:
+            status = start_run(fold_config(config, folds, fold), group, listeners=listeners, stop=stop,
+                               parent=group.name)
+        except BaseException as exc:  # the record must not say "running" for ever
+            record["state"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            record["error"] = f"fold {fold}: {type(exc).__name__}: {exc}"
+            write_record(group, record)
+            raise
         run_dir = Path(status["run_dir"])
         record["members"].append(run_dir.name)
         record["per_fold"].append({"fold": fold, "run": run_dir.name, "run_dir": str(run_dir),
