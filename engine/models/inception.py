@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from engine.errors import ModelError
-from engine.models.layers import conv_bn_act, mark_head, require_size
+from engine.models.layers import PooledClassifier, conv_bn_act, require_size
 from engine.models.registry import register_model
 
 # (1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool projection) output channels of each block.
@@ -37,7 +37,7 @@ class InceptionBlock(nn.Module):
         return torch.cat([self.branch1(x), self.branch3(x), self.branch5(x), self.branch_pool(x)], dim=1)
 
 
-class InceptionNet(nn.Module):
+class InceptionNet(PooledClassifier):
     """Stem, inception blocks with 2x2 max-pools after the chosen ones, global average pool, head."""
 
     def __init__(
@@ -53,15 +53,7 @@ class InceptionNet(nn.Module):
             ch = block.out_channels
             if i in pool_after:
                 layers.append(nn.MaxPool2d(2))
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(ch, num_classes)
-        mark_head(self, "head")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of shape (N, num_classes)."""
-        return self.head(self.dropout(self.pool(self.features(x))))
+        self.attach(nn.Sequential(*layers), ch, num_classes, dropout)
 
 
 @register_model("inception-small")

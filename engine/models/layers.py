@@ -70,6 +70,22 @@ def mark_head(model: nn.Module, path: str) -> nn.Module:
     return model
 
 
+class PooledClassifier(nn.Module):
+    """A feature stack, then global average pool, dropout and a linear head (marked as the head)."""
+
+    def attach(self, features: nn.Sequential, channels: int, num_classes: int, dropout: float) -> None:
+        """Set the feature stack (ending with `channels` maps) and build the pooled head after it."""
+        self.features = features
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(channels, num_classes)
+        mark_head(self, "head")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of shape (N, num_classes)."""
+        return self.head(self.dropout(self.pool(self.features(x))))
+
+
 class _ShakeDropFunction(torch.autograd.Function):
     """Forward scales by b + alpha(1-b), backward by b + beta(1-b) (Yamada et al., 2018)."""
 

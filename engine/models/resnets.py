@@ -8,7 +8,9 @@ import torch
 import torch.nn as nn
 
 from engine.errors import ModelError
-from engine.models.layers import activation, choose, conv_bn_act, mark_head, require_size, residual_dropper
+from engine.models.layers import (
+    PooledClassifier, activation, choose, conv_bn_act, mark_head, require_size, residual_dropper,
+)
 from engine.models.registry import register_model
 
 RESIDUAL_DROPS = ("none", "shakedrop", "stochastic_depth")
@@ -36,7 +38,7 @@ class BasicBlock(nn.Module):
         return self.act2(self.shortcut(x) + self.residual_drop(out))
 
 
-class BasicBlockNet(nn.Module):
+class BasicBlockNet(PooledClassifier):
     """3x3 stem, stages of basic blocks each followed by a 2x2 pool, global average pool, head."""
 
     def __init__(
@@ -55,15 +57,7 @@ class BasicBlockNet(nn.Module):
                 ch = int(width)
             if stage < len(widths) - 1:
                 layers.append(nn.MaxPool2d(2) if pool == "max" else nn.AvgPool2d(2))
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(ch, num_classes)
-        mark_head(self, "head")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of shape (N, num_classes)."""
-        return self.head(self.dropout(self.pool(self.features(x))))
+        self.attach(nn.Sequential(*layers), ch, num_classes, dropout)
 
 
 @register_model("basicblocknet")
