@@ -166,7 +166,7 @@ def load_checkpoint(folder: Path, *, with_state: bool = True, verify: bool = Tru
     then the read starts again on the folder that holds the name now.
     """
     name = folder.name.removeprefix(".old-")
-    for _attempt in range(4):
+    for _attempt in range(8):
         try:
             return _load_once(folder, with_state=with_state, verify=verify)
         except Exception as exc:  # noqa: BLE001 - retried only when the folder moved away under the read
@@ -199,10 +199,20 @@ def _read_files(folder: Path, names: tuple[str, ...]) -> dict[str, bytes]:
                     contents[name] = handle.read()
             except FileNotFoundError:
                 continue
+        if folder_fd is not None and not _still_there(folder, folder_fd):
+            raise _Swapped(str(folder))  # a save swapped (and may be deleting) the folder we read: read again
     finally:
         if folder_fd is not None:
             os.close(folder_fd)
     return contents
+
+
+def _still_there(folder: Path, folder_fd: int) -> bool:
+    """True when `folder` still names the directory behind `folder_fd`."""
+    try:
+        return os.stat(folder).st_ino == os.fstat(folder_fd).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def _load_once(folder: Path, *, with_state: bool, verify: bool) -> Checkpoint:
