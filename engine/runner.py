@@ -111,8 +111,9 @@ def finetune_run(source: Path, config: ExperimentConfig, runs_root: Path, *, par
     changes = [c for c in incompatible_changes(to_dict(saved), to_dict(config)) if not c.startswith("data.root")]
     if changes:
         raise CheckpointError("cannot fine-tune: the new config differs from the checkpoint's in " + "; ".join(changes))
-    return start_run(config, runs_root, listeners=listeners, stop=stop, parent=parent,
-                     init_weights=source / ckpt.WEIGHTS)
+    # the weights that were evaluated: EMA ones when the run kept them and evaluated with them
+    weights = source / ckpt.EMA if (source / ckpt.EMA).is_file() and saved.eval.use_ema else source / ckpt.WEIGHTS
+    return start_run(config, runs_root, listeners=listeners, stop=stop, parent=parent, init_weights=weights)
 
 
 def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None, stop: StopRequest | None,
