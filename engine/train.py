@@ -188,16 +188,7 @@ class Trainer:
             last = index + 1 == steps
             at_boundary = (index + 1) % cfg.train.log_every == 0
             if at_boundary or last:
-                # NaN/Inf in any step of the interval shows in its sum; in DDP every rank judges the same sum
-                checked = distributed.all_sum(log_loss.clone(), self.dist) if self.dist.enabled else log_loss
-                if not math.isfinite(float(checked)):
-                    where = f"step {index + 1}" if log_first == index else f"steps {log_first + 1}-{index + 1}"
-                    raise Diverged(f"loss became NaN/Inf at epoch {epoch + 1}, {where}")
-                interval_loss = float(log_loss)
-                elapsed = time.perf_counter() - log_clock
-                self.events.emit("step", epoch=epoch + 1, step=index + 1, global_step=self.progress.global_step,
-                                 loss=interval_loss / max(log_count, 1), lr=parts.schedule.lr(),
-                                 images_per_s=round(log_count / max(elapsed, 1e-9), 1))
+                self._report_interval(epoch, (log_first, index), log_loss, log_count, log_clock)
                 dev_loss += log_loss
                 dev_correct += log_correct
                 seen += log_count
@@ -219,6 +210,21 @@ class Trainer:
         self.progress.epoch = epoch + 1
         self.progress.step_in_epoch = 0
         return True
+
+    def _report_interval(self, epoch: int, steps: tuple[int, int], log_loss: torch.Tensor, count: int,
+                         clock: float) -> None:
+        """Stop on a NaN/Inf loss in the interval (it shows in the sum), else emit its step event."""
+        parts = self.parts
+        assert parts is not None
+        first, index = steps
+        checked = distributed.all_sum(log_loss.clone(), self.dist) if self.dist.enabled else log_loss
+        if not math.isfinite(float(checked)):  # in DDP every rank judges the same sum
+            where = f"step {index + 1}" if first == index else f"steps {first + 1}-{index + 1}"
+            raise Diverged(f"loss became NaN/Inf at epoch {epoch + 1}, {where}")
+        elapsed = time.perf_counter() - clock
+        self.events.emit("step", epoch=epoch + 1, step=index + 1, global_step=self.progress.global_step,
+                         loss=float(log_loss) / max(count, 1), lr=parts.schedule.lr(),
+                         images_per_s=round(count / max(elapsed, 1e-9), 1))
 
     def _train_step(self, inputs: torch.Tensor, targets: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward, backward and (every `accumulate` batches) an optimizer step; returns device sums."""
