@@ -205,3 +205,14 @@ def test_cuda_loader_resident_and_pinned_paths(budget_gb):
     weighted = BatchLoader(images, labels, torch.arange(n), batch_size=100, device=device, shuffle=True,
                            drop_last=True, seed=0, sample_weights=weights, budget_gb=budget_gb)
     assert sum(len(y) for _, y in weighted) == n
+
+
+def test_holdout_sizes_follow_the_fractions_even_for_tiny_classes():
+    from engine.data.splits import make_splits
+
+    labels = torch.arange(20).repeat_interleave(3)  # 20 classes of 3 images
+    train, val, test = make_splits(labels, None, val_fraction=0.1, test_fraction=0.2, seed=0)
+    assert (len(train), len(val), len(test)) == (43, 5, 12)
+    assert len(set(train.tolist()) | set(val.tolist()) | set(test.tolist())) == 60
+    for cls in range(20):  # no class is held out whole
+        assert (labels[train] == cls).any()

@@ -27,19 +27,24 @@ def _class_groups(labels: torch.Tensor, pool: torch.Tensor, generator: torch.Gen
 def stratified_holdout(
     labels: torch.Tensor, pool: torch.Tensor, fraction: float, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split `pool` into (kept, held): about `fraction` of every class is held out (at least one when the
-    class has two or more members and fraction > 0). Both returned sorted."""
+    """Split `pool` into (kept, held), both sorted: round(fraction * len(pool)) images held out in total, shared
+    over the classes in proportion to their size (largest remainders get the rounding), never a whole class."""
     if fraction <= 0 or len(pool) == 0:
         return pool.sort().values, pool.new_empty(0)
     generator = torch.Generator().manual_seed(seed)
-    kept, held = [], []
-    for members in _class_groups(labels, pool, generator):
-        n_held = int(round(len(members) * fraction))
-        if n_held == 0 and len(members) >= 2:
-            n_held = 1
-        n_held = min(n_held, len(members) - 1) if len(members) >= 2 else n_held
-        held.append(members[:n_held])
-        kept.append(members[n_held:])
+    groups = _class_groups(labels, pool, generator)
+    quotas = [len(members) * fraction for members in groups]
+    counts = [int(q) for q in quotas]
+    spare = int(len(pool) * fraction + 0.5) - sum(counts)  # half rounds up, not to even
+    by_remainder = sorted(range(len(groups)), key=lambda i: (-(quotas[i] - counts[i]), i))
+    for i in by_remainder:
+        if spare <= 0:
+            break
+        if counts[i] < len(groups[i]) - 1:
+            counts[i] += 1
+            spare -= 1
+    kept = [members[n:] for members, n in zip(groups, counts)]
+    held = [members[:n] for members, n in zip(groups, counts)]
     return torch.cat(kept).sort().values, torch.cat(held).sort().values
 
 
