@@ -54,6 +54,9 @@ def load_model(ref: CheckpointRef, channels: int, image_size: int, *, use_ema: b
     from engine.models import create_model
 
     loaded = ckpt.load_checkpoint(ref.folder, with_state=False)
+    if loaded.meta.get("sha256") != ref.meta.get("sha256"):  # the cache key was made from the older meta
+        raise CheckpointError(f"{ref.label}: the checkpoint was replaced while being evaluated (is the run still "
+                              "training?); evaluate again")
     weights = loaded.ema if (use_ema and loaded.ema is not None) else loaded.weights
     spec = ref.config.model
     model = create_model(spec.name, len(ref.classes), channels, image_size, spec.dropout, **spec.options)
