@@ -6,6 +6,8 @@ backend switch), so plotting works headless and never disturbs a caller's own fi
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,8 @@ def plot_curves(runs: list[tuple[str, list[dict[str, Any]], list[float]]], path:
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         if name == "learning rate" and _wide_positive(runs):
             axis.set_yscale("log")
+        if name == "loss" and _loss_spans_decades(runs):
+            axis.set_yscale("log")  # the first epoch's loss would squash the rest
         if axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize=7)
         axis.grid(alpha=0.3)
@@ -115,8 +119,15 @@ def plot_bars(labels: list[str], series: dict[str, list[float | None]], path: Pa
         axis.bar(xs, [v if v is not None else 0.0 for v in values], width, label=name)
     axis.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))], labels=labels, rotation=30, ha="right",
                     fontsize=7)
-    axis.set_ylim(0, 1)
-    axis.legend(fontsize=8)
+    axis.set_ylim(0, 1.12)  # room above 100% bars for the legend
+    axis.legend(fontsize=8, loc="upper center", ncols=max(1, len(series)), frameon=False)
     axis.grid(axis="y", alpha=0.3)
     axis.set_title(title)
     return _save(figure, path)
+
+
+def _loss_spans_decades(runs: list[tuple[str, list[dict[str, Any]], list[float]]]) -> bool:
+    """True when the plotted losses are positive and their largest is over 10x their smallest."""
+    values = [v for _label, rows, _drops in runs for key in ("train_loss", "val_loss") for v in _series(rows, key)[1]]
+    finite = [v for v in values if isinstance(v, float) and math.isfinite(v)]
+    return bool(finite) and min(finite) > 0 and max(finite) > 10 * min(finite)
