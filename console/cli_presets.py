@@ -80,8 +80,8 @@ def show(
     """Show a preset's YAML (as written, or --resolved with every field)."""
     import yaml
 
-    from engine.config import section_from_dict, to_dict
-    from engine.presets import load_mapping, resolve_experiment, resolved_yaml
+    from engine.config import to_dict
+    from engine.presets import resolve_experiment, resolved_yaml, validate_file
 
     kind, path = _find_any(name, kind)
     if not resolved:
@@ -91,9 +91,7 @@ def show(
     if kind == "experiment":
         out_console.print(resolved_yaml(resolve_experiment(str(path))), highlight=False, markup=False)
         return
-    raw = load_mapping(path)
-    raw.pop("description", None)
-    section = to_dict(section_from_dict(kind, raw, str(path)))
+    section = to_dict(validate_file(path, kind)[1])
     out_console.print(yaml.safe_dump(section, sort_keys=False), highlight=False, markup=False)
 
 

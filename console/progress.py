@@ -23,6 +23,7 @@ class ProgressListener:
         )
         self.run_task: Any = None
         self.epoch_task: Any = None
+        self.started: dict[str, Any] | None = None
 
     def __enter__(self) -> ProgressListener:
         self.progress.start()
@@ -37,9 +38,12 @@ class ProgressListener:
             handler(event)
 
     def on_run_start(self, event: dict[str, Any]) -> None:
-        self.console.print(f"run [bold]{event['name']}[/] in {event['run']}", highlight=False, soft_wrap=True)
+        self.started = event  # shown once the data loaded: a new run whose data fails leaves no folder to name
 
     def on_data_ready(self, event: dict[str, Any]) -> None:
+        if self.started is not None:
+            self.console.print(f"run [bold]{self.started['name']}[/] in {self.started['run']}", highlight=False,
+                               soft_wrap=True)
         counts = event["counts"]
         self.console.print(
             f"data {event['source']}: {event['classes']} classes, {event['image_size']}x{event['image_size']} px, "

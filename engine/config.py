@@ -40,6 +40,8 @@ class DataConfig:
     file_column: str = doc("CSV column holding the image file name (csv source)", "Id")
     label_column: str = doc("CSV column holding the label, a class name or an integer (csv source)", "Category")
     file_suffix: str = doc("suffix appended to CSV file names that lack one, e.g. '.jpg' (csv source)", "")
+    classes: list[str] | None = doc("class names in order (folder/csv sources); a label or class folder not in it "
+                                    "is an error; None = the sorted names found", None)
     test_root: str | None = doc("explicit labelled test set in the same layout as root; None = hold out", None)
     test_csv_file: str | None = doc("CSV of the explicit test set (csv source)", None)
     image_size: int | None = doc("training resolution in pixels (square); None = the source's native size", None)
@@ -328,6 +330,25 @@ def from_dict(raw: dict[str, Any], source: str | None = None, *, semantics: bool
 def to_dict(config: Any) -> dict[str, Any]:
     """The plain-dict form of a config (what `config.yaml` holds)."""
     return dataclasses.asdict(config)
+
+
+def with_absolute_paths(config: ExperimentConfig) -> ExperimentConfig:
+    """The config with its relative paths (data.root, data.test_root, a local model.pretrained file) made
+    absolute against the working directory, so a run's config.yaml names the same files from anywhere."""
+    import os
+
+    def absolute(path: str | None, *, must_exist: bool = False) -> str | None:
+        if path is None:
+            return None
+        expanded = os.path.expanduser(path)
+        if must_exist and not os.path.exists(expanded):
+            return path  # not a file here: a torchvision weights name
+        return os.path.abspath(expanded)
+
+    data = dataclasses.replace(config.data, root=absolute(config.data.root),
+                               test_root=absolute(config.data.test_root))
+    model = dataclasses.replace(config.model, pretrained=absolute(config.model.pretrained, must_exist=True))
+    return dataclasses.replace(config, data=data, model=model)
 
 
 def check_semantics(config: ExperimentConfig, source: str | None = None) -> None:

@@ -39,7 +39,9 @@ class MemberRuntime:
 
     model: torch.nn.Module
     augmenter: Any
-    dataset: Any
+    dataset: Any  # the evaluation data; None when predicting on images outside it
+    image_size: int
+    channels: int
     device: torch.device
     amp_dtype: torch.dtype | None
     channels_last: bool
@@ -72,27 +74,53 @@ def load_model(ref: CheckpointRef, channels: int, image_size: int, *, use_ema: b
     return model
 
 
-def build_runtime(ref: CheckpointRef, config: ExperimentConfig, options: EvalOptions) -> MemberRuntime:
-    """Load the evaluation data, check its classes against the checkpoint's, build augmenter and model."""
-    from engine.augment import Augmenter, resolve_normalization
+def build_runtime(ref: CheckpointRef, config: ExperimentConfig, options: EvalOptions, *,
+                  with_data: bool = True) -> MemberRuntime:
+    """Load the evaluation data, check its classes against the checkpoint's, build augmenter and model.
+
+    Without `with_data` (predictions on other images) the data is not loaded when the checkpoint records the
+    input size, channels and normalization it was trained with.
+    """
+    from engine.augment import Augmenter
     from engine.runtime import autocast_dtype
 
     device = eval_device(config, options)
-    dataset = cached_dataset(config.data)
-    if list(dataset.classes) != ref.classes:
+    trained = ref.meta.get("inputs")
+    dataset = cached_dataset(config.data) if with_data or not trained else None
+    if dataset is not None and list(dataset.classes) != ref.classes:
         raise CheckpointError(classes_mismatch(ref.classes, f"checkpoint {ref.label}", list(dataset.classes),
                                                f"the {config.data.source} data it is evaluated on"))
-    stats = dataset
-    if config.data != ref.config.data and config.augment.normalize == "dataset":
-        stats = cached_dataset(ref.config.data)  # normalize with the statistics the model was trained with
-    mean, std = resolve_normalization(config.augment, stats.mean, stats.std, dataset.channels)
-    augmenter = Augmenter(config.augment, mean=mean, std=std, num_classes=dataset.num_classes, device=device)
+    image_size = dataset.image_size if dataset is not None else int(trained["image_size"])
+    channels = dataset.channels if dataset is not None else int(trained["channels"])
+    mean, std = _normalization(ref, config, dataset, channels)
+    augmenter = Augmenter(config.augment, mean=mean, std=std, num_classes=len(ref.classes), device=device)
     channels_last = config.train.channels_last and device.type == "cuda"
-    model = load_model(ref, dataset.channels, dataset.image_size, use_ema=effective_ema(ref, options),
+    model = load_model(ref, channels, image_size, use_ema=effective_ema(ref, options),
                        device=device, channels_last=channels_last)
-    return MemberRuntime(model, augmenter, dataset, device, autocast_dtype(config.train.precision, device),
-                         channels_last, config.train.seed, config.train.eval_batch_size,
-                         config.data.device_budget_gb)
+    return MemberRuntime(model, augmenter, dataset, image_size, channels, device,
+                         autocast_dtype(config.train.precision, device), channels_last, config.train.seed,
+                         config.train.eval_batch_size, config.data.device_budget_gb)
+
+
+NORMALIZATION_KEYS = ("normalize", "mean", "std")
+
+
+def _normalization(ref: CheckpointRef, config: ExperimentConfig, dataset: Any,
+                   channels: int) -> tuple[list[float], list[float]]:
+    """The mean/std the model was trained with (recorded in its checkpoint), unless the evaluation config asks
+    for another normalization; `dataset` statistics are those of the training data, never the evaluated data."""
+    from engine.augment import resolve_normalization
+
+    trained = ref.meta.get("inputs")
+    same = all(getattr(config.augment, k) == getattr(ref.config.augment, k) for k in NORMALIZATION_KEYS)
+    if trained and same:
+        return [float(v) for v in trained["mean"]], [float(v) for v in trained["std"]]
+    stats = dataset
+    if config.augment.normalize == "dataset" and (dataset is None or config.data != ref.config.data):
+        stats = cached_dataset(ref.config.data)  # checkpoints from before `inputs` was recorded
+    mean = stats.mean if stats is not None else [0.5] * channels
+    std = stats.std if stats is not None else [0.5] * channels
+    return resolve_normalization(config.augment, mean, std, channels)
 
 
 def run_views(runtime: MemberRuntime, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,

@@ -23,9 +23,9 @@ def member_image_logits(ref: CheckpointRef, images_dir: Path, options: EvalOptio
     from engine.inference import build_runtime, run_views
 
     config = eval_config(ref, options)
-    runtime = build_runtime(ref, config, options)
-    images, ids = load_unlabeled(images_dir, image_size=runtime.dataset.image_size,
-                                 channels=runtime.dataset.channels, on_bad_image=on_bad_image)
+    runtime = build_runtime(ref, config, options, with_data=False)
+    images, ids = load_unlabeled(images_dir, image_size=runtime.image_size, channels=runtime.channels,
+                                 on_bad_image=on_bad_image)
     rows = torch.arange(len(ids))
     logits, _ = run_views(runtime, images, torch.zeros(len(ids), dtype=torch.long), rows,
                           tta_views(effective_tta(ref, options)))

@@ -176,8 +176,20 @@ def load_section_preset(kind: str, name: str, named_in: str | None = None) -> di
         raise ConfigError(f"{named_in}: {exc}") from exc
     raw = load_mapping(path)
     raw.pop("description", None)
-    cfg.section_from_dict(kind, raw, str(path))
+    _check_section(kind, cfg.section_from_dict(kind, raw, str(path)), str(path))
     return raw
+
+
+def _check_section(kind: str, section: Any, source: str) -> None:
+    """The checks owned by other modules for one section (augmentation ops, model options), naming `source`."""
+    if kind == "augment":
+        from engine.augment import check_ops
+
+        check_ops(section.ops, source)
+    elif kind == "model":
+        from engine.models import check_model_config
+
+        check_model_config(section, source)
 
 
 def _resolve_section(kind: str, value: Any, source: str) -> dict[str, Any]:
@@ -289,20 +301,22 @@ def validate_deep(config: cfg.ExperimentConfig, source: str | None) -> None:
 
 
 def detect_kind(path: Path, raw: dict[str, Any]) -> str:
-    """Which kind of preset a file holds: its folder name, else the one section whose fields hold all its keys,
-    else an experiment (so a misspelled section key gets a did-you-mean)."""
+    """Which kind of preset a file holds: its folder name, else the one section whose fields hold most of its keys
+    (so a misspelled field gets a did-you-mean), else an experiment (a misspelled section key gets one too)."""
     if path.parent.name in cfg.PRESET_KINDS:
         return path.parent.name
     keys = set(raw) - {"description"}
     if keys & (EXPERIMENT_KEYS - {"name", "description"}):
         return "experiment"
-    fitting = [kind for kind, section in cfg.SECTION_TYPES.items() if kind in cfg.PRESET_KINDS
-               and keys <= {f.name for f in dataclasses.fields(section)}]
-    if len(fitting) == 1:
-        return fitting[0]
-    if len(fitting) > 1:
+    known = {kind: len(keys & {f.name for f in dataclasses.fields(section)})
+             for kind, section in cfg.SECTION_TYPES.items() if kind in cfg.PRESET_KINDS}
+    most = max(known.values(), default=0)
+    if most == 0:
+        return "experiment"
+    fitting = [kind for kind, count in known.items() if count == most]
+    if len(fitting) > 1:  # a section holding most keys (the rest misspelled) decides; a tie needs --kind
         raise ConfigError(f"{path}: could be a {' or '.join(fitting)} preset; pass --kind")
-    return "experiment"
+    return fitting[0]
 
 
 def validate_file(path: Path, kind: str | None = None) -> tuple[str, Any]:
@@ -315,14 +329,7 @@ def validate_file(path: Path, kind: str | None = None) -> tuple[str, Any]:
         return kind, config
     raw.pop("description", None)
     section = cfg.section_from_dict(kind, raw, str(path))
-    if kind == "augment":
-        from engine.augment import check_ops
-
-        check_ops(section.ops, str(path))
-    elif kind == "model":
-        from engine.models import check_model_config
-
-        check_model_config(section, str(path))
+    _check_section(kind, section, str(path))
     return kind, section
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from engine import checkpoint as ckpt
 from engine import distributed
-from engine.config import ExperimentConfig
+from engine.config import ExperimentConfig, with_absolute_paths
 from engine.errors import CheckpointError, EngineError
 from engine.events import EventWriter
 from engine.presets import content_hash
@@ -55,6 +55,7 @@ def start_run(config: ExperimentConfig, runs_root: Path, *, listeners: list[Any]
 
     info = distributed.from_environment()
     pick_device(config.train.device)  # a device this machine lacks is refused before any folder exists
+    config = with_absolute_paths(config)
     run_dir = None
     if info.is_main:
         run_dir = create_run(runs_root, config.name)

@@ -62,6 +62,7 @@ class TrainingParts:
     macs: int | None
     grad_clip: float | None
     use_ema_for_eval: bool
+    inputs: dict[str, Any]  # image_size, channels, mean, std: what the model takes (saved in checkpoint meta)
 
     def optimizer_step(self) -> None:
         """Unscale, clip, step, zero the grads, update EMA and the per-step schedule."""
@@ -173,7 +174,8 @@ def build_parts(config: ExperimentConfig, device: torch.device, events: EventWri
 
     return TrainingParts(model, model_for_step, ema, optimizer, schedule, scaler, augmenter, generator,
                          train_loader, val_loader, test_loader, loss, list(dataset.classes), params, macs,
-                         config.optim.grad_clip, config.eval.use_ema)
+                         config.optim.grad_clip, config.eval.use_ema,
+                         {"image_size": dataset.image_size, "channels": dataset.channels, "mean": mean, "std": std})
 
 
 def _safe_macs(count_macs: Any, model: torch.nn.Module, channels: int, image_size: int) -> int | None:

@@ -362,7 +362,7 @@ class Trainer:
                 "global_step": self.progress.global_step,
                 "metrics": self.progress.history[-1] if self.progress.history else {},
                 "config_hash": content_hash(config_dict(self.config)), "classes": parts.classes,
-                "world_size": self.dist.world_size}
+                "inputs": parts.inputs, "world_size": self.dist.world_size}
         ema = parts.ema.state_dict() if parts.ema is not None else None
         path = ckpt.save_checkpoint(self.run_dir / "checkpoints", name, weights=parts.model.state_dict(),
                                     config_text=self.config_text, meta=meta, state=state, ema=ema)

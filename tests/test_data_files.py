@@ -156,7 +156,7 @@ def make_csv_dataset(tmp_path, labels, name="labels.csv", header="Id,Category", 
     images.mkdir(exist_ok=True)
     lines = [header]
     for i, label in enumerate(labels):
-        _rgb(10 * i).save(images / f"img_{name[0]}{i}{suffix}")
+        _rgb(10 * i % 256).save(images / f"img_{name[0]}{i}{suffix}")
         lines.append(f"img_{name[0]}{i},{label}")
     (tmp_path / name).write_text("\n".join(lines) + "\n")
     return images
@@ -288,3 +288,46 @@ def test_float_images_in_unit_range_are_scaled(tmp_path):
     path = tmp_path / "f.tif"
     Image.fromarray(np.full((4, 4), 0.8, dtype=np.float32), "F").save(path)
     assert int(decode_image(path, None, 1).max()) == 204
+
+
+def test_a_word_among_integer_labels_is_a_typo_named_by_line(tmp_path):
+    images = make_csv_dataset(tmp_path, [i % 3 for i in range(150)] + ["l"])
+    with pytest.raises(DataError, match=r"labels\.csv: line 152: label `l` .* is not an integer, while 150 of the "
+                                        r"151 labels are"):
+        load_dataset(DataConfig(source="csv", root=str(images), csv_file="../labels.csv"))
+
+
+def test_declared_classes_order_the_labels_and_refuse_unknown_ones(tmp_path):
+    images = make_csv_dataset(tmp_path, ["tops", "shoes", "tops", "bags"] * 3)
+    cfg = dict(source="csv", root=str(images), csv_file="../labels.csv", val_fraction=0.0, test_fraction=0.0)
+    ds = load_dataset(DataConfig(**cfg, classes=["tops", "shoes", "bags"]))
+    assert ds.classes == ["tops", "shoes", "bags"] and ds.labels[:4].tolist() == [0, 1, 0, 2]
+    with pytest.raises(DataError, match=r"line 5: unknown label `bags` .*3 data\.classes \(did you mean `bag`"):
+        load_dataset(DataConfig(**cfg, classes=["tops", "shoes", "bag"]))
+    with pytest.raises(DataError, match=r"class `hats` has no images"):
+        load_dataset(DataConfig(**cfg, classes=["tops", "shoes", "bags", "hats"]))
+
+
+def test_declared_classes_for_a_folder(tmp_path):
+    root = make_folder(tmp_path / "train", per_class=2)
+    ds = load_dataset(DataConfig(source="folder", root=str(root), classes=["eel", "cat", "dog"]))
+    assert ds.classes == ["eel", "cat", "dog"] and sorted(set(ds.labels.tolist())) == [0, 1, 2]
+    with pytest.raises(DataError, match=r"class folder `eel` is not one of the 2 data\.classes"):
+        load_dataset(DataConfig(source="folder", root=str(root), classes=["cat", "dog"]))
+    with pytest.raises(DataError, match=r"no folder for class `emu`"):
+        load_dataset(DataConfig(source="folder", root=str(root), classes=["cat", "dog", "eel", "emu"]))
+
+
+def test_a_class_left_empty_by_skipping_is_an_error(tmp_path):
+    root = make_folder(tmp_path / "train", per_class=2)
+    for path in (root / "eel").iterdir():
+        path.write_bytes(b"broken")
+    with pytest.raises(DataError, match=r"class `eel` has no images: all its images were unreadable and skipped"):
+        load_dataset(DataConfig(source="folder", root=str(root), image_size=8, on_bad_image="skip"))
+
+
+def test_a_stem_matching_two_files_is_named_as_ambiguous(tmp_path):
+    images = make_csv_dataset(tmp_path, ["a", "b"] * 2)
+    _rgb(3).save(images / "img_l1.bmp")
+    with pytest.raises(DataError, match=r"line 3: `img_l1` matches several files \(img_l1\.bmp, img_l1\.png\)"):
+        load_dataset(DataConfig(source="csv", root=str(images), csv_file="../labels.csv"))

@@ -182,3 +182,33 @@ def test_class_mismatch_messages_name_the_difference() -> None:
     assert "different class names (fox not in checkpoint a:best)" in renamed and "cat, dog" in renamed
     reordered = classes_mismatch(["cat", "dog"], "checkpoint a:best", ["dog", "cat"], "checkpoint b:best")
     assert "another order" in reordered
+
+
+def test_a_run_remembers_its_inputs_and_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run folder keeps absolute data paths and the normalization it trained with: predictions need neither
+    the training images nor the working directory it was started from."""
+    from engine.predict import predict_folder
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("IMGCLS_DATA_DIR", str(tmp_path / "cache"))
+    _class_folders(tmp_path / "shapes", ["circle", "square", "triangle"], per_class=10)
+    overrides = ["data=folder-40px", "data.root=shapes", "data.image_size=8", "data.channels=1",
+                 "model=mnist-logreg", "augment=none", "train.epochs=2", "data.val_fraction=0.2"]
+    status = start_run(resolve_experiment("quickstart", overrides), tmp_path / "runs")
+    run = Path(status["run_dir"])
+    assert read_status(run)["state"] == "finished"
+    ref = checkpoint_ref(run)
+    assert ref.config.data.root == str(tmp_path / "shapes")
+    inputs = ref.meta["inputs"]
+    assert inputs["image_size"] == 8 and inputs["channels"] == 1 and len(inputs["mean"]) == 1
+    unlabeled = tmp_path / "unlabeled"
+    unlabeled.mkdir()
+    for index, path in enumerate(sorted((tmp_path / "shapes" / "square").iterdir())[:4]):
+        shutil.copy(path, unlabeled / f"x{index}.png")
+    before = predict_folder([ref], unlabeled, tmp_path / "before.csv", EvalOptions())
+    shutil.move(tmp_path / "shapes", tmp_path / "elsewhere")  # the training images are gone
+    monkeypatch.chdir(tmp_path / "runs")
+    after = predict_folder([checkpoint_ref(run)], unlabeled, tmp_path / "after.csv", EvalOptions())
+    assert after["images"] == 4
+    assert (tmp_path / "before.csv").read_text() == (tmp_path / "after.csv").read_text()
+    assert before["predicted_counts"] == after["predicted_counts"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config import DataConfig
-from engine.errors import DataError
+from engine.errors import DataError, did_you_mean
 
 
 @dataclass
@@ -26,13 +26,13 @@ class _FolderIndex:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.names = {p.name for p in folder.iterdir() if p.is_file()}
-        self.stems: dict[str, str | None] = {}
-        for name in self.names:
-            stem = Path(name).stem
-            self.stems[stem] = None if stem in self.stems else name  # None: ambiguous
+        self.stems: dict[str, list[str]] = {}
+        for name in sorted(self.names):
+            self.stems.setdefault(Path(name).stem, []).append(name)
 
-    def find(self, value: str, suffix: str) -> Path | None:
-        """The file a CSV value names: as given, with `suffix` appended, or by its stem."""
+    def find(self, value: str, suffix: str) -> Path | list[Path] | None:
+        """The file a CSV value names (as given, with `suffix` appended, or by its stem); several files
+        sharing that stem come back as a list, none as None."""
         candidates = [value + suffix] if suffix and not value.endswith(suffix) else []
         candidates.append(value)
         for candidate in candidates:
@@ -42,8 +42,10 @@ class _FolderIndex:
                     return path
             elif candidate in self.names:
                 return self.folder / candidate
-        match = self.stems.get(value) if not Path(value).suffix else None
-        return self.folder / match if match else None
+        matches = self.stems.get(value, []) if not Path(value).suffix else []
+        if len(matches) > 1:
+            return [self.folder / name for name in matches]
+        return self.folder / matches[0] if matches else None
 
 
 def _parse_int(text: str) -> int | None:
@@ -78,12 +80,21 @@ def _read_rows(csv_path: Path, cfg: DataConfig) -> list[tuple[int, str, str]]:
     return rows
 
 
-def _class_names(rows: list[tuple[int, str, str]]) -> tuple[list[str], bool]:
-    """Sorted class names; integer labels are sorted numerically (0..K-1 map to themselves)."""
+def _class_names(rows: list[tuple[int, str, str]], csv_path: Path, cfg: DataConfig) -> tuple[list[str], bool]:
+    """The class names: `data.classes` when given, else the sorted labels (integers sorted numerically, so
+    0..K-1 map to themselves). Integer labels with a few words among them are taken for a typo."""
     values = {label for _, _, label in rows}
-    numbers = {_parse_int(v) for v in values}
-    if None not in numbers:
-        return [str(v) for v in sorted(numbers)], True  # type: ignore[type-var]
+    numbers = {v: _parse_int(v) for v in values}
+    words = [(line, label) for line, _, label in rows if numbers[label] is None]
+    if cfg.classes is not None:
+        return [str(c) for c in cfg.classes], not words and all(_parse_int(str(c)) is not None for c in cfg.classes)
+    if not words:
+        return [str(v) for v in sorted(set(numbers.values()))], True  # type: ignore[type-var]
+    if len(words) < 0.01 * len(rows):
+        line, label = words[0]
+        raise DataError(f"{csv_path}: line {line}: label `{label}` in column `{cfg.label_column}` is not an integer, "
+                        f"while {len(rows) - len(words)} of the {len(rows)} labels are (a typo?); fix the row, or "
+                        "list the class names in data.classes")
     return sorted(values), False
 
 
@@ -91,7 +102,7 @@ def read_csv_labels(csv_path: Path, image_dir: Path, cfg: DataConfig, classes: C
     """Rows of `csv_path` with images under `image_dir`; with `classes` (a test CSV) labels must be known ones."""
     rows = _read_rows(csv_path, cfg)
     if classes is None:
-        names, numeric = _class_names(rows)
+        names, numeric = _class_names(rows, csv_path, cfg)
     else:
         names, numeric = classes.classes, classes.numeric
     index = {name: i for i, name in enumerate(names)}
@@ -102,9 +113,14 @@ def read_csv_labels(csv_path: Path, image_dir: Path, cfg: DataConfig, classes: C
     for line, file_value, label_value in rows:
         key = str(_parse_int(label_value)) if numeric and _parse_int(label_value) is not None else label_value
         if key not in index:
+            known = "data.classes" if classes is None else "training classes"
             raise DataError(f"{csv_path}: line {line}: unknown label `{label_value}` in column "
-                            f"`{cfg.label_column}` (not one of the {len(names)} training classes)")
+                            f"`{cfg.label_column}`: not one of the {len(names)} {known}"
+                            f"{did_you_mean(label_value, names)}")
         path = folder.find(file_value, cfg.file_suffix)
+        if isinstance(path, list):
+            raise DataError(f"{csv_path}: line {line}: `{file_value}` matches several files "
+                            f"({', '.join(p.name for p in path[:3])}); set data.file_suffix or name the file fully")
         if path is None:
             hint = "" if Path(file_value).suffix or cfg.file_suffix else " (set data.file_suffix, e.g. '.jpg')"
             raise DataError(f"{csv_path}: line {line}: image file {image_dir / (file_value + cfg.file_suffix)} "

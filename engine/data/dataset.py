@@ -81,9 +81,23 @@ def _compact(images: torch.Tensor, labels: torch.Tensor, splits: list[torch.Tens
     return images.index_select(0, keep).contiguous(), labels[keep], [position[s] for s in splits]
 
 
+def _check_every_class_present(table: Any, cfg: DataConfig) -> None:
+    """A class with no image left (all of its files skipped as unreadable) cannot be learned: an error."""
+    counts = torch.bincount(table.labels, minlength=len(table.classes))
+    empty = [name for name, count in zip(table.classes, counts.tolist()) if count == 0]
+    if not empty:
+        return
+    skipped = int(table.meta.get("skipped", 0) or 0)
+    why = (f"all its images were unreadable and skipped ({skipped} skipped in all, data.on_bad_image: skip)"
+           if skipped else "no image has that label")
+    raise DataError(f"data: class `{empty[0]}` has no images: {why}"
+                    + (f"; {len(empty) - 1} more such classes" if len(empty) > 1 else ""))
+
+
 def load_dataset(cfg: DataConfig, *, progress: Progress | None = None) -> Dataset:
     """Load (or decode and cache) the source of `cfg`, then split it and compute the train statistics."""
     table, info = load_table(cfg, progress)
+    _check_every_class_present(table, cfg)
     splits = list(make_splits(
         table.labels, table.test_start, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
         seed=cfg.split_seed, folds=cfg.folds, fold=cfg.fold, limit=cfg.limit,

@@ -15,7 +15,7 @@ from engine.data.decode import decode_files, is_image_file, native_channels
 from engine.data.paths import resolve_under
 from engine.data.sources import Located
 from engine.data.table import Progress, Table, cache_key, load_cached, save_cached
-from engine.errors import DataError
+from engine.errors import DataError, did_you_mean
 
 
 def _existing_dir(path: Path, key: str) -> Path:
@@ -25,12 +25,27 @@ def _existing_dir(path: Path, key: str) -> Path:
     return path
 
 
-def scan_class_folders(root: Path, key: str = "data.root") -> tuple[list[str], list[Path], list[str]]:
-    """(classes, files, class name per file) of root/<class>/<image>; an empty class folder is an error."""
+def scan_class_folders(root: Path, key: str = "data.root",
+                       declared: list[str] | None = None) -> tuple[list[str], list[Path], list[str]]:
+    """(classes, files, class name per file) of root/<class>/<image>; an empty class folder is an error.
+
+    With `declared` (data.classes) the classes come in that order and every folder must be one of them.
+    """
     _existing_dir(root, key)
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(f"{root}: no class sub-folders; expected {root}/<class name>/<image files>")
+    if declared is not None:
+        by_name = {p.name: p for p in class_dirs}
+        extra = [name for name in by_name if name not in declared]
+        if extra:
+            raise DataError(f"{by_name[extra[0]]}: class folder `{extra[0]}` is not one of the {len(declared)} "
+                            f"data.classes{did_you_mean(extra[0], declared)}")
+        missing = [name for name in declared if name not in by_name]
+        if missing and key == "data.root":
+            raise DataError(f"{root}: no folder for class `{missing[0]}` of data.classes "
+                            f"({len(missing)} missing); expected {root / missing[0]}/<image files>")
+        class_dirs = [by_name[name] for name in declared if name in by_name]
     files: list[Path] = []
     names: list[str] = []
     for class_dir in class_dirs:
@@ -40,7 +55,7 @@ def scan_class_folders(root: Path, key: str = "data.root") -> tuple[list[str], l
                             "(.png, .jpg, .jpeg, .bmp, .gif, .webp, .tif); remove it or add its images")
         files.extend(images)
         names.extend([class_dir.name] * len(images))
-    return [p.name for p in class_dirs], files, names
+    return [p.name for p in class_dirs] if declared is None else list(declared), files, names
 
 
 def _file_digest(files: list[Path], labels: list[int]) -> str:
@@ -58,13 +73,14 @@ def _labelled_files(cfg: DataConfig) -> tuple[Path, list[str], list[Path], list[
         raise DataError(f"data.root: source `{cfg.source}` needs the folder of the images")
     root = _existing_dir(Path(cfg.root).expanduser(), "data.root")
     if cfg.source == "folder":
-        classes, files, names = scan_class_folders(root)
+        declared = None if cfg.classes is None else [str(c) for c in cfg.classes]
+        classes, files, names = scan_class_folders(root, declared=declared)
         index = {name: i for i, name in enumerate(classes)}
         labels = [index[name] for name in names]
         if cfg.test_root is None:
             return root, classes, files, labels, None
         test_root = Path(cfg.test_root).expanduser()
-        test_classes, test_files, test_names = scan_class_folders(test_root, "data.test_root")
+        test_classes, test_files, test_names = scan_class_folders(test_root, "data.test_root", declared)
         unknown = sorted(set(test_classes) - set(classes))
         if unknown:
             raise DataError(f"{test_root / unknown[0]}: test class `{unknown[0]}` is not one of the "
