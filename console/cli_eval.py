@@ -39,8 +39,8 @@ NoEmaOption = Annotated[bool, typer.Option("--no-ema", help="Evaluate the raw we
 DeviceOption = Annotated[str | None, typer.Option(
     "--device", help="auto, cpu, cuda or cuda:N (default: the run's train.device).", show_default=False)]
 RefsArgument = Annotated[list[str], typer.Argument(metavar="RUN[:CHECKPOINT]",
-    help="Checkpoints as RUN[:CHECKPOINT]: run name, unique prefix or folder; checkpoint best (default), "
-         "last or epoch-012.")]
+    help="Checkpoints as RUN[:CHECKPOINT]: run name, unique prefix, folder or k-fold group; checkpoint best "
+         "(default), last, epoch-012 or all.")]
 
 
 def _options(split: str, tta: str | None, no_ema: bool, device: str | None, overrides: list[str] | None) -> Any:
@@ -51,9 +51,11 @@ def _options(split: str, tta: str | None, no_ema: bool, device: str | None, over
 
 
 def _refs(runs_dir: Path | None, texts: list[str]) -> list[Any]:
-    """Checkpoint references; a k-fold group name stands for its fold runs (each at the checkpoint given)."""
+    """Checkpoint references: a k-fold group name stands for its fold runs (each at the checkpoint given),
+    `RUN:all` for every checkpoint of a run; the same weights named twice (best = epoch-046) count once."""
     from engine.compare import group_match, group_members
-    from engine.members import checkpoint_ref, parse_ref, split_ref
+    from engine.members import ALL_CHECKPOINTS, all_checkpoint_refs, checkpoint_ref, distinct_weights, split_ref
+    from engine.runs import resolve_run
     from engine.runs import runs_dir as pick_runs_dir
 
     root = pick_runs_dir(runs_dir)
@@ -61,10 +63,16 @@ def _refs(runs_dir: Path | None, texts: list[str]) -> list[Any]:
     for text in texts:
         run_text, name = split_ref(text)
         group = group_match(root, run_text)
-        if group is None:
-            refs.append(parse_ref(root, text))
-        else:
-            refs.extend(checkpoint_ref(member, name, shown_as=text) for member in group_members(group))
+        runs = group_members(group) if group is not None else [resolve_run(root, run_text)]
+        for run in runs:
+            if name == ALL_CHECKPOINTS:
+                refs.extend(all_checkpoint_refs(run, shown_as=text))
+            else:
+                refs.append(checkpoint_ref(run, name, shown_as=text))
+    refs, repeats = distinct_weights(refs)
+    for dropped, kept in repeats:
+        err_console.print(f"note: {dropped} holds the same weights as {kept}; counted once", highlight=False,
+                          soft_wrap=True)
     return refs
 
 
@@ -101,7 +109,8 @@ def show_metrics(result: dict[str, Any], *, per_class: bool | None = None) -> No
 
 @reports_errors
 def eval_cmd(
-    ref: Annotated[str, typer.Argument(metavar="RUN[:CHECKPOINT]", help="RUN[:CHECKPOINT], e.g. my-run, my-run:last, my-run:epoch-046.")],
+    ref: Annotated[str, typer.Argument(metavar="RUN[:CHECKPOINT]", help="RUN[:CHECKPOINT], e.g. my-run, my-run:last, my-run:epoch-046, my-run:all (every "
+                                                  "checkpoint), or a k-fold group.")],
     split: Annotated[Split, typer.Option("--split", help="Split to evaluate.")] = Split.test,
     tta: TtaOption = None,
     combine: CombineOption = None,
@@ -114,16 +123,47 @@ def eval_cmd(
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Evaluate a checkpoint: accuracy, top-5, loss, per-class P/R/F1, confusion matrix (saved in the run's evals/)."""
+    """Evaluate a checkpoint: accuracy, top-5, loss, per-class P/R/F1, confusion matrix (saved in the run's evals/).
+
+    RUN:all evaluates every saved checkpoint of the run (which epoch is best on this split?), and a k-fold group
+    name each fold run; both print one row per checkpoint.
+    """
     from engine.ensemble import evaluate_checkpoint
 
-    (checkpoint,) = _refs(runs_dir, [ref])
-    result = evaluate_checkpoint(checkpoint, _options(split.value, tta, no_ema, device, overrides),
-                                 combine.value if combine else None)
-    if json_out:
-        print_json(result)
+    checkpoints = _refs(runs_dir, [ref])
+    options = _options(split.value, tta, no_ema, device, overrides)
+    how = combine.value if combine else None
+    if len(checkpoints) == 1:
+        result = evaluate_checkpoint(checkpoints[0], options, how)
+        if json_out:
+            print_json(result)
+        else:
+            show_metrics(result, per_class=per_class)
         return
-    show_metrics(result, per_class=per_class)
+    results = []
+    with err_console.status("") as status:
+        for index, checkpoint in enumerate(checkpoints, 1):
+            status.update(f"evaluating {checkpoint.label} ({index}/{len(checkpoints)})")
+            results.append(evaluate_checkpoint(checkpoint, options, how, plot=False))
+    if json_out:
+        print_json({"evaluations": results})
+    else:
+        show_checkpoint_table(results, split.value)
+
+
+def show_checkpoint_table(results: list[dict[str, Any]], split: str) -> None:
+    """One row per evaluated checkpoint, the most accurate marked."""
+    from rich.table import Table
+
+    best = max(range(len(results)), key=lambda i: (results[i]["accuracy"], -results[i]["loss"]))
+    table = Table("checkpoint", "epoch", f"{split} acc", "top-5", f"{split} loss", "macro F1", "",
+                  title=f"{len(results)} checkpoints on {split} (tta {results[0]['tta']})")
+    for index, result in enumerate(results):
+        table.add_row(f"{result['run']}:{result['checkpoint']}", str(result.get("epoch", "-")),
+                      fmt_pct(result["accuracy"]), fmt_pct(result["top5"]), _f(result["loss"]),
+                      _f(result.get("macro_f1")), "[bold]best[/]" if index == best else "",
+                      style="bold" if index == best else None)
+    out_console.print(table)
 
 
 def show_members(result: dict[str, Any]) -> None:

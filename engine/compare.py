@@ -122,6 +122,14 @@ def group_match(root: Path, name: str) -> Path | None:
     matches = exact or [g for g in groups if g.name.startswith(name)]
     if len(matches) > 1:
         raise RunError(f"{name!r} matches several k-fold groups: {', '.join(g.name for g in matches[:8])}")
+    if matches and not exact:
+        from engine.runs import list_runs
+
+        inside = matches[0].name + "/"
+        runs = [r.name for r in list_runs(root) if r.name.startswith(name) and not r.name.startswith(inside)]
+        if runs:
+            raise RunError(f"{name!r} matches the k-fold group {matches[0].name} and the run {runs[0]}"
+                           f"{' (and more)' if len(runs) > 1 else ''}; give more of the name")
     return matches[0] if matches else None
 
 

@@ -93,6 +93,41 @@ def checkpoint_ref(run_dir: Path, name: str | None = None, *, shown_as: str | No
     return CheckpointRef(run_dir, name, meta, config)
 
 
+ALL_CHECKPOINTS = "all"
+
+
+def all_checkpoint_refs(run_dir: Path, *, shown_as: str | None = None) -> list[CheckpointRef]:
+    """Every checkpoint of a run (`RUN:all`), by epoch; `best` and `last` only when no epoch checkpoint
+    holds the same weights, so each distinct set of weights is listed once."""
+    metas = sorted(ckpt.list_checkpoints(run_dir),
+                   key=lambda m: (m.get("epoch", 0), not str(m.get("name", "")).startswith("epoch-"),
+                                  m.get("name") != "best"))
+    if not metas:
+        raise CheckpointError(f"{shown_as or run_dir}: run {run_dir.name} has no checkpoints")
+    refs = [checkpoint_ref(run_dir, str(m["name"]), shown_as=shown_as) for m in metas]
+    return distinct_weights(refs)[0]
+
+
+def weights_digest(ref: CheckpointRef) -> str:
+    """The sha256 of the weights an evaluation of `ref` reads by default (EMA when the run evaluates with it)."""
+    digests = ref.meta.get("sha256", {})
+    return str(digests.get(ckpt.EMA) if ref.has_ema and ref.config.eval.use_ema else digests.get(ckpt.WEIGHTS))
+
+
+def distinct_weights(refs: list[CheckpointRef]) -> tuple[list[CheckpointRef], list[tuple[str, str]]]:
+    """`refs` without repeats of the same weights (best and last are often an epoch checkpoint again), and
+    (dropped, kept) label pairs saying which repeated which."""
+    kept: dict[str, CheckpointRef] = {}
+    repeats = []
+    for ref in refs:
+        digest = weights_digest(ref)
+        if digest in kept:
+            repeats.append((ref.label, kept[digest].label))
+        else:
+            kept[digest] = ref
+    return list(kept.values()), repeats
+
+
 @dataclass
 class EvalOptions:
     """How a member is evaluated: split, TTA, weights, device and `--set` overrides of its config."""

@@ -83,15 +83,18 @@ def resume_run(run_dir: Path, *, overrides: list[str] | None = None, listeners: 
         key = text.partition("=")[0].strip()
         if not key.startswith(RESUMABLE_OVERRIDES):
             raise CheckpointError(f"--set {text}: resume continues the same run and may only change "
-                                  f"{', '.join(RESUMABLE_OVERRIDES)}*; start a new run from its weights with "
+                                  f"{', '.join(k + '*' if k.endswith('.') else k for k in RESUMABLE_OVERRIDES)}; start a new run from its weights with "
                                   f"`imgcls-console finetune {run_dir.name}:last --set {text}`")
     if overrides:
         config = from_dict(apply_overrides(to_dict(config), overrides), "--set")
     meta = json.loads((folder / ckpt.META).read_text(encoding="utf-8"))
     done, step_in_epoch = int(meta.get("epoch", 0)), int(meta.get("step_in_epoch", 0))
-    if done >= config.train.epochs and step_in_epoch == 0:
-        raise CheckpointError(f"{run_dir.name} has trained {done} of {config.train.epochs} epochs: nothing to resume; "
-                              f"extend it with --set train.epochs={done + 10} (say) or use `finetune`")
+    if config.train.epochs <= done:
+        partly = f" and {step_in_epoch} steps of epoch {done + 1}" if step_in_epoch else ""
+        what = ("nothing to resume" if config.train.epochs == done and not step_in_epoch
+                else f"train.epochs={config.train.epochs} would end it before that")
+        raise CheckpointError(f"{run_dir.name} has trained {done} epochs{partly}: {what}; extend it with "
+                              f"--set train.epochs={done + 10} (say) or use `finetune`")
     changes = incompatible_changes(to_dict(saved), to_dict(config))
     if changes:
         raise CheckpointError("cannot resume: the config differs from the checkpoint's in " + "; ".join(changes))

@@ -142,6 +142,21 @@ def test_eval_and_ensemble_commands_and_runs_show(runs_root: Path) -> None:
     assert list((runs_root / "ensembles").glob("ensemble-test-*.json"))
 
 
+def test_eval_of_every_checkpoint_lists_each_distinct_weights_once(runs_root: Path) -> None:
+    seed0 = _run(runs_root, "seed0").name
+    result = runner.invoke(app, ["eval", f"{seed0}:all", "--split", "val", "--json", "--runs-dir", str(runs_root)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["evaluations"]
+    assert [r["checkpoint"] for r in rows] == ["epoch-001", "epoch-002", "epoch-003"]  # best and last repeat one
+    shown = runner.invoke(app, ["eval", f"{seed0}:all", "--split", "val", "--runs-dir", str(runs_root)],
+                          terminal_width=200)
+    assert shown.exit_code == 0 and "3 checkpoints on val" in shown.stdout and "best" in shown.stdout
+    doubled = runner.invoke(app, ["ensemble", f"{seed0}:last", f"{seed0}:epoch-003", "--json",
+                                  "--runs-dir", str(runs_root)])
+    assert doubled.exit_code == 0 and len(json.loads(doubled.stdout)["members"]) == 1
+    assert "holds the same weights as" in doubled.stderr
+
+
 def test_predict_stops_on_a_bad_image_unless_told_to_skip(tmp_path: Path) -> None:
     runner = CliRunner()
     trained = runner.invoke(app, ["train", "quickstart", "--json", "-q", "--set", "train.epochs=1",

@@ -53,6 +53,24 @@ def test_kfold_runs_folds_and_evaluates_their_ensemble_on_test(home: tuple[Path,
     assert [p.name for p in expand_targets(root, [group.name[:18]])] == [f["run"] for f in record["per_fold"]]
 
 
+def test_eval_of_a_kfold_group_evaluates_each_fold(home: tuple[Path, dict]) -> None:
+    root, record = home
+    result = runner.invoke(app, ["eval", Path(record["group_dir"]).name, "--json", "--runs-dir", str(root)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["evaluations"]
+    assert [r["run"] for r in rows] == [f["run"] for f in record["per_fold"]]
+    assert [r["accuracy"] for r in rows] == pytest.approx([f["test_acc"] for f in record["per_fold"]])
+
+
+def test_a_prefix_of_both_a_run_and_a_group_is_ambiguous(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    (root / "quickstart-kfold-1").mkdir(parents=True)
+    (root / "quickstart-kfold-1" / "kfold.json").write_text("{}")
+    assert start_run(resolve_experiment("quickstart", ["data.limit=200", "train.epochs=1"]), root)["state"]
+    result = runner.invoke(app, ["eval", "quickstart", "--runs-dir", str(root)])
+    assert result.exit_code == 2 and "matches the k-fold group quickstart-kfold-1 and the run quickstart-" in result.output
+
+
 def test_kfold_needs_two_folds() -> None:
     result = runner.invoke(app, ["kfold", "quickstart", "--folds", "1"], terminal_width=200)
     assert result.exit_code == 2 and "--folds" in result.output

@@ -62,6 +62,8 @@ def test_resume_refuses_incompatible_change(tmp_path: Path) -> None:
     assert "lr: 0.05" in (Path(run["run_dir"]) / "config.yaml").read_text()  # the record is untouched
     extended = resume_run(Path(run["run_dir"]), overrides=["train.epochs=2"])
     assert extended["state"] == "finished" and extended["epoch"] == 2
+    with pytest.raises(CheckpointError, match="has trained 2 epochs: train.epochs=1 would end it before"):
+        resume_run(Path(run["run_dir"]), overrides=["train.epochs=1"])
 
 
 def test_nan_loss_stops_as_diverged_and_never_becomes_best(tmp_path: Path) -> None:
