@@ -55,6 +55,14 @@ class ProgressListener:
         self.console.print(f"model {event['model']}: {fmt_count(event['params'])} params, "
                            f"{fmt_count(event['macs'])} MACs/image", highlight=False, soft_wrap=True)
 
+    def on_weights_loaded(self, event: dict[str, Any]) -> None:
+        replaced = event.get("replaced") or []
+        head = f" (new head: {', '.join(replaced)})" if replaced else ""
+        self.console.print(f"weights from {event['source']}{head}", highlight=False, soft_wrap=True)
+
+    def on_backbone(self, event: dict[str, Any]) -> None:
+        self.console.print(event["message"], highlight=False, soft_wrap=True)
+
     def on_epoch_start(self, event: dict[str, Any]) -> None:
         if self.run_task is None:
             self.run_task = self.progress.add_task("run", total=event["epochs"], info="", completed=event["epoch"] - 1)

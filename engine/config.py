@@ -65,7 +65,8 @@ class ModelConfig:
     name: str = doc("registered model name, see `imgcls-console presets list model`", "convnet")
     dropout: float = doc("dropout probability before the classifier head", 0.0)
     pretrained: str | None = doc("torchvision weights name or a local .safetensors/.pth file; None = random", None)
-    freeze_backbone_epochs: int = doc("train only the head for this many first epochs (with pretrained)", 0)
+    freeze_backbone_epochs: int = doc("train only the head for this many first epochs (with pretrained; the "
+                                      "backbone's batch-norm statistics still adapt)", 0)
     options: dict[str, Any] = doc("architecture options passed to the builder (layers, widths, ...)", factory=dict)
 
 
@@ -351,6 +352,9 @@ def with_absolute_paths(config: ExperimentConfig) -> ExperimentConfig:
     return dataclasses.replace(config, data=data, model=model)
 
 
+DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
+
+
 def check_semantics(config: ExperimentConfig, source: str | None = None) -> None:
     """Checks that span a field's type: ranges and cross-field rules."""
     def need(ok: bool, dotted: str, message: str) -> None:
@@ -358,6 +362,9 @@ def check_semantics(config: ExperimentConfig, source: str | None = None) -> None
             raise ConfigError(f"{_where(source, dotted)}: {message}")
 
     need(config.train.epochs >= 1, "train.epochs", "must be at least 1")
+    need(re.fullmatch(DEVICE_PATTERN, config.train.device) is not None, "train.device",
+         f"{config.train.device!r} is not a device; one of auto, cpu, cuda, cuda:N, mps")
+    need(config.model.freeze_backbone_epochs >= 0, "model.freeze_backbone_epochs", "must be >= 0 (0 = off)")
     need(config.train.log_every >= 1, "train.log_every", "must be at least 1")
     need(config.train.checkpoint.every >= 0, "train.checkpoint.every", "must be >= 0 (0 = off)")
     need(config.train.checkpoint.keep >= 0, "train.checkpoint.keep", "must be >= 0 (0 = keep all)")

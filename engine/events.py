@@ -19,6 +19,8 @@ EVENT_TYPES: dict[str, str] = {
     "run_start": "run, name, pid, config_hash, parent, resumed_from",
     "data_ready": "source, classes, counts {train,val,test}, image_size, channels, cache_hit, resident, load_s",
     "model_ready": "model, params, macs",
+    "weights_loaded": "source (model.pretrained), replaced (head tensors not taken from it)",
+    "backbone": "epoch, trainable, message (freezing the backbone for the first epochs)",
     "epoch_start": "epoch, epochs, steps",
     "step": "epoch, step, global_step, loss, lr, images_per_s",
     "epoch": "epoch, train_loss, train_acc, val_loss, val_acc, lr, epoch_s, train_s, images_per_s (training only), gpu_mem_mb",

@@ -48,8 +48,7 @@ def incompatible_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def start_run(config: ExperimentConfig, runs_root: Path, *, listeners: list[Any] | None = None,
-              stop: StopRequest | None = None, parent: str | None = None,
-              init_weights: Path | None = None) -> dict[str, Any]:
+              stop: StopRequest | None = None, parent: str | None = None) -> dict[str, Any]:
     """Create a run folder for `config` and train it; returns the final status (with `run_dir`)."""
     from engine.runs import create_run, write_config
 
@@ -61,7 +60,7 @@ def start_run(config: ExperimentConfig, runs_root: Path, *, listeners: list[Any]
         run_dir = create_run(runs_root, config.name)
         write_config(run_dir, config)
     run_dir = Path(_broadcast_path(run_dir, info, config))
-    return _drive(config, run_dir, listeners, stop, parent=parent, init_weights=init_weights, fresh=True)
+    return _drive(config, run_dir, listeners, stop, parent=parent, fresh=True)
 
 
 def resume_run(run_dir: Path, *, overrides: list[str] | None = None, listeners: list[Any] | None = None,
@@ -107,7 +106,10 @@ def resume_run(run_dir: Path, *, overrides: list[str] | None = None, listeners: 
 
 def finetune_run(source: Path, config: ExperimentConfig, runs_root: Path, *, parent: str,
                  listeners: list[Any] | None = None, stop: StopRequest | None = None) -> dict[str, Any]:
-    """A new run of `config` starting from the weights of checkpoint folder `source` (the parent is recorded)."""
+    """A new run of `config` starting from the weights of checkpoint folder `source`: they become its
+    `model.pretrained` (so its config.yaml re-runs it as it was) and the parent is recorded in its status."""
+    import dataclasses
+
     from engine.config import from_dict, to_dict
     from engine.presets import load_mapping
 
@@ -117,12 +119,12 @@ def finetune_run(source: Path, config: ExperimentConfig, runs_root: Path, *, par
         raise CheckpointError("cannot fine-tune: the new config differs from the checkpoint's in " + "; ".join(changes))
     # the weights that were evaluated: EMA ones when the run kept them and evaluated with them
     weights = source / ckpt.EMA if (source / ckpt.EMA).is_file() and saved.eval.use_ema else source / ckpt.WEIGHTS
-    return start_run(config, runs_root, listeners=listeners, stop=stop, parent=parent, init_weights=weights)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, pretrained=str(weights.resolve())))
+    return start_run(config, runs_root, listeners=listeners, stop=stop, parent=parent)
 
 
 def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None, stop: StopRequest | None,
-           *, parent: str | None = None, init_weights: Path | None = None,
-           resume_from: Path | None = None, fresh: bool = False,
+           *, parent: str | None = None, resume_from: Path | None = None, fresh: bool = False,
            on_ready: Callable[[], None] | None = None) -> dict[str, Any]:
     """Run a Trainer in `run_dir`, recording failures in status.json and events.jsonl.
 
@@ -136,11 +138,9 @@ def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None,
         events.emit("run_start", run=str(run_dir), name=run_dir.name, pid=os.getpid(),
                     config_hash=content_hash(config_dict(config)), parent=parent,
                     resumed_from=str(resume_from) if resume_from else None)
-        trainer.setup(resume_from=resume_from, init_weights=init_weights)
+        trainer.setup(resume_from=resume_from)
         if resume_from is not None:
             _check_classes(trainer, resume_from)
-        elif init_weights is not None and (init_weights.parent / ckpt.META).is_file():
-            _check_classes(trainer, init_weights.parent)  # fine-tuning: same classes in the same order
         if on_ready is not None:
             on_ready()
         status = trainer.run()

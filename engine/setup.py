@@ -119,11 +119,12 @@ def _loaders(config: ExperimentConfig, dataset: Any, device: torch.device,
 
 
 def build_parts(config: ExperimentConfig, device: torch.device, events: EventWriter, *,
-                init_weights: Path | None = None, dist_info: distributed.Dist = distributed.SINGLE) -> TrainingParts:
-    """Load the data and build every part of a run on `device`."""
+                resuming: bool = False, dist_info: distributed.Dist = distributed.SINGLE) -> TrainingParts:
+    """Load the data and build every part of a run on `device`; a resumed run gets its weights from the
+    checkpoint afterwards, so `model.pretrained` is not read then."""
     from engine.augment import Augmenter, resolve_normalization
     from engine.data import class_weights, load_dataset
-    from engine.models import build_model, count_macs, count_params, load_pretrained
+    from engine.models import count_macs, count_params, create_model
     from engine.optim import LRSchedule, build_optimizer
 
     clock = time.perf_counter()
@@ -140,12 +141,17 @@ def build_parts(config: ExperimentConfig, device: torch.device, events: EventWri
                     skipped=skipped, skipped_files=dataset.info.get("skipped_files", []))
     mean, std = resolve_normalization(config.augment, dataset.mean, dataset.std, dataset.channels)
     augmenter = Augmenter(config.augment, mean=mean, std=std, num_classes=dataset.num_classes, device=device)
-    model = build_model(config.model, dataset.num_classes, dataset.channels, dataset.image_size)
-    if init_weights is not None:
-        load_pretrained(model, str(init_weights), num_classes=dataset.num_classes)
-    elif hasattr(model, "init_from_data"):
+    spec = config.model
+    model = create_model(spec.name, dataset.num_classes, dataset.channels, dataset.image_size, spec.dropout,
+                         **spec.options)
+    if spec.pretrained and not resuming:
+        _load_pretrained(model, spec.pretrained, list(dataset.classes), events)
+    elif hasattr(model, "init_from_data") and not resuming:
         sample = dataset.images[dataset.train_idx[:5000]]
         model.init_from_data(augmenter.eval_batch(sample.to(device)).cpu())
+    if spec.freeze_backbone_epochs > 0 and not spec.pretrained:
+        events.emit("warning", message=f"model.freeze_backbone_epochs={spec.freeze_backbone_epochs} without "
+                                       "model.pretrained: the frozen backbone keeps its random initial weights")
     params = count_params(model)
     macs = _safe_macs(count_macs, model, dataset.channels, dataset.image_size)
     events.emit("model_ready", model=config.model.name, params=params, macs=macs)
@@ -176,6 +182,23 @@ def build_parts(config: ExperimentConfig, device: torch.device, events: EventWri
                          train_loader, val_loader, test_loader, loss, list(dataset.classes), params, macs,
                          config.optim.grad_clip, config.eval.use_ema,
                          {"image_size": dataset.image_size, "channels": dataset.channels, "mean": mean, "std": std})
+
+
+def _load_pretrained(model: torch.nn.Module, spec: str, classes: list[str], events: EventWriter) -> None:
+    """Load `model.pretrained`; a checkpoint of this tool must have the same classes in the same order."""
+    import json
+
+    from engine.errors import CheckpointError
+    from engine.models import load_pretrained
+
+    meta_path = Path(spec).expanduser().parent / "meta.json"
+    if meta_path.is_file():
+        saved = json.loads(meta_path.read_text(encoding="utf-8")).get("classes")
+        if saved and saved != classes:
+            raise CheckpointError(f"model.pretrained: {spec}: the dataset's classes differ from the checkpoint's "
+                                  f"({len(saved)} saved vs {len(classes)} now, or another order)")
+    replaced = load_pretrained(model, spec, num_classes=len(classes))
+    events.emit("weights_loaded", source=spec, replaced=replaced)
 
 
 def _safe_macs(count_macs: Any, model: torch.nn.Module, channels: int, image_size: int) -> int | None:

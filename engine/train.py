@@ -90,11 +90,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
 
-    def setup(self, *, resume_from: Path | None = None, init_weights: Path | None = None) -> None:
+    def setup(self, *, resume_from: Path | None = None) -> None:
         """Seed, load data, build model/optimizer/schedule; restore a checkpoint when resuming."""
         seed_everything(self.config.train.seed, self.config.train.deterministic, self.device)
         configure_cpu_threads(self.config.train.cpu_threads, self.device)
-        self.parts = build_parts(self.config, self.device, self.events, init_weights=init_weights,
+        self.parts = build_parts(self.config, self.device, self.events, resuming=resume_from is not None,
                                  dist_info=self.dist)
         if self.dist.enabled:  # same initial weights everywhere, then independent dropout draws per rank
             torch.manual_seed(self.config.train.seed + 1000 * self.dist.rank)
@@ -160,7 +160,12 @@ class Trainer:
         parts = self.parts
         assert parts is not None
         cfg = self.config
-        parts.set_backbone_trainable(epoch >= cfg.model.freeze_backbone_epochs)
+        frozen_epochs = cfg.model.freeze_backbone_epochs
+        parts.set_backbone_trainable(epoch >= frozen_epochs)
+        if frozen_epochs and epoch in (0, frozen_epochs) and self.progress.step_in_epoch == 0:
+            self.events.emit("backbone", epoch=epoch + 1, trainable=epoch >= frozen_epochs,
+                             message=f"backbone {'trainable' if epoch else 'frozen'} from epoch {epoch + 1}"
+                                     + ("" if epoch else f" to {frozen_epochs} (head only)"))
         parts.train_loader.set_epoch(epoch)
         steps = len(parts.train_loader)
         skip = self.progress.step_in_epoch

@@ -235,3 +235,17 @@ def test_a_failed_resume_leaves_the_run_as_it_was(tmp_path: Path) -> None:
     after = read_status(run_dir)
     assert after["state"] == before[0]["state"] == "finished" and after["epoch"] == 1
     assert (run_dir / "config.yaml").read_text() == before[1]
+
+
+def test_pretrained_weights_are_kept_by_a_data_initialised_model(tmp_path: Path) -> None:
+    """The speedrun net whitens its first conv from the training data unless its weights come from a file."""
+    small = ["model=speedrun", "model.options.widths=[8,8,8]", "data.image_size=12", "data.limit=200",
+             "train.epochs=1", "augment=none"]
+    first = start_run(resolve_experiment("quickstart", small), tmp_path / "a")
+    weights = Path(first["run_dir"]) / "checkpoints/last/weights.safetensors"
+    second = start_run(resolve_experiment("quickstart", [*small, f"model.pretrained={weights}",
+                                                         "optim.lr=1e-9", "data.split_seed=3"]), tmp_path / "b")
+    from safetensors.torch import load_file
+
+    loaded, kept = load_file(str(weights)), _weights(Path(second["run_dir"]))
+    assert torch.allclose(loaded["whiten.weight"], kept["whiten.weight"])

@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from console.cli import app
-from engine.runs import read_status
+from engine.runs import read_config, read_status
 
 runner = CliRunner()
 QUICK = ["--set", "data.limit=300", "--set", "train.epochs=2"]
@@ -25,6 +25,10 @@ def test_finetune_records_parent_and_starts_from_weights(tmp_path: Path) -> None
     status = read_status(Path(child["run_dir"]))
     assert status["parent"] == f"{Path(parent['run_dir']).name}:last"
     assert status["final"]["train_acc"] > 0.5  # one epoch from trained weights is far above chance
+    config = read_config(Path(child["run_dir"]))  # the run's own record says where its weights came from
+    assert config.model.pretrained == str(Path(parent["run_dir"]).resolve() / "checkpoints/last/weights.safetensors")
+    events = [json.loads(line) for line in (Path(child["run_dir"]) / "events.jsonl").read_text().splitlines()]
+    assert [e["source"] for e in events if e["type"] == "weights_loaded"] == [config.model.pretrained]
     refused = runner.invoke(app, ["finetune", Path(parent["run_dir"]).name, "--set", "model.options.channels=[4]"])
     assert refused.exit_code == 2 and "model.options" in refused.output
 

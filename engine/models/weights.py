@@ -72,12 +72,16 @@ def _torchvision_weights(model: nn.Module, spec: str) -> object:
     """Resolve 'ResNet18_Weights.IMAGENET1K_V1' or a bare 'IMAGENET1K_V1' (for the model's architecture)."""
     from torchvision.models import get_model_weights, get_weight
 
+    arch = getattr(model, "torchvision_arch", None)
     if "." in spec:
         try:
-            return get_weight(spec)
+            weights = get_weight(spec)
         except (ValueError, KeyError, AttributeError) as exc:
             raise ModelError(f"model.pretrained: unknown torchvision weights {spec!r}: {exc}") from exc
-    arch = getattr(model, "torchvision_arch", None)
+        if arch is not None and type(weights) is not get_model_weights(arch):  # refused before any download
+            raise ModelError(f"model.pretrained: {spec} are weights for another architecture than {arch}; "
+                             f"use {get_model_weights(arch).__name__}.<name> (or just the name, e.g. IMAGENET1K_V1)")
+        return weights
     if arch is None:
         raise ModelError(
             f"model.pretrained: {spec!r} is neither a file nor a full torchvision weights name; "
@@ -123,6 +127,14 @@ def _is_file_spec(spec: str) -> bool:
     return spec.endswith(WEIGHT_SUFFIXES) or os.sep in spec or "/" in spec or Path(spec).is_file()
 
 
+def _stem_hint(source: torch.Tensor, target: torch.Tensor) -> str:
+    """A hint when only the kernel size of a convolution differs (a small-input stem against ImageNet weights)."""
+    if source.ndim == 4 and source.shape[:2] == target.shape[:2] and source.shape[2:] != target.shape[2:]:
+        return (f"; the file's kernel is {source.shape[-1]}x{source.shape[-1]}: to keep those stem weights with a "
+                f"small-input model set model.options.stem_kernel={source.shape[-1]} (its stride stays 1)")
+    return ""
+
+
 def load_pretrained(model: nn.Module, spec: str, *, num_classes: int) -> list[str]:
     """Load weights into `model`; head tensors of another shape are skipped and their keys returned."""
     state = _read_file(Path(spec).expanduser()) if _is_file_spec(spec) else _hub_file(_torchvision_weights(model, spec))
@@ -145,7 +157,7 @@ def load_pretrained(model: nn.Module, spec: str, *, num_classes: int) -> list[st
         elif source.shape != target.shape:
             raise ModelError(
                 f"model.pretrained: {spec} does not match the model: tensor {key!r} has shape "
-                f"{tuple(source.shape)} in the file but {tuple(target.shape)} in the model"
+                f"{tuple(source.shape)} in the file but {tuple(target.shape)} in the model{_stem_hint(source, target)}"
             )
         else:
             kept[key] = source
