@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from console.common import OverrideOption, RunsDirOption, err_console, out_console, reports_errors
+from console.common import OverrideOption, RunsDirOption, err_console, escape, out_console, reports_errors
 
 app = typer.Typer(help="List, show, validate, export and import presets.", no_args_is_help=True)
 
@@ -66,7 +66,7 @@ def _preset_params(name: str, path: Path) -> int | None:
         num_classes, in_channels, image_size = PRESET_INPUT.get(name, (10, 3, 32))
         return preset_param_count(section_from_dict("model", raw, str(path)), num_classes, in_channels, image_size)
     except Exception as exc:  # one broken preset must not hide the list
-        err_console.print(f"[yellow]warning:[/] {path}: {exc}")
+        err_console.print(f"[yellow]warning:[/] {escape(f'{path}: {exc}')}", highlight=False, soft_wrap=True)
         return None
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from console.common import JsonOption, OverrideOption, RunsDirOption, err_console, print_json, reports_errors
+from console.common import JsonOption, OverrideOption, RunsDirOption, err_console, escape, print_json, reports_errors
 
 SUMMARY_KEYS = ("run_dir", "state", "reason", "epochs", "epoch", "best_val_acc", "best_epoch", "test_acc",
                 "test_loss", "params", "macs", "wall_s")
@@ -45,7 +45,8 @@ def _drive(json_out: bool, quiet: bool, work: Any) -> None:
         raise typer.Exit(stop.exit_code)
     code = EXIT_CODES.get(status["state"], 1)
     if code:
-        err_console.print(f"[red]{status['state']}[/]: {status.get('reason')}")
+        err_console.print(f"[red]{status['state']}[/]: {escape(str(status.get('reason')))}", highlight=False,
+                          soft_wrap=True)
         raise typer.Exit(code)
 
 

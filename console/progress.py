@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from console.common import fmt_count, fmt_pct
@@ -90,7 +91,7 @@ class ProgressListener:
                            f"acc {fmt_pct(event['acc'])}", highlight=False, soft_wrap=True)
 
     def on_warning(self, event: dict[str, Any]) -> None:
-        self.console.print(f"[yellow]warning:[/] {event['message']}", highlight=False, soft_wrap=True)
+        self.console.print(f"[yellow]warning:[/] {escape(event['message'])}", highlight=False, soft_wrap=True)
 
     def on_run_end(self, event: dict[str, Any]) -> None:
         self.console.print(f"{event['state']} ({event['reason']}) after {event['epochs_done']} epochs", highlight=False, soft_wrap=True)

@@ -36,7 +36,12 @@ def safe_name(name: str) -> str:
 
 def create_run(root: Path, name: str) -> Path:
     """Make a new run folder `<name>-<YYYYmmdd-HHMMSS>[-n]` inside `root` (never outside it)."""
-    root.mkdir(parents=True, exist_ok=True)
+    if root.exists() and not root.is_dir():
+        raise RunError(f"runs folder {root} is a file, not a folder; pass another --runs-dir")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"runs folder {root} cannot be created: {exc.strerror or exc}") from None
     stem = f"{safe_name(name)}-{time.strftime('%Y%m%d-%H%M%S')}"
     for n in range(1000):
         candidate = root / (stem if n == 0 else f"{stem}-{n}")

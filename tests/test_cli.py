@@ -105,3 +105,11 @@ def test_model_presets_show_param_counts() -> None:
     result = runner.invoke(app, ["presets", "list", "model"], terminal_width=200)
     assert result.exit_code == 0 and "params" in result.stdout and "small-cnn" in result.stdout
     assert "21.5K" in result.stdout
+
+
+def test_unusable_runs_folder_and_brackets_in_messages_are_one_line_errors(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file")
+    result = runner.invoke(app, ["train", "quickstart", "--runs-dir", str(tmp_path / "taken")])
+    assert result.exit_code == 2 and "is a file, not a folder" in result.output and "Traceback" not in result.output
+    bracketed = runner.invoke(app, ["train", "quickstart", "--set", "schedule.milestones=[bold]"])
+    assert bracketed.exit_code == 2 and "milestones=[bold]:" in bracketed.output  # not swallowed as rich markup
