@@ -150,7 +150,7 @@ class Trainer:
                        "or a smaller model or image size")
             raise EngineError(message) from exc
         if reason == "interrupted":
-            self._save("last", include_state=True)
+            self._save("last", state=self._training_state())
             return self._finish("interrupted", f"stopped by signal {self.stop.signal_number}")
         self._test()
         return self._finish("finished", reason)
@@ -276,13 +276,13 @@ class Trainer:
         self.progress.history.append(row)
         improved = self._update_best(row)
         self.events.emit("epoch", **row)
-        if improved:
-            self._save("best", include_state=False)
-        if cfg.train.checkpoint.every and (epoch + 1) % cfg.train.checkpoint.every == 0:
-            self._save(f"epoch-{epoch + 1:03d}", include_state=False)
+        periodic = bool(cfg.train.checkpoint.every) and (epoch + 1) % cfg.train.checkpoint.every == 0
+        names = ["best"] * improved + [f"epoch-{epoch + 1:03d}"] * periodic + ["last"] * cfg.train.checkpoint.last
+        state = self._training_state() if names else None  # one state for all of them (collective in DDP)
+        for name in names:
+            self._save(name, state=state)
+        if periodic:
             ckpt.prune_periodic(self.run_dir / "checkpoints", cfg.train.checkpoint.keep)
-        if cfg.train.checkpoint.last:
-            self._save("last", include_state=True)
         self.record_status("running")
         return bool(distributed.broadcast(self._early_stop(row), self.dist))
 
@@ -356,11 +356,10 @@ class Trainer:
                          wall_s=self.status.get("wall_s"))
         return self.status
 
-    def _save(self, name: str, *, include_state: bool) -> None:
-        """Write a checkpoint (rank 0); with training state, every rank's RNG states are gathered first."""
+    def _save(self, name: str, *, state: dict[str, Any]) -> None:
+        """Write a checkpoint with the training state from `_training_state` (on rank 0; others return)."""
         parts = self.parts
         assert parts is not None
-        state = self._training_state() if include_state else None  # collective in DDP: all ranks call
         if not self.dist.is_main:
             return
         meta = {"epoch": self.progress.epoch, "step_in_epoch": self.progress.step_in_epoch,

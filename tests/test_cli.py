@@ -38,7 +38,7 @@ def test_train_quickstart_json_is_the_only_stdout(quickstart_run: tuple[Path, di
     assert summary["state"] == "finished" and summary["test_acc"] >= 0.95
     run_dir = Path(summary["run_dir"])
     for name in ("config.yaml", "events.jsonl", "status.json", "checkpoints/last/weights.safetensors",
-                 "checkpoints/best/state.pt" if False else "checkpoints/best/meta.json"):
+                 "checkpoints/last/state.pt", "checkpoints/best/state.pt", "checkpoints/best/meta.json"):
         assert (run_dir / name).exists(), name
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in events if e["type"] == "epoch"] == list(range(1, 16))
