@@ -174,8 +174,8 @@ class Trainer:
         dev_loss = torch.tensor(sums["loss"], device=self.device, dtype=torch.float64)
         dev_correct = torch.tensor(sums["correct"], device=self.device, dtype=torch.float64)
         seen = int(sums["seen"])
-        # per-step sums stay on the device (two in-place adds); they are read once per log interval
-        log_loss = torch.zeros((), device=self.device, dtype=torch.float64)
+        # per-step values stay on the device (one copy and one in-place add); they are read once per log interval
+        step_losses = torch.zeros(cfg.train.log_every, device=self.device, dtype=torch.float64)
         log_correct = torch.zeros((), device=self.device, dtype=torch.float64)
         log_count, log_first, log_clock = 0, skip, time.perf_counter()
         self.events.emit("epoch_start", epoch=epoch + 1, epochs=cfg.train.epochs, steps=steps)
@@ -186,23 +186,24 @@ class Trainer:
         accumulate = cfg.optim.accumulate
         for index, (inputs, targets) in enumerate(batches, start=skip):
             loss_sum, correct = self._train_step(inputs, targets, index)
-            log_loss.add_(loss_sum)
+            step_losses[index - log_first].copy_(loss_sum)
             log_correct.add_(correct)
             log_count += targets.shape[0]
             self.progress.step_in_epoch = index + 1
             last = index + 1 == steps
             at_boundary = (index + 1) % cfg.train.log_every == 0
             if at_boundary or last:
-                self._report_interval(epoch, (log_first, index), log_loss, log_count, log_clock)
+                log_loss = self._report_interval(epoch, log_first, step_losses[: index + 1 - log_first],
+                                                 log_count, log_clock)
                 dev_loss += log_loss
                 dev_correct += log_correct
                 seen += log_count
-                log_loss.zero_()
                 log_correct.zero_()
                 log_count, log_first, log_clock = 0, index + 1, time.perf_counter()
             # stop only between optimizer steps: a half-accumulated gradient is not in any checkpoint
             if ((index + 1) % accumulate == 0 or last) and self._should_stop(at_log_boundary=at_boundary or last):
-                self.partial = {"loss": float(dev_loss + log_loss), "correct": float(dev_correct + log_correct),
+                pending = step_losses[: index + 1 - log_first].sum()
+                self.partial = {"loss": float(dev_loss + pending), "correct": float(dev_correct + log_correct),
                                 "seen": seen + log_count}
                 return False
         sums_all = distributed.all_sum(torch.stack([dev_loss, dev_correct,
@@ -216,20 +217,27 @@ class Trainer:
         self.progress.step_in_epoch = 0
         return True
 
-    def _report_interval(self, epoch: int, steps: tuple[int, int], log_loss: torch.Tensor, count: int,
-                         clock: float) -> None:
-        """Stop on a NaN/Inf loss in the interval (it shows in the sum), else emit its step event."""
+    def _report_interval(self, epoch: int, first: int, step_losses: torch.Tensor, count: int,
+                         clock: float) -> torch.Tensor:
+        """Stop on a NaN/Inf loss in the interval (naming its first bad step), else emit its step event;
+        returns the interval's loss sum (on the device)."""
         parts = self.parts
         assert parts is not None
-        first, index = steps
-        checked = distributed.all_sum(log_loss.clone(), self.dist) if self.dist.enabled else log_loss
-        if not math.isfinite(float(checked)):  # in DDP every rank judges the same sum
-            where = f"step {index + 1}" if first == index else f"steps {first + 1}-{index + 1}"
-            raise Diverged(f"loss became NaN/Inf at epoch {epoch + 1}, {where}")
+        log_loss = step_losses.sum()
+        if self.dist.enabled:  # every rank judges the same per-step sums over all ranks
+            checked = distributed.all_sum(step_losses.clone(), self.dist)
+            total = float(checked.sum())
+        else:
+            checked, total = step_losses, float(log_loss)
+        if not math.isfinite(total):
+            bad = int((~torch.isfinite(checked)).nonzero()[0, 0])
+            raise Diverged(f"loss became NaN/Inf at epoch {epoch + 1}, step {first + bad + 1}")
+        index = first + len(step_losses) - 1
         elapsed = time.perf_counter() - clock
         self.events.emit("step", epoch=epoch + 1, step=index + 1, global_step=self.progress.global_step,
                          loss=float(log_loss) / max(count, 1), lr=parts.schedule.lr(),
                          images_per_s=round(count / max(elapsed, 1e-9), 1))
+        return log_loss
 
     def _train_step(self, inputs: torch.Tensor, targets: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward, backward and (every `accumulate` batches) an optimizer step; returns device sums."""

@@ -71,6 +71,10 @@ def test_nan_loss_stops_as_diverged_and_never_becomes_best(tmp_path: Path) -> No
                                                "model.options.batch_norm=false", "train.log_every=1"])
     status = start_run(config, tmp_path)
     assert status["state"] == "diverged" and "epoch 1, step" in status["reason"]
+    coarse = start_run(resolve_experiment("quickstart", ["optim.lr=1e12", "train.epochs=3", "data.limit=300",
+                                                         "model.options.batch_norm=false", "train.log_every=7"]),
+                       tmp_path)  # checked every 7 steps, the first bad step is still named exactly
+    assert coarse["state"] == "diverged" and coarse["reason"] == status["reason"]
     for meta in ckpt.list_checkpoints(Path(status["run_dir"])):
         weights = ckpt.load_checkpoint(Path(status["run_dir"]) / "checkpoints" / meta["name"]).weights
         assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
