@@ -5,6 +5,9 @@ from __future__ import annotations
 import typer
 
 from console import cli_data, cli_eval, cli_presets, cli_runs, cli_schedule, cli_train
+from console.common import install_warning_handler
+
+install_warning_handler()
 
 app = typer.Typer(
     name="imgcls-console",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,20 @@ OverrideOption = Annotated[
                  help="Override a config value, e.g. --set optim.lr=0.2 (repeatable); --set model=PRESET swaps a section."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout (nothing else).")]
+
+
+class WarningsToStderr(logging.Handler):
+    """The engine's logged warnings (a user preset shadowing a built-in, ...) as `warning:` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err_console.print(f"[yellow]warning:[/] {escape(record.getMessage())}", highlight=False, soft_wrap=True)
+
+
+def install_warning_handler() -> None:
+    """Route the `engine` loggers' warnings to stderr, once."""
+    engine_log = logging.getLogger("engine")
+    if not any(isinstance(h, WarningsToStderr) for h in engine_log.handlers):
+        engine_log.addHandler(WarningsToStderr(logging.WARNING))
 
 
 def reports_errors(func: F) -> F:

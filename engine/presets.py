@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -23,6 +24,8 @@ import yaml
 from engine import config as cfg
 from engine.errors import ConfigError, did_you_mean
 
+log = logging.getLogger(__name__)
+
 EXPERIMENT_KEYS = {"name", "description", "base", *cfg.SECTION_TYPES}
 
 
@@ -33,7 +36,7 @@ class PresetInfo:
     kind: str
     name: str
     path: Path
-    origin: str  # "user" or "builtin"
+    origin: str  # "user", "builtin" or "user, shadows built-in"
     description: str
 
 
@@ -112,6 +115,8 @@ def list_presets(kind: str | None = None) -> list[PresetInfo]:
                 key = (k, path.stem)
                 if key not in found:
                     found[key] = PresetInfo(k, path.stem, path, origin, _description(path))
+                elif origin == "builtin":
+                    found[key] = dataclasses.replace(found[key], origin="user, shadows built-in")
     return sorted(found.values(), key=lambda p: (cfg.PRESET_KINDS.index(p.kind), p.name))
 
 
@@ -147,11 +152,23 @@ def find_preset(kind: str, name: str) -> Path:
     for root in (user_dir(), builtin_dir()):
         path = root / kind / f"{name}.yaml"
         if path.is_file():
+            if root != builtin_dir() and (builtin_dir() / kind / f"{name}.yaml").is_file():
+                _note_shadowing(kind, name, path)
             return path
     names = [p.name for p in list_presets(kind)]
     raise ConfigError(
         f"no {kind} preset named {name!r}{did_you_mean(name, names)}; available: {', '.join(names) or '(none)'}"
     )
+
+
+_SHADOWING_NOTED: set[Path] = set()
+
+
+def _note_shadowing(kind: str, name: str, path: Path) -> None:
+    """Say once per process that a user preset is used in place of the built-in one of the same name."""
+    if path not in _SHADOWING_NOTED:
+        _SHADOWING_NOTED.add(path)
+        log.warning("%s preset %r is your %s, which shadows the built-in one of that name", kind, name, path)
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -70,10 +70,11 @@ def test_base_experiment_chain_and_cycle(tmp_path: Path) -> None:
         presets.resolve_experiment("b")
 
 
-def test_user_folder_comes_before_builtin(tmp_path: Path) -> None:
+def test_user_folder_comes_before_builtin_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     write(tmp_path / "user-presets" / "optim" / "sgd.yaml", "name: sgd\nlr: 0.7\n")
     assert presets.load_section_preset("optim", "sgd")["lr"] == 0.7
-    assert [p.origin for p in presets.list_presets("optim") if p.name == "sgd"] == ["user"]
+    assert [p.origin for p in presets.list_presets("optim") if p.name == "sgd"] == ["user, shadows built-in"]
+    assert "optim preset 'sgd' is your" in caplog.text and "shadows the built-in one" in caplog.text
 
 
 def test_export_is_self_contained_and_hash_is_stable(tmp_path: Path) -> None:
