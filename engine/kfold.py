@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 from engine.config import ExperimentConfig, check_semantics
-from engine.errors import ConfigError, DataError, RunError
-from engine.runs import atomic_write_text, safe_name
+from engine.errors import ConfigError, DataError, EngineError, RunError
+from engine.runs import atomic_write_text, is_run_dir, safe_name
 
 RECORD = "kfold.json"
 FOLD_KEYS = ("state", "reason", "best_epoch", "best_val_acc", "best_metric", "best_value", "test_acc",
@@ -89,6 +90,9 @@ def run_kfold(config: ExperimentConfig, folds: int, runs_root: Path, *, listener
             status = start_run(fold_config(config, folds, fold), group, listeners=listeners, stop=stop,
                                parent=group.name)
         except BaseException as exc:  # the record must not say "running" for ever
+            if isinstance(exc, EngineError) and not any(is_run_dir(p) for p in group.iterdir()):
+                shutil.rmtree(group, ignore_errors=True)  # bad input before any fold trained: no group left
+                raise
             record["state"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             record["error"] = f"fold {fold}: {type(exc).__name__}: {exc}"
             write_record(group, record)

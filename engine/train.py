@@ -93,6 +93,9 @@ class Trainer:
     def setup(self, *, resume_from: Path | None = None) -> None:
         """Seed, load data, build model/optimizer/schedule; restore a checkpoint when resuming."""
         seed_everything(self.config.train.seed, self.config.train.deterministic, self.device)
+        if self.config.train.precision != "fp32" and self.amp is None:
+            self.events.emit("warning", message=f"train.precision={self.config.train.precision} needs CUDA; "
+                                                f"this run on {self.device.type} computes in fp32")
         configure_cpu_threads(self.config.train.cpu_threads, self.device)
         self.parts = build_parts(self.config, self.device, self.events, resuming=resume_from is not None,
                                  dist_info=self.dist)

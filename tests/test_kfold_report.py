@@ -71,6 +71,13 @@ def test_a_prefix_of_both_a_run_and_a_group_is_ambiguous(tmp_path: Path) -> None
     assert result.exit_code == 2 and "matches the k-fold group quickstart-kfold-1 and the run quickstart-" in result.output
 
 
+def test_more_folds_than_the_smallest_class_is_refused_and_leaves_no_group(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["kfold", "quickstart", "--folds", "50", "--set", "data.limit=300",
+                                 "--runs-dir", str(tmp_path / "runs")], terminal_width=200)
+    assert result.exit_code == 2 and "has only 29 images in the training pool" in result.output
+    assert not list((tmp_path / "runs").glob("quickstart-kfold-*"))
+
+
 def test_kfold_needs_two_folds() -> None:
     result = runner.invoke(app, ["kfold", "quickstart", "--folds", "1"], terminal_width=200)
     assert result.exit_code == 2 and "--folds" in result.output

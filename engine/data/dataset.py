@@ -100,7 +100,7 @@ def load_dataset(cfg: DataConfig, *, progress: Progress | None = None) -> Datase
     _check_every_class_present(table, cfg)
     splits = list(make_splits(
         table.labels, table.test_start, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
-        seed=cfg.split_seed, folds=cfg.folds, fold=cfg.fold, limit=cfg.limit,
+        seed=cfg.split_seed, folds=cfg.folds, fold=cfg.fold, limit=cfg.limit, class_names=list(table.classes),
     ))
     images, labels = table.images, table.labels
     if cfg.limit is not None:

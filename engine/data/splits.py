@@ -61,10 +61,19 @@ def stratified_subset(labels: torch.Tensor, pool: torch.Tensor, count: int, seed
     return torch.cat(members)[order[:count]].sort().values
 
 
-def stratified_folds(labels: torch.Tensor, pool: torch.Tensor, folds: int, seed: int) -> list[torch.Tensor]:
-    """`folds` disjoint, covering, class-balanced folds of `pool` (each sorted)."""
+def stratified_folds(labels: torch.Tensor, pool: torch.Tensor, folds: int, seed: int,
+                     class_names: list[str] | None = None) -> list[torch.Tensor]:
+    """`folds` disjoint, covering, class-balanced folds of `pool` (each sorted); every class needs an image
+    in every fold."""
     if len(pool) < folds:
         raise DataError(f"data.folds: {folds} folds need at least {folds} images, the training pool has {len(pool)}")
+    counts = torch.bincount(labels[pool])
+    smallest = int(counts[counts > 0].min())
+    if folds > smallest:
+        label = int(((counts > 0) & (counts == smallest)).nonzero()[0, 0])
+        name = class_names[label] if class_names and label < len(class_names) else str(label)
+        raise DataError(f"data.folds: {folds} folds, but class `{name}` has only {smallest} images in the training "
+                        f"pool: some validation folds would lack it; use at most {smallest} folds")
     generator = torch.Generator().manual_seed(seed)
     ordered = torch.cat(_class_groups(labels, pool, generator))
     assignment = torch.arange(len(ordered)) % folds
@@ -81,6 +90,7 @@ def make_splits(
     folds: int | None = None,
     fold: int = 0,
     limit: int | None = None,
+    class_names: list[str] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(train, val, test) index arrays. The test split is the source's own (rows from `test_start`) or a
     stratified `test_fraction` holdout; val is a stratified holdout of the rest or fold `fold` of `folds`."""
@@ -92,7 +102,7 @@ def make_splits(
     if limit is not None:
         pool = stratified_subset(labels, pool, limit, derived_seed(seed, "limit"))
     if folds is not None:
-        parts = stratified_folds(labels, pool, folds, derived_seed(seed, "folds"))
+        parts = stratified_folds(labels, pool, folds, derived_seed(seed, "folds"), class_names)
         val = parts[fold]
         train = torch.cat([p for i, p in enumerate(parts) if i != fold]).sort().values
     else:
