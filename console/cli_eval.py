@@ -318,12 +318,12 @@ def report(
 ) -> None:
     """Write a Markdown report: comparison table, training curves (LR drops marked), confusion matrices (PNG)."""
     from engine.compare import expand_targets
-    from engine.report import write_report
+    from engine.report import linked_figures, write_report
     from engine.runs import runs_dir as pick_runs_dir
 
     run_dirs = expand_targets(pick_runs_dir(runs_dir), runs)
     path = write_report(run_dirs, out, title=title, split=split.value, confusion=not no_confusion)
-    figures = sorted(str(p) for p in (path.parent / "figures").glob("*.png"))
+    figures = [str(p) for p in linked_figures(path)]
     if json_out:
         print_json({"report": str(path), "runs": [str(d) for d in run_dirs], "figures": figures})
         return

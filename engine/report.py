@@ -6,6 +6,7 @@ fold ensemble's result. Figures go to `<out>/figures/`, linked relatively from `
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,12 @@ def confusion_section(run_dirs: list[Path], figures: Path, split: str) -> list[s
                   f"![confusion matrix of {run_dir.name}]({path.parent.name}/{path.name})", "",
                   f"Most confused: {pairs or 'none'}.", ""]
     return lines
+
+
+def linked_figures(markdown: Path) -> list[Path]:
+    """The image files a report links to (not whatever else its figures folder holds from earlier reports)."""
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown.read_text(encoding="utf-8"))
+    return [markdown.parent / link for link in links]
 
 
 def write_report(run_dirs: list[Path], out_dir: Path, *, title: str = "Experiment report",

@@ -130,6 +130,8 @@ def test_report_writes_markdown_with_png_figures(home: tuple[Path, dict], tmp_pa
         with Image.open(out / relative) as image:
             assert image.format == "PNG" and image.size[0] > 100
     assert sorted(json.loads(result.stdout)["figures"]) == sorted(str(out / p) for p in images)
+    again = runner.invoke(app, ["report", "steps", "--out", str(out), "--runs-dir", str(root), "--json"])
+    assert again.exit_code == 0 and len(json.loads(again.stdout)["figures"]) == 3  # not the earlier report's
 
 
 def test_ensemble_accepts_a_kfold_group_name(tmp_path: Path) -> None:
