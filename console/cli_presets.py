@@ -27,7 +27,12 @@ def _find_any(name: str, kind: str | None) -> tuple[str, Path]:
         except ConfigError:
             if kind:
                 raise
-    raise ConfigError(f"no preset named {name!r} of any kind; see `imgcls-console presets list`")
+    from engine.errors import did_you_mean
+    from engine.presets import list_presets
+
+    names = sorted({info.name for info in list_presets()})
+    raise ConfigError(f"no preset named {name!r} of any kind{did_you_mean(name, names)}; see "
+                      "`imgcls-console presets list`")
 
 
 @app.command("list")
@@ -127,15 +132,20 @@ def export(
     import sys
 
     from engine.config import from_dict, to_dict
-    from engine.errors import EngineError
+    from engine.errors import ConfigError, EngineError
     from engine.presets import apply_overrides, resolve_experiment, resolved_yaml
     from engine.runs import read_config, resolve_run
     from engine.runs import runs_dir as pick_runs_dir
 
     try:
         run_dir = resolve_run(pick_runs_dir(runs_dir), source)
-    except EngineError:
-        config = resolve_experiment(source, overrides or [])
+    except EngineError as not_a_run:
+        try:
+            config = resolve_experiment(source, overrides or [])
+        except ConfigError as exc:
+            if not str(exc).startswith("no experiment preset named"):
+                raise
+            raise ConfigError(f"{source!r} is neither a run ({not_a_run}) nor an experiment preset ({exc})") from None
     else:
         config = read_config(run_dir)
         if overrides:

@@ -43,7 +43,7 @@ def preview(
 ) -> None:
     """Print the LR of every epoch (and a text chart) as the run would see it."""
     from engine.lr_find import plain_chart
-    from engine.optim import lr_drops, preview_note, preview_schedule
+    from engine.optim import lr_drops, preview_note, preview_schedule, unused_milestones_note
     from engine.presets import resolve_experiment
 
     config = resolve_experiment(experiment, overrides or [])
@@ -55,7 +55,8 @@ def preview(
     drops = lr_drops(series) if config.schedule.name in STEPPED_SCHEDULES else []
     if json_out:
         print_json({"experiment": config.name, "steps_per_epoch": steps, "series": series, "drops": drops,
-                    "note": preview_note(config.schedule)})
+                    "note": preview_note(config.schedule),
+                    "warning": unused_milestones_note(config.schedule, config.train.epochs)})
         return
     out_console.print(f"{config.name}: {config.schedule.name} schedule, {config.train.epochs} epochs x {steps} steps,"
                       f" peak lr {config.optim.lr:g}", highlight=False)
@@ -69,6 +70,9 @@ def preview(
     note = preview_note(config.schedule)
     if note:
         err_console.print(f"note: {note}", highlight=False)
+    warning = unused_milestones_note(config.schedule, config.train.epochs)
+    if warning:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
 
 
 @reports_errors
@@ -108,6 +112,9 @@ def lr_find(
         out_console.print("  |" + line, highlight=False)
     out_console.print(f"  lr {series[0]['lr']:.2g} ... {series[-1]['lr']:.2g} (log scale), smoothed loss",
                       highlight=False)
+    if len(series) < steps:
+        out_console.print(f"  stopped after {len(series)} of {steps} steps: the loss blew up at lr "
+                          f"{series[-1]['lr']:.2g}", highlight=False)
     suggestion = result["suggested_lr"]
     out_console.print(f"suggested lr: {suggestion:.3g}" if suggestion else "no suggestion (too few steps)",
                       highlight=False)

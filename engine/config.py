@@ -109,8 +109,9 @@ class ScheduleConfig:
         "constant", "step", "multistep", "exponential", "polynomial", "cosine", "onecycle", "plateau"
     ] = doc("schedule shape", "constant")
     interval: Literal["epoch", "step"] = doc("update the LR after every epoch or after every optimizer step", "epoch")
-    step_size: int = doc("step: epochs between LR drops", 30)
-    milestones: list[int] = doc("multistep: epochs at which the LR is multiplied by gamma", factory=list)
+    step_size: int = doc("step: epochs between LR drops (counted after warmup)", 30)
+    milestones: list[int] = doc("multistep: epochs (counted after warmup) at which the LR is multiplied by gamma",
+                                factory=list)
     gamma: float = doc("step/multistep/exponential: LR multiplier per drop (per epoch for exponential)", 0.1)
     power: float = doc("polynomial: decay exponent", 1.0)
     t_max: int | None = doc("cosine: epochs of one half-cosine; None = all epochs after warmup", None)

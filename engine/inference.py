@@ -65,7 +65,8 @@ def load_model(ref: CheckpointRef, channels: int, image_size: int, *, use_ema: b
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        first = lines[1] if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)  # the first tensor
         raise CheckpointError(f"{ref.label}: its weights do not fit model {spec.name!r} built for {channels} "
                               f"channel(s), {image_size} px and {len(ref.classes)} classes ({first})") from None
     model = model.to(device).eval()

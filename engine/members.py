@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ import torch
 from engine import checkpoint as ckpt
 from engine.config import ExperimentConfig, from_dict, to_dict
 from engine.errors import CheckpointError, ConfigError, DataError, RunError
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 
@@ -200,7 +203,7 @@ def _effective_precision(config: ExperimentConfig, options: EvalOptions) -> str:
 def classes_mismatch(expected: list[str], expected_from: str, actual: list[str], actual_from: str) -> str:
     """A message naming how two class lists differ (count, names or order)."""
     if len(expected) != len(actual):
-        what = f"{len(expected)} classes vs {len(actual)}"
+        what = f"{len(actual)} classes, not {len(expected)}"
     elif sorted(expected) != sorted(actual):
         extra = sorted(set(actual) - set(expected))[:5]
         what = f"different class names ({', '.join(extra)} not in {expected_from})"
@@ -274,6 +277,10 @@ def view_logits(ref: CheckpointRef, options: EvalOptions) -> ViewLogits:
 
     config = eval_config(ref, options)
     views = tta_views(effective_tta(ref, options))
+    if "random" in views and not config.augment.ops:
+        log.warning("%s: tta %s: the run has no training augmentations (augment.ops is empty), so each random "
+                    "view is the plain image; use flip/shift views, or --set augment=PRESET", ref.label,
+                    effective_tta(ref, options))
     key = cache_key(ref, options, config, views)
     path = cache_path(ref, key)
     cached = read_cache(path, views, key)

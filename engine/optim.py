@@ -363,6 +363,17 @@ def preview_note(cfg: ScheduleConfig) -> str | None:
     return None
 
 
+def unused_milestones_note(cfg: ScheduleConfig, epochs: int) -> str | None:
+    """A warning when multistep milestones lie past the end of the run (they count from the end of warmup)."""
+    main = epochs - cfg.warmup_epochs
+    late = [m for m in cfg.milestones if m >= main]
+    if cfg.name != "multistep" or not late:
+        return None
+    counted = f", counted after its {cfg.warmup_epochs:g} warmup epochs" if cfg.warmup_epochs else ""
+    return (f"schedule.milestones {late} never apply: the run has {main:g} epochs of multistep{counted} "
+            f"(extend train.epochs or lower the milestones)")
+
+
 def lr_drops(series: list[tuple[float, float]], *, min_drop: float = 0.05) -> list[float]:
     """Epochs (as floats) where the LR fell by more than min_drop (relative) in one step after holding steady.
 

@@ -244,7 +244,11 @@ def _compose_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if base is not None:
         if not isinstance(base, str):
             raise ConfigError(f"{path}: base: expected an experiment preset name, got {base!r}")
-        composed = _compose_raw(find_preset("experiment", base), (*seen, path.resolve()))
+        try:
+            base_path = find_preset("experiment", base)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: base: {exc}") from None
+        composed = _compose_raw(base_path, (*seen, path.resolve()))
         composed.pop("description", None)
         composed.pop("name", None)  # a child is named after its own file unless it says otherwise
     for key, value in raw.items():

@@ -125,7 +125,7 @@ def build_parts(config: ExperimentConfig, device: torch.device, events: EventWri
     from engine.augment import Augmenter, resolve_normalization
     from engine.data import class_weights, load_dataset
     from engine.models import count_macs, count_params, create_model
-    from engine.optim import LRSchedule, build_optimizer
+    from engine.optim import LRSchedule, build_optimizer, unused_milestones_note
 
     clock = time.perf_counter()
     dataset = load_dataset(config.data)
@@ -163,6 +163,9 @@ def build_parts(config: ExperimentConfig, device: torch.device, events: EventWri
     steps_per_epoch = max(1, -(-len(train_loader) // config.optim.accumulate))
     schedule = LRSchedule(optimizer, config.schedule, epochs=config.train.epochs,
                           steps_per_epoch=steps_per_epoch, base_lr=config.optim.lr)
+    unused = unused_milestones_note(config.schedule, config.train.epochs)
+    if unused:
+        events.emit("warning", message=unused)
     scaler = torch.amp.GradScaler(device.type, enabled=(device.type == "cuda" and config.train.precision == "fp16"))
     generator = torch.Generator(device=device)
     generator.manual_seed(config.train.seed + 1 + dist_info.rank)

@@ -115,10 +115,10 @@ def test_members_from_different_datasets_are_refused(runs_root: Path, tmp_path: 
     pets = start_run(resolve_experiment("quickstart", overrides), runs_root)
     assert pets["state"] == "finished"
     refs = [checkpoint_ref(_run(runs_root, "seed0")), checkpoint_ref(Path(pets["run_dir"]))]
-    with pytest.raises(CheckpointError, match="10 classes vs 3"):
+    with pytest.raises(CheckpointError, match="3 classes, not 10"):
         evaluate_ensemble(refs, EvalOptions(split="test"))
     result = runner.invoke(app, ["ensemble", _run(runs_root, "seed0").name, "pets", "--runs-dir", str(runs_root)])
-    assert result.exit_code == 2 and "10 classes vs 3" in result.output
+    assert result.exit_code == 2 and "3 classes, not 10" in result.output
 
 
 def test_eval_and_ensemble_commands_and_runs_show(runs_root: Path) -> None:

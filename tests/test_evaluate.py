@@ -170,7 +170,7 @@ def test_checkpoint_on_other_classes_fails_clearly(run_dir: Path, tmp_path: Path
     with pytest.raises(CheckpointError) as error:
         evaluate_checkpoint(ref, EvalOptions(split="test", overrides=overrides))
     message = str(error.value)
-    assert "10 classes vs 3" in message and ref.label in message and "circle" in message
+    assert "3 classes, not 10" in message and ref.label in message and "circle" in message
     with pytest.raises(ConfigError, match="architecture"):
         evaluate_checkpoint(ref, EvalOptions(overrides=["model.dropout=0.5"]))
 

@@ -362,3 +362,11 @@ def test_presets_cover_the_users_recipes() -> None:
     assert {"sgd", "sgd-nesterov-wd", "adam", "adam-1e-4", "adamw", "constant", "cosine", "multistep-10",
             "multistep-10-11", "multistep-20-30", "multistep-30-45", "multistep-50-75", "exponential-0.7",
             "polynomial-2", "plateau", "plateau-cooldown", "onecycle", "cosine-warmup"} <= names
+
+
+def test_milestones_past_the_end_are_named() -> None:
+    from engine.optim import unused_milestones_note
+
+    cfg = ScheduleConfig(name="multistep", milestones=[3, 5], warmup_epochs=2)
+    assert "[5] never apply" in (unused_milestones_note(cfg, 6) or "") and "2 warmup epochs" in (unused_milestones_note(cfg, 6) or "")
+    assert unused_milestones_note(cfg, 8) is None
