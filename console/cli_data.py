@@ -8,7 +8,7 @@ import typer
 
 from console.common import JsonOption, OverrideOption, err_console, out_console, print_json, reports_errors
 
-app = typer.Typer(help="Inspect datasets: class counts per split and normalization statistics.",
+app = typer.Typer(help="Inspect datasets (class counts per split, normalization statistics) and the decoded-image cache.",
                   no_args_is_help=True)
 
 
@@ -95,3 +95,41 @@ def stats(
     else:
         cache = "not cached"
     err_console.print(f"{cache}, loaded in {ds.info['load_seconds']:.2f}s", highlight=False)
+
+
+@app.command()
+@reports_errors
+def cache(
+    clear: Annotated[bool, typer.Option("--clear", help="Delete the entries listed (all, or those --unused-for).")] = False,
+    unused_for: Annotated[float | None, typer.Option("--unused-for", metavar="DAYS", min=0,
+                                                     help="Only entries not used for this many days.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the decoded image tables cached under the data folder (what, size, last use); --clear deletes them."""
+    import time
+
+    from rich.table import Table
+
+    from console.common import fmt_bytes, fmt_seconds
+    from engine.data import data_dir
+    from engine.data.table import cache_entries, remove_cached
+
+    entries = cache_entries()
+    if unused_for is not None:
+        entries = [e for e in entries if time.time() - e["last_used"] >= unused_for * 86400]
+    if clear:
+        for entry in entries:
+            remove_cached(entry["key"])
+    if as_json:
+        print_json({"folder": str(data_dir() / "cache"), "entries": entries, "cleared": clear})
+        return
+    table = Table("key", "source", "root", "images", "shape", "size", "last used",
+                  title=f"{'deleted from' if clear else 'cached in'} {data_dir() / 'cache'}")
+    for entry in entries:
+        shape = "x".join(str(v) for v in entry.get("shape", [])) or "?"
+        table.add_row(entry["key"], str(entry.get("source", "?")), str(entry.get("root") or "-"),
+                      str(entry.get("images", "?")), shape, fmt_bytes(entry["bytes"]),
+                      f"{fmt_seconds(time.time() - entry['last_used'])} ago")
+    out_console.print(table)
+    total = sum(entry["bytes"] for entry in entries)
+    out_console.print(f"{len(entries)} entries, {fmt_bytes(total)}" + (" deleted" if clear else ""), highlight=False)

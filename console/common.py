@@ -88,6 +88,16 @@ def fmt_count(value: Any) -> str:
     return str(int(value))
 
 
+def fmt_bytes(value: int) -> str:
+    """123456789 -> '118 MiB'."""
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
 def fmt_seconds(value: Any) -> str:
     """83.2 -> '1m23s'."""
     if not isinstance(value, (int, float)):

@@ -54,3 +54,21 @@ def test_stats_of_an_experiment_uses_its_data_section():
     assert result.exit_code == 0, result.output
     wider = json.loads(result.stdout)
     assert plain["source"] == "digits" and sum(wider["counts"]["val"]) > sum(plain["counts"]["val"])
+
+
+def test_cache_lists_and_clears_decoded_tables(tmp_path):
+    root = tmp_path / "imgs"
+    for label in ("ant", "bee"):
+        (root / label).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.full((6, 6, 3), 40 * i, dtype=np.uint8)).save(root / label / f"{i}.png")
+    assert runner.invoke(app, ["stats", "folder-40px", "--set", f"root={root}", "--json"]).exit_code == 0
+    listed = json.loads(runner.invoke(app, ["cache", "--json"]).stdout)
+    (entry,) = listed["entries"]
+    assert entry["source"] == "folder" and entry["root"] == str(root) and entry["images"] == 8
+    assert entry["shape"] == [3, 40, 40] and entry["bytes"] > 8 * 3 * 40 * 40
+    kept = json.loads(runner.invoke(app, ["cache", "--clear", "--unused-for", "1", "--json"]).stdout)
+    assert kept["entries"] == [] and (tmp_path / "data" / "cache" / f"{entry['key']}.pt").is_file()
+    cleared = json.loads(runner.invoke(app, ["cache", "--clear", "--json"]).stdout)
+    assert [e["key"] for e in cleared["entries"]] == [entry["key"]]
+    assert not list((tmp_path / "data" / "cache").iterdir())

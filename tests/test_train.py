@@ -253,3 +253,22 @@ def test_pretrained_weights_are_kept_by_a_data_initialised_model(tmp_path: Path)
 
     loaded, kept = load_file(str(weights)), _weights(Path(second["run_dir"]))
     assert torch.allclose(loaded["whiten.weight"], kept["whiten.weight"])
+
+
+def test_skipped_images_are_counted_in_the_run_events(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    for label in ("ant", "bee"):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(np.full((8, 8), 20 * i + 100 * (label == "bee"), dtype=np.uint8)).save(
+                tmp_path / "imgs" / label / f"{i}.png")
+    (tmp_path / "imgs" / "bee" / "broken.png").write_bytes(b"not a png")
+    overrides = ["data=folder-40px", f"data.root={tmp_path / 'imgs'}", "data.image_size=8", "data.channels=1",
+                 "data.on_bad_image=skip", "train.epochs=1", "augment=none", "model=mnist-logreg"]
+    status = start_run(resolve_experiment("quickstart", overrides), tmp_path / "runs")
+    events = [json.loads(line) for line in (Path(status["run_dir"]) / "events.jsonl").read_text().splitlines()]
+    ready = next(e for e in events if e["type"] == "data_ready")
+    warning = next(e for e in events if e["type"] == "warning" and "skipped" in e["message"])
+    assert ready["info"]["skipped"] == 1 and warning["skipped_files"] == [str(tmp_path / "imgs/bee/broken.png")]

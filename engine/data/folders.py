@@ -155,6 +155,7 @@ def load_unlabeled(folder: str | Path, *, image_size: int, channels: int, on_bad
     images = torch.from_numpy(array[keep] if skipped else array).contiguous()
     kept_ids = [ids[i] for i in keep]
     save_cached(key, Table(images, torch.zeros(len(kept_ids), dtype=torch.int64), [], None,
-                           {"ids": kept_ids, "skipped": len(skipped)}))
+                           {"ids": kept_ids, "skipped": len(skipped)}),
+                {"source": "unlabeled", "root": str(root.resolve()), "image_size": image_size, "channels": channels})
     return images, kept_ids
 

@@ -61,6 +61,8 @@ def load_table(cfg: DataConfig, progress: Progress | None = None) -> tuple[Table
     else:
         table = fit_table(located.read(progress), cfg.image_size, cfg.channels, progress)
         if located.cacheable:
-            save_cached(key, table)
+            root = located.fingerprint.get("root") or located.fingerprint.get("folder") or cfg.root
+            save_cached(key, table, {"source": cfg.source, "root": root,
+                                     "image_size": cfg.image_size, "channels": cfg.channels})
     info["load_seconds"] = round(time.perf_counter() - started, 3)
     return table, info

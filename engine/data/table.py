@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +51,8 @@ def load_cached(key: str) -> Table | None:
     path = cache_path(key)
     if not path.is_file():
         return None
+    with contextlib.suppress(OSError):  # the sidecar's time is the entry's last use (`data cache` shows it)
+        os.utime(path.with_suffix(".json"))
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         test_start = int(blob["test_start"])
@@ -63,8 +67,9 @@ def load_cached(key: str) -> Table | None:
         return None
 
 
-def save_cached(key: str, table: Table) -> None:
-    """Write the table atomically (temporary file + rename) so readers never see half a file."""
+def save_cached(key: str, table: Table, about: dict[str, Any] | None = None) -> None:
+    """Write the table atomically (temporary file + rename) so readers never see half a file, and a small
+    JSON sidecar saying what it holds (`about`: source, root, ...), for `data cache`."""
     path = cache_path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
@@ -81,6 +86,32 @@ def save_cached(key: str, table: Table) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+    sidecar = {**(about or {}), "images": int(table.images.shape[0]), "shape": list(table.images.shape[1:]),
+               "classes": len(table.classes), "created": round(time.time(), 3)}
+    path.with_suffix(".json").write_text(json.dumps(sidecar, default=str), encoding="utf-8")
+
+
+def cache_entries() -> list[dict[str, Any]]:
+    """Every decoded table in the cache, least recently used first: key, path, bytes, last use and what it holds."""
+    folder = data_dir() / "cache"
+    entries = []
+    for path in sorted(folder.glob("*.pt")) if folder.is_dir() else []:
+        sidecar = path.with_suffix(".json")
+        try:
+            about = json.loads(sidecar.read_text(encoding="utf-8"))
+            used = sidecar.stat().st_mtime
+        except (OSError, ValueError):
+            about, used = {}, path.stat().st_mtime
+        entries.append({"key": path.stem, "path": str(path), "bytes": path.stat().st_size, "last_used": used,
+                        **about})
+    return sorted(entries, key=lambda entry: entry["last_used"])
+
+
+def remove_cached(key: str) -> None:
+    """Delete one cache entry (the next run that needs it decodes its images again)."""
+    path = cache_path(key)
+    for file in (path, path.with_suffix(".json")):
+        file.unlink(missing_ok=True)
 
 
 def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
