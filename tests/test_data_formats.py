@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import gzip
+import io
 import pickle
 import struct
 
@@ -84,6 +85,35 @@ def _pickle(path, obj) -> None:
         pickle.dump(obj, handle)
 
 
+class _Python2Pickler(pickle._Pickler):
+    """Writes what Python 2's cPickle wrote for the official CIFAR files: protocol 2, str and bytes as
+    BINSTRING, numpy globals under numpy.core (patched below)."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def _binstring(self, data: bytes) -> None:
+        if len(data) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)
+        self.memoize(data)
+
+    def save_str(self, obj: str) -> None:
+        self._binstring(obj.encode("latin1"))
+
+    def save_bytes(self, obj: bytes) -> None:
+        self._binstring(obj)
+
+    dispatch[str] = save_str
+    dispatch[bytes] = save_bytes
+
+
+def _pickle_py2(path, obj) -> None:
+    buffer = io.BytesIO()
+    _Python2Pickler(buffer, protocol=2).dump(obj)
+    path.write_bytes(buffer.getvalue().replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+
+
 def test_cifar10_from_pickle_batches(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
@@ -99,6 +129,20 @@ def test_cifar10_from_pickle_batches(tmp_path):
     assert (ds.images[:, 1, 0, 0] == 200).all()
     gray = load_dataset(DataConfig(source="cifar10", root=str(tmp_path), channels=1, image_size=16))
     assert gray.images.shape == (25, 1, 16, 16)
+
+
+def test_cifar10_written_as_python2_did(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for i in range(1, 6):
+        _pickle_py2(folder / f"data_batch_{i}", _cifar_batch(4, "labels", i))
+    _pickle_py2(folder / "test_batch", _cifar_batch(5, "labels", 0))
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    _pickle_py2(folder / "batches.meta", {"label_names": names, "num_vis": 3072})
+    assert b"numpy.core.multiarray\n_reconstruct" in (folder / "test_batch").read_bytes()
+    ds = load_dataset(DataConfig(source="cifar10", root=str(tmp_path)))
+    assert ds.images.shape == (25, 3, 32, 32) and ds.classes == names
+    assert torch.equal(ds.images[:, 0, 0, 0].long(), ds.labels) and (ds.images[:, 1, 0, 0] == 200).all()
 
 
 def test_cifar100_from_pickle_files(tmp_path):
