@@ -38,6 +38,9 @@ CombineOption = Annotated[Combine | None, typer.Option(
 NoEmaOption = Annotated[bool, typer.Option("--no-ema", help="Evaluate the raw weights even when EMA weights exist.")]
 DeviceOption = Annotated[str | None, typer.Option(
     "--device", help="auto, cpu, cuda or cuda:N (default: the run's train.device).", show_default=False)]
+PerClassOption = Annotated[bool | None, typer.Option("--per-class/--no-per-class",
+                                                    help="Show the per-class table (default: up to 30 classes).",
+                                                    show_default=False)]
 RefsArgument = Annotated[list[str], typer.Argument(metavar="RUN[:CHECKPOINT]",
     help="Checkpoints as RUN[:CHECKPOINT]: run name, unique prefix, folder or k-fold group; checkpoint best "
          "(default), last, epoch-012 or all.")]
@@ -117,9 +120,7 @@ def eval_cmd(
     no_ema: NoEmaOption = False,
     device: DeviceOption = None,
     overrides: OverrideOption = None,
-    per_class: Annotated[bool | None, typer.Option("--per-class/--no-per-class",
-                                                   help="Show the per-class table (default: up to 30 classes).",
-                                                   show_default=False)] = None,
+    per_class: PerClassOption = None,
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -194,6 +195,7 @@ def ensemble(
     no_ema: NoEmaOption = False,
     device: DeviceOption = None,
     overrides: OverrideOption = None,
+    per_class: PerClassOption = None,
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -209,7 +211,7 @@ def ensemble(
         print_json(result)
         return
     show_members(result)
-    show_metrics(result)
+    show_metrics(result, per_class=per_class)
 
 
 @reports_errors
