@@ -56,18 +56,15 @@ def _options(split: str, tta: str | None, no_ema: bool, device: str | None, over
 def _refs(runs_dir: Path | None, texts: list[str]) -> list[Any]:
     """Checkpoint references: a k-fold group name stands for its fold runs (each at the checkpoint given),
     `RUN:all` for every checkpoint of a run; the same weights named twice (best = epoch-046) count once."""
-    from engine.compare import group_match, group_members
+    from engine.compare import expand_targets
     from engine.members import ALL_CHECKPOINTS, all_checkpoint_refs, checkpoint_ref, distinct_weights, split_ref
-    from engine.runs import resolve_run
     from engine.runs import runs_dir as pick_runs_dir
 
     root = pick_runs_dir(runs_dir)
     refs = []
     for text in texts:
         run_text, name = split_ref(text)
-        group = group_match(root, run_text)
-        runs = group_members(group) if group is not None else [resolve_run(root, run_text)]
-        for run in runs:
+        for run in expand_targets(root, [run_text]):
             if name == ALL_CHECKPOINTS:
                 refs.extend(all_checkpoint_refs(run, shown_as=text))
             else:
@@ -77,6 +74,17 @@ def _refs(runs_dir: Path | None, texts: list[str]) -> list[Any]:
         err_console.print(f"note: {dropped} holds the same weights as {kept}; counted once", highlight=False,
                           soft_wrap=True)
     return refs
+
+
+def _names_several(runs_dir: Path | None, text: str) -> bool:
+    """Whether `text` stands for several checkpoints by its form (RUN:all or a k-fold group), however many
+    distinct ones it finds."""
+    from engine.compare import group_match
+    from engine.members import ALL_CHECKPOINTS, split_ref
+    from engine.runs import runs_dir as pick_runs_dir
+
+    run_text, name = split_ref(text)
+    return name == ALL_CHECKPOINTS or group_match(pick_runs_dir(runs_dir), run_text) is not None
 
 
 def _f(value: Any, digits: int = 4) -> str:
@@ -134,7 +142,7 @@ def eval_cmd(
     checkpoints = _refs(runs_dir, [ref])
     options = _options(split.value, tta, no_ema, device, overrides)
     how = combine.value if combine else None
-    if len(checkpoints) == 1:
+    if not _names_several(runs_dir, ref):
         result = evaluate_checkpoint(checkpoints[0], options, how)
         if json_out:
             print_json(result)

@@ -39,12 +39,9 @@ class ProgressListener:
             handler(event)
 
     def on_run_start(self, event: dict[str, Any]) -> None:
-        self.started = event  # shown once the data loaded: a new run whose data fails leaves no folder to name
+        self.started = event  # named when training starts: a new run whose setup fails leaves no folder behind
 
     def on_data_ready(self, event: dict[str, Any]) -> None:
-        if self.started is not None:
-            self.console.print(f"run [bold]{self.started['name']}[/] in {self.started['run']}", highlight=False,
-                               soft_wrap=True)
         counts = event["counts"]
         self.console.print(
             f"data {event['source']}: {event['classes']} classes, {event['image_size']}x{event['image_size']} px, "
@@ -65,6 +62,10 @@ class ProgressListener:
         self.console.print(event["message"], highlight=False, soft_wrap=True)
 
     def on_epoch_start(self, event: dict[str, Any]) -> None:
+        if self.started is not None:
+            self.console.print(f"run [bold]{self.started['name']}[/] in {escape(self.started['run'])}", highlight=False,
+                               soft_wrap=True)
+            self.started = None
         if self.run_task is None:
             self.run_task = self.progress.add_task("run", total=event["epochs"], info="", completed=event["epoch"] - 1)
         if self.epoch_task is not None:

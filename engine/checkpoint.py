@@ -159,6 +159,25 @@ def list_checkpoints(run_dir: Path) -> list[dict[str, Any]]:
     return sorted(metas, key=lambda m: (m.get("epoch", 0), m.get("name", "")))
 
 
+def saved_classes(folder: Path) -> list[str] | None:
+    """The class names a checkpoint folder's meta records; None when it is not one of ours or records none."""
+    try:
+        meta = json.loads((folder / META).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    classes = meta.get("classes") if isinstance(meta, dict) else None
+    return [str(c) for c in classes] if isinstance(classes, list) and classes else None
+
+
+def check_classes(folder: Path, classes: list[str], what: str) -> None:
+    """Refuse data whose classes (names and order) differ from the ones checkpoint `folder` was trained on."""
+    from engine.errors import classes_mismatch
+
+    saved = saved_classes(folder)
+    if saved is not None and saved != classes:
+        raise CheckpointError(f"{what}: " + classes_mismatch(saved, f"the checkpoint {folder}", classes, "the data"))
+
+
 def load_checkpoint(folder: Path, *, with_state: bool = True, verify: bool = True) -> Checkpoint:
     """Load a checkpoint folder, verifying each file's sha256 against its meta.
 

@@ -384,6 +384,13 @@ def check_semantics(config: ExperimentConfig, source: str | None = None) -> None
     need(0.0 <= config.data.val_fraction < 1.0, "data.val_fraction", "must be in [0, 1)")
     need(0.0 <= config.data.test_fraction < 1.0, "data.test_fraction", "must be in [0, 1)")
     need(config.data.channels in (None, 1, 3), "data.channels", "must be 1, 3 or null")
+    if config.data.classes is not None:
+        names = [str(c) for c in config.data.classes]
+        need(config.data.source in ("folder", "csv"), "data.classes",
+             f"only folder and csv sources take declared classes (source is {config.data.source})")
+        need(bool(names), "data.classes", "is empty; list the class names or leave it null")
+        need(len(set(names)) == len(names), "data.classes",
+             f"names {sorted({n for n in names if names.count(n) > 1})} more than once")
     need(config.data.image_size is None or config.data.image_size >= 4, "data.image_size", "must be at least 4")
     if config.data.folds is not None:
         need(config.data.folds >= 2, "data.folds", "must be at least 2")

@@ -34,3 +34,20 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """Return ' (did you mean `x`?)' for the closest candidate, or '' when none is close."""
     matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f" (did you mean `{matches[0]}`?)" if matches else ""
+
+
+def classes_mismatch(expected: list[str], expected_from: str, actual: list[str], actual_from: str) -> str:
+    """A message naming how two class lists differ (count, names or order)."""
+    if len(expected) != len(actual):
+        what = f"{len(actual)} classes, not {len(expected)}"
+    elif sorted(expected) != sorted(actual):
+        extra = sorted(set(actual) - set(expected))[:5]
+        what = f"different class names ({', '.join(extra)} not in {expected_from})"
+    else:
+        what = "the same class names in another order"
+    return (f"{actual_from} does not match {expected_from}: {what}. {expected_from} classes: "
+            f"{_short(expected)}; {actual_from} classes: {_short(actual)}")
+
+
+def _short(names: list[str]) -> str:
+    return ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")

@@ -11,8 +11,8 @@ import torch
 
 from engine import checkpoint as ckpt
 from engine.config import DataConfig, ExperimentConfig, to_dict
-from engine.errors import CheckpointError
-from engine.members import CheckpointRef, EvalOptions, classes_mismatch, effective_ema, eval_device, split_indices
+from engine.errors import CheckpointError, classes_mismatch
+from engine.members import CheckpointRef, EvalOptions, effective_ema, eval_device, split_indices
 
 _DATASETS: OrderedDict[str, Any] = OrderedDict()
 _DATASETS_KEPT = 2  # evaluation and training data of one member; more would hold large tables in memory

@@ -21,7 +21,7 @@ import torch
 
 from engine import checkpoint as ckpt
 from engine.config import ExperimentConfig, from_dict, to_dict
-from engine.errors import CheckpointError, ConfigError, DataError, RunError
+from engine.errors import CheckpointError, ConfigError, DataError, RunError, classes_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -198,23 +198,6 @@ def eval_device(config: ExperimentConfig, options: EvalOptions) -> Any:
 def _effective_precision(config: ExperimentConfig, options: EvalOptions) -> str:
     """fp32 on the CPU and for fp32 configs; the autocast precision on CUDA (its logits differ slightly)."""
     return config.train.precision if eval_device(config, options).type == "cuda" else "fp32"
-
-
-def classes_mismatch(expected: list[str], expected_from: str, actual: list[str], actual_from: str) -> str:
-    """A message naming how two class lists differ (count, names or order)."""
-    if len(expected) != len(actual):
-        what = f"{len(actual)} classes, not {len(expected)}"
-    elif sorted(expected) != sorted(actual):
-        extra = sorted(set(actual) - set(expected))[:5]
-        what = f"different class names ({', '.join(extra)} not in {expected_from})"
-    else:
-        what = "the same class names in another order"
-    return (f"{actual_from} does not match {expected_from}: {what}. {expected_from} classes: "
-            f"{_short(expected)}; {actual_from} classes: {_short(actual)}")
-
-
-def _short(names: list[str]) -> str:
-    return ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
 
 
 def check_same_classes(refs: list[CheckpointRef]) -> list[str]:

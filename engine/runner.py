@@ -140,7 +140,8 @@ def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None,
                     resumed_from=str(resume_from) if resume_from else None)
         trainer.setup(resume_from=resume_from)
         if resume_from is not None:
-            _check_classes(trainer, resume_from)
+            assert trainer.parts is not None
+            ckpt.check_classes(resume_from, trainer.parts.classes, f"cannot resume {run_dir.name}")
         if on_ready is not None:
             on_ready()
         status = trainer.run()
@@ -172,14 +173,6 @@ def _record_failure(trainer: Trainer, events: EventWriter, exc: BaseException) -
     trainer.record_status("failed", reason=reason, ended=time.time())
     events.emit("run_end", state="failed", reason=reason, epochs_done=trainer.progress.epoch,
                 best_val_acc=trainer.progress.best_val_acc, test_acc=None, wall_s=trainer.wall_s())
-
-
-def _check_classes(trainer: Trainer, folder: Path) -> None:
-    meta = json.loads((folder / ckpt.META).read_text(encoding="utf-8"))
-    assert trainer.parts is not None
-    if meta.get("classes") and meta["classes"] != trainer.parts.classes:
-        raise CheckpointError(f"{folder}: the dataset's classes differ from the checkpoint's "
-                              f"({len(meta['classes'])} saved vs {len(trainer.parts.classes)} now, or another order)")
 
 
 def _broadcast_path(run_dir: Path | None, info: distributed.Dist, config: ExperimentConfig) -> str:

@@ -189,17 +189,12 @@ def build_parts(config: ExperimentConfig, device: torch.device, events: EventWri
 
 def _load_pretrained(model: torch.nn.Module, spec: str, classes: list[str], events: EventWriter) -> None:
     """Load `model.pretrained`; a checkpoint of this tool must have the same classes in the same order."""
-    import json
-
-    from engine.errors import CheckpointError
+    from engine.checkpoint import check_classes
     from engine.models import load_pretrained
 
-    meta_path = Path(spec).expanduser().parent / "meta.json"
-    if meta_path.is_file():
-        saved = json.loads(meta_path.read_text(encoding="utf-8")).get("classes")
-        if saved and saved != classes:
-            raise CheckpointError(f"model.pretrained: {spec}: the dataset's classes differ from the checkpoint's "
-                                  f"({len(saved)} saved vs {len(classes)} now, or another order)")
+    path = Path(spec).expanduser()
+    if path.is_file():
+        check_classes(path.parent, classes, f"model.pretrained: {spec}")
     replaced = load_pretrained(model, spec, num_classes=len(classes))
     events.emit("weights_loaded", source=spec, replaced=replaced)
 

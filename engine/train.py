@@ -178,7 +178,8 @@ class Trainer:
         dev_correct = torch.tensor(sums["correct"], device=self.device, dtype=torch.float64)
         seen = int(sums["seen"])
         # per-step values stay on the device (one copy and one in-place add); they are read once per log interval
-        step_losses = torch.zeros(cfg.train.log_every, device=self.device, dtype=torch.float64)
+        step_losses = torch.zeros(max(1, min(cfg.train.log_every, steps - skip)), device=self.device,
+                                  dtype=torch.float64)
         log_correct = torch.zeros((), device=self.device, dtype=torch.float64)
         log_count, log_first, log_clock = 0, skip, time.perf_counter()
         self.events.emit("epoch_start", epoch=epoch + 1, epochs=cfg.train.epochs, steps=steps)

@@ -72,3 +72,21 @@ def test_cache_lists_and_clears_decoded_tables(tmp_path):
     cleared = json.loads(runner.invoke(app, ["cache", "--clear", "--json"]).stdout)
     assert [e["key"] for e in cleared["entries"]] == [entry["key"]]
     assert not list((tmp_path / "data" / "cache").iterdir())
+
+
+def test_an_entry_without_sidecar_gets_one_when_used(tmp_path):
+    import os
+
+    root = tmp_path / "imgs"
+    for label in ("ant", "bee"):
+        (root / label).mkdir(parents=True)
+        Image.fromarray(np.zeros((6, 6, 3), dtype=np.uint8)).save(root / label / "0.png")
+    args = ["stats", "folder-40px", "--set", f"root={root}", "--json"]
+    assert runner.invoke(app, args).exit_code == 0
+    (sidecar,) = (tmp_path / "data" / "cache").glob("*.json")
+    sidecar.unlink()  # as written before sidecars existed, and long ago
+    old = sidecar.with_suffix(".pt")
+    os.utime(old, (old.stat().st_atime - 40 * 86400, old.stat().st_mtime - 40 * 86400))
+    assert runner.invoke(app, args).exit_code == 0  # a cache hit: the entry is in use
+    recent = json.loads(runner.invoke(app, ["cache", "--unused-for", "30", "--json"]).stdout)
+    assert recent["entries"] == [] and sidecar.is_file()

@@ -13,7 +13,7 @@ from engine.config import DataConfig
 from engine.data import load_dataset, load_unlabeled
 from engine.data.decode import decode_image
 from engine.data.table import cache_path
-from engine.errors import DataError
+from engine.errors import ConfigError, DataError
 
 
 @pytest.fixture(autouse=True)
@@ -331,3 +331,23 @@ def test_a_stem_matching_two_files_is_named_as_ambiguous(tmp_path):
     _rgb(3).save(images / "img_l1.bmp")
     with pytest.raises(DataError, match=r"line 3: `img_l1` matches several files \(img_l1\.bmp, img_l1\.png\)"):
         load_dataset(DataConfig(source="csv", root=str(images), csv_file="../labels.csv"))
+
+
+def test_declared_classes_match_names_exactly_and_are_checked(tmp_path):
+    images = make_csv_dataset(tmp_path, ["01", "02", "01", "02"])
+    cfg = dict(source="csv", root=str(images), csv_file="../labels.csv", val_fraction=0.0, test_fraction=0.0)
+    assert load_dataset(DataConfig(**cfg, classes=["02", "01"])).labels.tolist() == [1, 0, 1, 0]
+    from engine.config import ExperimentConfig, check_semantics
+
+    for classes, source, message in ((["a", "a", "b"], "csv", r"names \['a'\] more than once"),
+                                     (["a", "b"], "digits", "only folder and csv sources")):
+        with pytest.raises(ConfigError, match=message):
+            check_semantics(ExperimentConfig(data=DataConfig(source=source, classes=classes)))
+
+
+def test_a_stem_is_looked_up_among_image_files_only(tmp_path):
+    images = make_csv_dataset(tmp_path, ["a", "b"] * 2)
+    (images / "img_l1.txt").write_text("notes about the image")
+    ds = load_dataset(DataConfig(source="csv", root=str(images), csv_file="../labels.csv", val_fraction=0.0,
+                                 test_fraction=0.0))
+    assert len(ds.labels) == 4

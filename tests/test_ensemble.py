@@ -151,6 +151,10 @@ def test_eval_of_every_checkpoint_lists_each_distinct_weights_once(runs_root: Pa
     shown = runner.invoke(app, ["eval", f"{seed0}:all", "--split", "val", "--runs-dir", str(runs_root)],
                           terminal_width=200)
     assert shown.exit_code == 0 and "3 checkpoints on val" in shown.stdout and "best" in shown.stdout
+    single = start_run(resolve_experiment("quickstart", ["data.limit=200", "train.epochs=1", "name=single"]),
+                       runs_root)  # best, last and nothing else: one distinct checkpoint, still a list
+    only = runner.invoke(app, ["eval", f"{Path(single['run_dir']).name}:all", "--json", "--runs-dir", str(runs_root)])
+    assert only.exit_code == 0 and len(json.loads(only.stdout)["evaluations"]) == 1
     doubled = runner.invoke(app, ["ensemble", f"{seed0}:last", f"{seed0}:epoch-003", "--json",
                                   "--runs-dir", str(runs_root)])
     assert doubled.exit_code == 0 and len(json.loads(doubled.stdout)["members"]) == 1

@@ -176,7 +176,7 @@ def test_checkpoint_on_other_classes_fails_clearly(run_dir: Path, tmp_path: Path
 
 
 def test_class_mismatch_messages_name_the_difference() -> None:
-    from engine.members import classes_mismatch
+    from engine.errors import classes_mismatch
 
     renamed = classes_mismatch(["cat", "dog"], "checkpoint a:best", ["cat", "fox"], "the folder data")
     assert "different class names (fox not in checkpoint a:best)" in renamed and "cat, dog" in renamed
@@ -200,7 +200,11 @@ def test_a_run_remembers_its_inputs_and_paths(tmp_path: Path, monkeypatch: pytes
     ref = checkpoint_ref(run)
     assert ref.config.data.root == str(tmp_path / "shapes")
     inputs = ref.meta["inputs"]
-    assert inputs["image_size"] == 8 and inputs["channels"] == 1 and len(inputs["mean"]) == 1
+    assert inputs["image_size"] == 8 and inputs["channels"] == 1
+    from engine.data import load_dataset
+
+    trained_on = load_dataset(ref.config.data)
+    assert inputs["mean"] == trained_on.mean and inputs["std"] == trained_on.std  # the training statistics
     unlabeled = tmp_path / "unlabeled"
     unlabeled.mkdir()
     for index, path in enumerate(sorted((tmp_path / "shapes" / "square").iterdir())[:4]):

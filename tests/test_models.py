@@ -14,7 +14,6 @@ from engine.config import ModelConfig, section_from_dict
 from engine.errors import ConfigError, ModelError
 from engine.models import (
     PRESET_INPUT,
-    build_model,
     check_model_config,
     count_macs,
     count_params,
@@ -194,8 +193,8 @@ def test_local_weights_with_another_head(tmp_path: Path, suffix: str) -> None:
         save_file(source.state_dict(), str(path))
     else:
         torch.save({"state_dict": source.state_dict()}, path)
-    cfg = ModelConfig(name="convnet", pretrained=str(path), options={"channels": [8, 16]})
-    model = build_model(cfg, num_classes=4, in_channels=3, image_size=16)
+    model = small_convnet(4)
+    assert load_pretrained(model, str(path), num_classes=4) == ["head.weight", "head.bias"]
     assert torch.equal(model.features[0].weight, source.features[0].weight)
     assert model.head.weight.shape == (4, 16 * 4 * 4)
     same_head = small_convnet(10)

@@ -272,3 +272,13 @@ def test_skipped_images_are_counted_in_the_run_events(tmp_path: Path) -> None:
     ready = next(e for e in events if e["type"] == "data_ready")
     warning = next(e for e in events if e["type"] == "warning" and "skipped" in e["message"])
     assert ready["info"]["skipped"] == 1 and warning["skipped_files"] == [str(tmp_path / "imgs/bee/broken.png")]
+
+
+def test_a_torchvision_weights_name_never_reads_a_stray_meta_file(tmp_path: Path) -> None:
+    (tmp_path / "meta.json").write_text('{"classes": ["x"]}')  # the working directory of the test
+    from engine.errors import ModelError
+
+    config = resolve_experiment("quickstart", ["model=resnet18-small", "model.pretrained=IMAGENET1K_V1",
+                                               "data.image_size=32", "data.limit=100", "train.epochs=1"])
+    with pytest.raises(ModelError, match="Offline\\? Put the file at"):
+        start_run(config, tmp_path / "runs")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config import DataConfig
+from engine.data.decode import is_image_file
 from engine.errors import DataError, did_you_mean
 
 
@@ -26,9 +27,10 @@ class _FolderIndex:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.names = {p.name for p in folder.iterdir() if p.is_file()}
-        self.stems: dict[str, list[str]] = {}
+        self.stems: dict[str, list[str]] = {}  # image files only: `a` finds a.png beside a.txt
         for name in sorted(self.names):
-            self.stems.setdefault(Path(name).stem, []).append(name)
+            if is_image_file(Path(name)):
+                self.stems.setdefault(Path(name).stem, []).append(name)
 
     def find(self, value: str, suffix: str) -> Path | list[Path] | None:
         """The file a CSV value names (as given, with `suffix` appended, or by its stem); several files
@@ -86,8 +88,8 @@ def _class_names(rows: list[tuple[int, str, str]], csv_path: Path, cfg: DataConf
     values = {label for _, _, label in rows}
     numbers = {v: _parse_int(v) for v in values}
     words = [(line, label) for line, _, label in rows if numbers[label] is None]
-    if cfg.classes is not None:
-        return [str(c) for c in cfg.classes], not words and all(_parse_int(str(c)) is not None for c in cfg.classes)
+    if cfg.classes is not None:  # declared names are matched exactly ("01" is not "1")
+        return [str(c) for c in cfg.classes], False
     if not words:
         return [str(v) for v in sorted(set(numbers.values()))], True  # type: ignore[type-var]
     if len(words) < 0.01 * len(rows):

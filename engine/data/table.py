@@ -51,12 +51,10 @@ def load_cached(key: str) -> Table | None:
     path = cache_path(key)
     if not path.is_file():
         return None
-    with contextlib.suppress(OSError):  # the sidecar's time is the entry's last use (`data cache` shows it)
-        os.utime(path.with_suffix(".json"))
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         test_start = int(blob["test_start"])
-        return Table(
+        table = Table(
             images=blob["images"].contiguous(),
             labels=blob["labels"],
             classes=list(blob["classes"]),
@@ -65,6 +63,24 @@ def load_cached(key: str) -> Table | None:
         )
     except Exception:  # a truncated or foreign file: ignore it, the table is rebuilt and rewritten
         return None
+    _mark_used(path, table)
+    return table
+
+
+def _mark_used(path: Path, table: Table) -> None:
+    """The sidecar's modification time is the entry's last use (`data cache --unused-for`); an entry from before
+    sidecars gets one now."""
+    sidecar = path.with_suffix(".json")
+    with contextlib.suppress(OSError):
+        if sidecar.is_file():
+            os.utime(sidecar)
+        else:
+            sidecar.write_text(json.dumps(_about(table, {})), encoding="utf-8")
+
+
+def _about(table: Table, about: dict[str, Any]) -> dict[str, Any]:
+    return {**about, "images": int(table.images.shape[0]), "shape": list(table.images.shape[1:]),
+            "classes": len(table.classes), "created": round(time.time(), 3)}
 
 
 def save_cached(key: str, table: Table, about: dict[str, Any] | None = None) -> None:
@@ -86,9 +102,7 @@ def save_cached(key: str, table: Table, about: dict[str, Any] | None = None) -> 
     finally:
         if tmp.exists():
             tmp.unlink()
-    sidecar = {**(about or {}), "images": int(table.images.shape[0]), "shape": list(table.images.shape[1:]),
-               "classes": len(table.classes), "created": round(time.time(), 3)}
-    path.with_suffix(".json").write_text(json.dumps(sidecar, default=str), encoding="utf-8")
+    path.with_suffix(".json").write_text(json.dumps(_about(table, about or {}), default=str), encoding="utf-8")
 
 
 def cache_entries() -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ from engine.models import convnet, inception, mlp, resnets, speedrun, tv  # noqa
 from engine.models.measure import count_macs, count_params
 from engine.models.preset_inputs import DEFAULT_INPUT, PRESET_INPUT, preset_param_count
 from engine.models.registry import (
-    build_model,
     check_model_config,
     create_model,
     list_models,
@@ -20,7 +19,6 @@ from engine.models.weights import head_parameter_names, load_pretrained, set_bac
 __all__ = [
     "DEFAULT_INPUT",
     "PRESET_INPUT",
-    "build_model",
     "check_model_config",
     "count_macs",
     "count_params",

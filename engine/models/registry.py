@@ -101,13 +101,3 @@ def create_model(
     except (TypeError, ValueError) as exc:  # an option of the wrong type or shape reaching torch
         shown = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "defaults"
         raise ModelError(f"model {name!r} cannot be built with options {shown}: {exc}") from exc
-
-
-def build_model(model: ModelConfig, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
-    """Create the configured model and load its pretrained weights when `model.pretrained` is set."""
-    from engine.models.weights import load_pretrained
-
-    net = create_model(model.name, num_classes, in_channels, image_size, model.dropout, **model.options)
-    if model.pretrained:
-        load_pretrained(net, model.pretrained, num_classes=num_classes)
-    return net
