@@ -30,8 +30,9 @@ class Combine(str, Enum):
 
 
 TtaOption = Annotated[str | None, typer.Option(
-    "--tta", help="Test-time augmentation: none, flip, flip+shift, shift:3, random:8, flip+random:4 "
-                  "(default: the run's eval.tta).", show_default=False)]
+    "--tta", help="Test-time augmentation: none, flip, flip+shift (4 shifts of 2 px), shift:3 (of 3 px), "
+                  "random:8 (8 passes of the training augmentations), flip+random:4 (default: the run's eval.tta).",
+    show_default=False)]
 CombineOption = Annotated[Combine | None, typer.Option(
     "--combine", help="Combine views/members by mean logits, mean probabilities or majority vote "
                       "(default: the run's eval.combine).", show_default=False)]

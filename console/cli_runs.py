@@ -156,7 +156,11 @@ def compare(
     if not chosen:
         out_console.print("no runs match", highlight=False)
         return
-    table = Table("run", "state", "best val acc", "test acc", "epochs", "params", "time", *result["keys"])
+    from rich.table import Column
+
+    widest = max(len(row["name"]) for row in result["rows"])  # names stay whole: they are what tells runs apart
+    table = Table(Column("run", no_wrap=True, min_width=widest), "state", "best val acc", "test acc", "epochs",
+                  "params", "time", *result["keys"])
     for row in result["rows"]:
         m = row["metrics"]
         table.add_row(row["name"], m["state"], fmt_pct(m["best_val_acc"]), fmt_pct(m["test_acc"]),

@@ -58,12 +58,21 @@ class EventWriter:
         if type not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type!r}")
         event = {"type": type, "time": round(time.time(), 3), **strict_json(fields)}
+        self._write(event)
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except (Exception, SystemExit) as exc:  # a closed terminal or a broken viewer never stops the run
+                self.listeners.remove(listener)
+                self._write({"type": "warning", "time": round(time.time(), 3),
+                             "message": f"a viewer failed on a {type} event and gets no more events "
+                                        f"({exc.__class__.__name__}: {exc}); training goes on"})
+        return event
+
+    def _write(self, event: dict[str, Any]) -> None:
         if self._file is not None:
             self._file.write(json.dumps(event) + "\n")
             self._file.flush()
-        for listener in self.listeners:
-            listener(event)
-        return event
 
     def close(self) -> None:
         """Flush to disk and close the file."""

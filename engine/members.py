@@ -257,13 +257,18 @@ def write_cache(path: Path, result: ViewLogits) -> None:
 def view_logits(ref: CheckpointRef, options: EvalOptions) -> ViewLogits:
     """The member's view logits on `options.split`: from the cache, else computed and cached."""
     from engine.augment import tta_views
+    from engine.augment.tta import unseen_views
 
     config = eval_config(ref, options)
     views = tta_views(effective_tta(ref, options))
+    tta = effective_tta(ref, options)
     if "random" in views and not config.augment.ops:
         log.warning("%s: tta %s: the run has no training augmentations (augment.ops is empty), so each random "
-                    "view is the plain image; use flip/shift views, or --set augment=PRESET", ref.label,
-                    effective_tta(ref, options))
+                    "view is the plain image; use flip/shift views, or --set augment=PRESET", ref.label, tta)
+    unseen = unseen_views(views, ref.config.augment.ops)
+    if unseen:
+        log.warning("%s: tta %s: training never applied %s, so those views may cost accuracy; compare with "
+                    "--tta none", ref.label, tta, " or ".join(unseen))
     key = cache_key(ref, options, config, views)
     path = cache_path(ref, key)
     cached = read_cache(path, views, key)

@@ -313,12 +313,20 @@ def resolve_experiment(name: str, overrides: list[str] | None = None) -> cfg.Exp
 
 
 def validate_deep(config: cfg.ExperimentConfig, source: str | None) -> None:
-    """Checks owned by other modules: augmentation ops and model options (these import torch)."""
+    """Checks owned by other modules: augmentation ops, model options, optimizer and schedule ranges (these
+    import torch), so `presets validate` refuses what a run would refuse."""
     from engine.augment import check_ops
     from engine.models import check_model_config
+    from engine.optim import check_optim_config, check_schedule_config
 
     check_ops(config.augment.ops, source)
     check_model_config(config.model, source)
+    try:
+        check_optim_config(config.optim)
+        check_schedule_config(config.schedule, epochs=config.train.epochs, steps_per_epoch=1,
+                              base_lr=config.optim.lr)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}" if source else str(exc)) from None
 
 
 def detect_kind(path: Path, raw: dict[str, Any]) -> str:

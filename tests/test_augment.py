@@ -399,3 +399,12 @@ def test_color_jitter_fixed_factors_match_torchvision() -> None:
         aug = augmenter([{"op": "color_jitter", key: [value, value], "p": 1.0}], channels=3)
         out = aug.train_batch(x, labels(4), gen())[0] * 0.25 + 0.5
         assert torch.allclose(out, reference(x.float() / 255, value), atol=1e-5), key
+
+
+def test_tta_views_training_never_applied_are_named() -> None:
+    from engine.augment.tta import unseen_views
+
+    views = tta_views("flip+shift")
+    assert unseen_views(views, []) == ["hflip", "shift"]
+    assert unseen_views(views, [{"op": "hflip"}, {"op": "choice", "ops": [{"op": "translate"}]}]) == []
+    assert unseen_views(tta_views("vflip"), [{"op": "hflip"}]) == ["vflip"]

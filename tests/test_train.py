@@ -282,3 +282,15 @@ def test_a_torchvision_weights_name_never_reads_a_stray_meta_file(tmp_path: Path
                                                "data.image_size=32", "data.limit=100", "train.epochs=1"])
     with pytest.raises(ModelError, match="Offline\\? Put the file at"):
         start_run(config, tmp_path / "runs")
+
+
+def test_a_failing_viewer_never_stops_the_run(tmp_path: Path) -> None:
+    def closed_terminal(event: dict) -> None:
+        if event["type"] == "epoch":
+            raise BrokenPipeError(32, "Broken pipe")
+
+    status = start_run(resolve_experiment("quickstart", ["train.epochs=2", "data.limit=200"]), tmp_path,
+                       listeners=[closed_terminal])
+    assert status["state"] == "finished" and read_status(Path(status["run_dir"]))["state"] == "finished"
+    events = (Path(status["run_dir"]) / "events.jsonl").read_text()
+    assert "a viewer failed on a epoch event" in events and events.count('"type": "epoch"') == 2

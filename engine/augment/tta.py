@@ -2,7 +2,7 @@
 
 A spec is parts joined by "+". Deterministic parts add named views (always after "identity"):
 `none` (identity only), `flip`/`hflip`, `vflip`, `shift` (4 diagonal shifts of 2 px, reflect padded) or
-`shift:N` (N px). `random:N` adds N passes through the training augmentations (without mixup/cutmix).
+`shift:N` (shifts of N px, not N views). `random:N` adds N passes through the training augmentations (without mixup/cutmix).
 """
 
 from __future__ import annotations
@@ -48,3 +48,30 @@ def tta_views(spec: str) -> list[str]:
                               f"use {', '.join(PARTS)} joined by '+', e.g. flip+shift or random:8")
     unique = list(dict.fromkeys(views))
     return (["identity"] + unique if deterministic else []) + ["random"] * randoms
+
+
+SHIFTING_OPS = {"crop", "translate", "affine", "resized_crop", "randaugment", "autoaugment", "trivialaugment"}
+
+
+def _op_names(ops: list[dict]) -> set[str]:
+    """Every op named in an `augment.ops` list, nested `choice`/`sequence` ops included."""
+    names: set[str] = set()
+    for op in ops:
+        if isinstance(op, dict):
+            names.add(str(op.get("op")))
+            names |= _op_names(op.get("ops") or [])
+    return names
+
+
+def unseen_views(views: list[str], ops: list[dict]) -> list[str]:
+    """The deterministic TTA views whose transform training never applied (a flip the model never saw can cost
+    accuracy: digits are not mirror images of each other)."""
+    trained = _op_names(ops)
+    unseen = []
+    if "hflip" in views and "hflip" not in trained:
+        unseen.append("hflip")
+    if "vflip" in views and "vflip" not in trained:
+        unseen.append("vflip")
+    if any(v.startswith("shift:") for v in views) and not trained & SHIFTING_OPS:
+        unseen.append("shift")
+    return unseen
