@@ -123,6 +123,10 @@ def cache(
     if as_json:
         print_json({"folder": str(data_dir() / "cache"), "entries": entries, "cleared": clear})
         return
+    if not entries:
+        out_console.print(f"nothing {'to delete' if clear else 'cached'} in {data_dir() / 'cache'}"
+                          + (f" unused for {unused_for:g} days" if unused_for is not None else ""), highlight=False)
+        return
     table = Table("key", "source", "root", "images", "shape", "size", "last used",
                   title=f"{'deleted from' if clear else 'cached in'} {data_dir() / 'cache'}")
     for entry in entries:

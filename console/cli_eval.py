@@ -264,8 +264,13 @@ def kfold(
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
+    name: Annotated[str | None, typer.Option("--name", metavar="NAME", help="Name of the group: its folder is "
+                                             "NAME-kfold-<date>-<time> (default: the experiment's name).",
+                                             show_default=False)] = None,
 ) -> None:
     """Train K fold runs grouped under one folder; per-fold table and the fold ensemble on the test split."""
+    import dataclasses
+
     from console.progress import ProgressListener
     from engine.kfold import run_kfold
     from engine.presets import resolve_experiment
@@ -273,6 +278,8 @@ def kfold(
     from engine.runtime import StopRequest, install_stop_handlers, restore_stop_handlers
 
     config = resolve_experiment(experiment, overrides or [])
+    if name:
+        config = dataclasses.replace(config, name=name)
     stop = StopRequest()
     install_stop_handlers(stop)
     try:

@@ -12,6 +12,9 @@ from console.common import JsonOption, OverrideOption, RunsDirOption, err_consol
 SUMMARY_KEYS = ("run_dir", "state", "reason", "epochs", "epoch", "best_val_acc", "best_epoch", "test_acc",
                 "test_loss", "params", "macs", "wall_s")
 EXIT_CODES = {"finished": 0, "failed": 1, "diverged": 3}
+NameOption = Annotated[str | None, typer.Option(
+    "--name", metavar="NAME", help="Name of the run: its folder is NAME-<date>-<time> (default: the experiment's "
+                                   "name).", show_default=False)]
 
 
 def _summary(status: dict[str, Any]) -> dict[str, Any]:
@@ -59,8 +62,10 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
     nproc: Annotated[int, typer.Option("--nproc", help="Processes for DDP (one per GPU; gloo on CPU), via torchrun.",
                                        min=1)] = 1,
+    name: NameOption = None,
 ) -> None:
     """Train an experiment in the foreground; progress on stderr, results in a new run folder."""
+    import dataclasses
     import os
 
     from engine.presets import resolve_experiment
@@ -68,12 +73,14 @@ def train(
     from engine.runner import start_run
 
     config = resolve_experiment(experiment, overrides or [])
+    if name:
+        config = dataclasses.replace(config, name=name)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         from engine.distributed import Dist, per_rank_batch
 
         per_rank_batch(config.train.batch_size, Dist(0, nproc, 0))  # clear errors before any process starts
         _check_gpus(config.train.device, nproc)
-        _launch_torchrun(nproc, experiment, overrides or [], runs_dir, json_out, quiet)
+        _launch_torchrun(nproc, experiment, overrides or [], runs_dir, json_out, quiet, name)
     root = pick_runs_dir(runs_dir)
     _drive(json_out, quiet, lambda listeners, stop: start_run(config, root, listeners=listeners, stop=stop))
 
@@ -86,7 +93,8 @@ def resume(
     json_out: JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
 ) -> None:
-    """Continue an interrupted or finished run exactly from its last checkpoint (--set train.epochs=N extends it)."""
+    """Continue an interrupted or finished run exactly from its last checkpoint (--set train.epochs=N extends it;
+    a schedule spread over train.epochs, such as cosine or onecycle, is then spread over the new length)."""
     from engine.runs import resolve_run
     from engine.runs import runs_dir as pick_runs_dir
     from engine.runner import resume_run
@@ -104,8 +112,11 @@ def finetune(
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
+    name: NameOption = None,
 ) -> None:
     """Start a new run from a checkpoint's weights with a new optimizer, schedule or augmentation."""
+    import dataclasses
+
     from engine.checkpoint import checkpoint_dir
     from engine.config import from_dict, to_dict
     from engine.members import parse_ref
@@ -122,13 +133,15 @@ def finetune(
         config = from_dict(apply_overrides({**to_dict(base), "name": f"{base.name}-ft"}, overrides or []), "--set")
     else:
         config = resolve_experiment(experiment, overrides or [])
+    if name:
+        config = dataclasses.replace(config, name=name)
     parent = f"{run_dir.name}:{folder.name}"
     _drive(json_out, quiet, lambda listeners, stop: finetune_run(folder, config, root, parent=parent,
                                                                  listeners=listeners, stop=stop))
 
 
 def _launch_torchrun(nproc: int, experiment: str, overrides: list[str], runs_dir: Path | None, json_out: bool,
-                     quiet: bool) -> None:
+                     quiet: bool, name: str | None) -> None:
     """Re-run this `train` command under torchrun with `nproc` processes and exit with its status."""
     import subprocess
     import sys
@@ -139,7 +152,7 @@ def _launch_torchrun(nproc: int, experiment: str, overrides: list[str], runs_dir
         command += ["--set", override]
     if runs_dir is not None:
         command += ["--runs-dir", str(runs_dir)]
-    command += ["--json"] * json_out + ["--quiet"] * quiet
+    command += ["--json"] * json_out + ["--quiet"] * quiet + (["--name", name] if name else [])
     err_console.print(f"launching {nproc} processes: {' '.join(command[2:])}", highlight=False)
     raise typer.Exit(subprocess.run(command).returncode)
 

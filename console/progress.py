@@ -63,8 +63,9 @@ class ProgressListener:
 
     def on_epoch_start(self, event: dict[str, Any]) -> None:
         if self.started is not None:
-            self.console.print(f"run [bold]{self.started['name']}[/] in {escape(self.started['run'])}", highlight=False,
-                               soft_wrap=True)
+            resumed = f" (resumed in epoch {event['epoch']})" if self.started.get("resumed_from") else ""
+            self.console.print(f"run [bold]{self.started['name']}[/] in {escape(self.started['run'])}{resumed}",
+                               highlight=False, soft_wrap=True)
             self.started = None
         if self.run_task is None:
             self.run_task = self.progress.add_task("run", total=event["epochs"], info="", completed=event["epoch"] - 1)

@@ -290,6 +290,8 @@ def _coerce(value: Any, tp: Any, dotted: str, source: str | None) -> Any:
     if tp is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)  # `classes: [0, 1, 2]`: YAML reads bare digits as numbers
         raise _type_error(value, tp, dotted, source)
     raise ConfigError(f"{_where(source, dotted)}: unsupported field type {tp!r}")
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.compare import compare_runs
+from engine.compare import MISSING, compare_runs
 from engine.errors import EngineError
 from engine.events import read_events
 from engine.runs import atomic_write_text, epoch_rows, safe_name
@@ -24,11 +24,16 @@ def lr_drop_epochs(run_dir: Path) -> list[float]:
 
 
 def _cell(value: Any) -> str:
+    """A Markdown table cell: config values written as YAML writes them (true, null), nothing read as HTML."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.4g}"
     if value is None:
         return "-"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    if value == MISSING:
+        return "(not set)"
+    return str(value).replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")
 
 
 def _pct(value: Any) -> str:

@@ -122,7 +122,7 @@ def test_out_of_memory_names_the_batch_size_and_what_to_try(tmp_path: Path) -> N
         config = resolve_experiment("quickstart", ["model.name=oom-probe", "model.options={}", "data.limit=300"])
         with pytest.raises(EngineError, match=r"out of memory at batch size 32.*train\.batch_size=16"):
             start_run(config, tmp_path)
-        status = read_status(next((tmp_path).iterdir()))
+        status = read_status(next(p for p in tmp_path.iterdir() if p.name.startswith("quickstart-")))
         assert status["state"] == "failed" and "out of memory" in status["reason"]
     finally:
         registry._BUILDERS.pop("oom-probe", None)

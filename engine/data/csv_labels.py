@@ -124,7 +124,8 @@ def read_csv_labels(csv_path: Path, image_dir: Path, cfg: DataConfig, classes: C
             raise DataError(f"{csv_path}: line {line}: `{file_value}` matches several files "
                             f"({', '.join(p.name for p in path[:3])}); set data.file_suffix or name the file fully")
         if path is None:
-            hint = "" if Path(file_value).suffix or cfg.file_suffix else " (set data.file_suffix, e.g. '.jpg')"
+            suffix_hint = not (Path(file_value).suffix or cfg.file_suffix or files)  # no row found a file yet
+            hint = " (set data.file_suffix, e.g. '.jpg')" if suffix_hint else ""
             raise DataError(f"{csv_path}: line {line}: image file {image_dir / (file_value + cfg.file_suffix)} "
                             f"does not exist{hint}")
         if path in first_line:  # one image in two rows could land in train and val at once

@@ -89,14 +89,26 @@ def _labelled_files(cfg: DataConfig) -> tuple[Path, list[str], list[Path], list[
         return root, classes, files + test_files, labels + [index[n] for n in test_names], len(files)
     if cfg.csv_file is None:
         raise DataError("data.csv_file: source `csv` needs the CSV file of image names and labels")
-    labelled = read_csv_labels(resolve_under(root, cfg.csv_file), root, cfg)
+    labelled = read_csv_labels(_csv_file(root, cfg.csv_file, "data.csv_file"), root, cfg)
     classes, files, labels = labelled.classes, labelled.files, labelled.labels
     if cfg.test_csv_file is None:
         return root, classes, files, labels, None
     test_dir = _existing_dir(Path(cfg.test_root).expanduser(), "data.test_root") if cfg.test_root else root
-    test = read_csv_labels(resolve_under(root, cfg.test_csv_file), test_dir, cfg, classes=labelled)
+    test = read_csv_labels(_csv_file(root, cfg.test_csv_file, "data.test_csv_file"), test_dir, cfg, classes=labelled)
     _no_overlap(files, test.files)
     return root, classes, files + test.files, labels + test.labels, len(files)
+
+
+def _csv_file(root: Path, name: str, key: str) -> Path:
+    """A CSV named relative to data.root (or absolute); a path that only works from the working directory is
+    named in the error, with the value that would work."""
+    path = resolve_under(root, name)
+    if not path.is_file():
+        from_here = Path(name).expanduser()
+        hint = (f" ({key} is relative to data.root; {from_here} exists from the working directory: "
+                f"--set {key}={from_here.resolve()})" if from_here.is_file() else "")
+        raise DataError(f"{key}: {path} does not exist{hint}")
+    return path
 
 
 def _no_overlap(train_files: list[Path], test_files: list[Path]) -> None:
@@ -136,14 +148,16 @@ def locate_files(cfg: DataConfig) -> Located:
 def load_unlabeled(folder: str | Path, *, image_size: int, channels: int, on_bad_image: str = "error",
                    progress: Progress | None = None) -> tuple[torch.Tensor, list[str]]:
     """Images (uint8 N, C, S, S) of an unlabeled folder and their ids (file name without suffix), sorted by id."""
-    root = _existing_dir(Path(folder).expanduser(), "test folder")
+    root = _existing_dir(Path(folder).expanduser(), "images to predict (--images)")
     files = sorted((p for p in root.iterdir() if p.is_file() and is_image_file(p)), key=lambda p: (p.stem, p.name))
     if not files:
         raise DataError(f"{root}: no image files to predict (.png, .jpg, .jpeg, .bmp, .gif, .webp, .tif)")
     ids = [p.stem for p in files]
     duplicated = sorted(i for i, n in Counter(ids).items() if n > 1)
     if duplicated:
-        raise DataError(f"{root}: several files share the id `{duplicated[0]}`; ids must be unique")
+        sharing = ", ".join(p.name for p in files if p.stem == duplicated[0])
+        raise DataError(f"{root}: several files share the id `{duplicated[0]}` ({sharing}); ids (file names without "
+                        f"suffix) must be unique" + (f"; {len(duplicated)} such ids" if len(duplicated) > 1 else ""))
     key = cache_key({"source": "unlabeled", "root": str(root.resolve()), "files": _file_digest(files, [0] * len(files)),
                      "image_size": image_size, "channels": channels, "on_bad_image": on_bad_image})
     cached = load_cached(key)

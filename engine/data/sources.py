@@ -38,7 +38,7 @@ def read_digits() -> Table:
 def locate(cfg: DataConfig) -> Located:
     """The located source of a config (files found or downloaded; nothing decoded yet)."""
     if cfg.source == "digits":
-        return Located({"source": "digits"}, lambda progress: read_digits(), cacheable=False)
+        return Located({"source": "digits"}, lambda progress: read_digits())  # cached: skips importing sklearn
     if cfg.source in ("folder", "csv"):
         from engine.data.folders import locate_files
 

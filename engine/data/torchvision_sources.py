@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import gzip
 import pickle
 from collections.abc import Callable
@@ -188,8 +190,22 @@ def _download(source: str, spec: Spec, root: Path) -> None:
             for train in (True, False):
                 cls(root=str(root), train=train, download=True)
     except Exception as exc:  # no network, a proxy, a changed mirror: the user needs the folder and file names
+        _remove_empty_folders(root / spec.folder, stop_at=root)
         raise DataError(f"{missing}; the download failed ({type(exc).__name__}: {exc}). "
                         "Copy the official files there or run where the internet is reachable.") from exc
+
+
+def _remove_empty_folders(folder: Path, *, stop_at: Path) -> None:
+    """Remove the folders a failed download left empty (MNIST/raw, then MNIST), up to `stop_at`."""
+    for path in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            path.rmdir()  # only succeeds when empty
+    while folder != stop_at and folder.is_dir():
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
 
 
 def locate_torchvision(cfg: DataConfig) -> Located:
