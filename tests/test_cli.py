@@ -113,3 +113,10 @@ def test_unusable_runs_folder_and_brackets_in_messages_are_one_line_errors(tmp_p
     assert result.exit_code == 2 and "is a file, not a folder" in result.output and "Traceback" not in result.output
     bracketed = runner.invoke(app, ["train", "quickstart", "--set", "schedule.milestones=[bold]"])
     assert bracketed.exit_code == 2 and "milestones=[bold]:" in bracketed.output  # not swallowed as rich markup
+
+
+def test_train_name_option_names_the_run_folder(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", "quickstart", "--name", "lr-sweep-a", "--json", "-q", "--set",
+                                 "train.epochs=1", "--set", "data.limit=200", "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    assert Path(json.loads(result.stdout)["run_dir"]).name.startswith("lr-sweep-a-")

@@ -223,6 +223,11 @@ def test_unlabeled_folder_sorted_by_id(tmp_path):
         load_unlabeled(folder, image_size=4, channels=3)
     _, ids = load_unlabeled(folder, image_size=4, channels=3, on_bad_image="skip")
     assert "bad" not in ids and len(ids) == 4
+    _rgb(6).save(folder / "a.jpg")
+    with pytest.raises(DataError, match=r"share the id `a` \(a\.jpg, a\.png\)"):
+        load_unlabeled(folder, image_size=4, channels=3, on_bad_image="skip")
+    with pytest.raises(DataError, match=r"images to predict \(--images\): folder .*nowhere does not exist"):
+        load_unlabeled(tmp_path / "nowhere", image_size=4, channels=3)
 
 
 def test_cache_is_used_on_second_load_and_keyed_by_files_and_resolution(tmp_path, monkeypatch):
@@ -351,3 +356,17 @@ def test_a_stem_is_looked_up_among_image_files_only(tmp_path):
     ds = load_dataset(DataConfig(source="csv", root=str(images), csv_file="../labels.csv", val_fraction=0.0,
                                  test_fraction=0.0))
     assert len(ds.labels) == 4
+
+
+def test_a_csv_path_given_from_the_working_directory_is_named(tmp_path, monkeypatch):
+    images = make_csv_dataset(tmp_path, ["a", "b"])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=r"relative to data\.root; labels\.csv exists from the working directory: "
+                                        r"--set data\.csv_file=" + str(tmp_path / "labels.csv")):
+        load_dataset(DataConfig(source="csv", root=str(images), csv_file="labels.csv"))
+
+
+def test_integer_class_names_may_be_written_as_numbers():
+    from engine.config import from_dict
+
+    assert from_dict({"data": {"source": "csv", "classes": [0, 1, 10]}}).data.classes == ["0", "1", "10"]
