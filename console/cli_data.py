@@ -8,7 +8,8 @@ import typer
 
 from console.common import JsonOption, OverrideOption, err_console, out_console, print_json, reports_errors
 
-app = typer.Typer(help="Inspect datasets (class counts per split, normalization statistics) and the decoded-image cache.",
+app = typer.Typer(help="Inspect datasets (class counts per split, normalization statistics) and the decoded-image "
+                       "cache.",
                   no_args_is_help=True)
 
 
@@ -100,7 +101,8 @@ def stats(
 @app.command()
 @reports_errors
 def cache(
-    clear: Annotated[bool, typer.Option("--clear", help="Delete the entries listed (all, or those --unused-for).")] = False,
+    clear: Annotated[bool, typer.Option("--clear",
+                                        help="Delete the entries listed (all, or those --unused-for).")] = False,
     unused_for: Annotated[float | None, typer.Option("--unused-for", metavar="DAYS", min=0,
                                                      help="Only entries not used for this many days.")] = None,
     as_json: JsonOption = False,

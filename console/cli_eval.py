@@ -121,8 +121,9 @@ def show_metrics(result: dict[str, Any], *, per_class: bool | None = None) -> No
 
 @reports_errors
 def eval_cmd(
-    ref: Annotated[str, typer.Argument(metavar="RUN[:CHECKPOINT]", help="RUN[:CHECKPOINT], e.g. my-run, my-run:last, my-run:epoch-046, my-run:all (every "
-                                                  "checkpoint), or a k-fold group.")],
+    ref: Annotated[str, typer.Argument(metavar="RUN[:CHECKPOINT]",
+                                       help="RUN[:CHECKPOINT], e.g. my-run, my-run:last, my-run:epoch-046, my-run:all "
+                                            "(every checkpoint), or a k-fold group.")],
     split: Annotated[Split, typer.Option("--split", help="Split to evaluate.")] = Split.test,
     tta: TtaOption = None,
     combine: CombineOption = None,

@@ -81,8 +81,9 @@ def resume_run(run_dir: Path, *, overrides: list[str] | None = None, listeners: 
     for text in overrides or []:
         key = text.partition("=")[0].strip()
         if not key.startswith(RESUMABLE_OVERRIDES):
-            raise CheckpointError(f"--set {text}: resume continues the same run and may only change "
-                                  f"{', '.join(k + '*' if k.endswith('.') else k for k in RESUMABLE_OVERRIDES)}; start a new run from its weights with "
+            allowed = ", ".join(k + "*" if k.endswith(".") else k for k in RESUMABLE_OVERRIDES)
+            raise CheckpointError(f"--set {text}: resume continues the same run and may only change {allowed}; "
+                                  f"start a new run from its weights with "
                                   f"`imgcls-console finetune {run_dir.name}:last --set {text}`")
     if overrides:
         config = from_dict(apply_overrides(to_dict(config), overrides), "--set")

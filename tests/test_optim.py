@@ -368,5 +368,6 @@ def test_milestones_past_the_end_are_named() -> None:
     from engine.optim import unused_milestones_note
 
     cfg = ScheduleConfig(name="multistep", milestones=[3, 5], warmup_epochs=2)
-    assert "[5] never apply" in (unused_milestones_note(cfg, 6) or "") and "2 warmup epochs" in (unused_milestones_note(cfg, 6) or "")
+    note = unused_milestones_note(cfg, 6) or ""
+    assert "[5] never apply" in note and "2 warmup epochs" in note
     assert unused_milestones_note(cfg, 8) is None

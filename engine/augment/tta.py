@@ -2,7 +2,8 @@
 
 A spec is parts joined by "+". Deterministic parts add named views (always after "identity"):
 `none` (identity only), `flip`/`hflip`, `vflip`, `shift` (4 diagonal shifts of 2 px, reflect padded) or
-`shift:N` (shifts of N px, not N views). `random:N` adds N passes through the training augmentations (without mixup/cutmix).
+`shift:N` (shifts of N px, not N views). `random:N` adds N passes through the training augmentations (without
+mixup/cutmix).
 """
 
 from __future__ import annotations
