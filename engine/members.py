@@ -260,8 +260,8 @@ def view_logits(ref: CheckpointRef, options: EvalOptions) -> ViewLogits:
     from engine.augment.tta import unseen_views
 
     config = eval_config(ref, options)
-    views = tta_views(effective_tta(ref, options))
     tta = effective_tta(ref, options)
+    views = tta_views(tta)
     if "random" in views and not config.augment.ops:
         log.warning("%s: tta %s: the run has no training augmentations (augment.ops is empty), so each random "
                     "view is the plain image; use flip/shift views, or --set augment=PRESET", ref.label, tta)

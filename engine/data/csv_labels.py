@@ -85,11 +85,11 @@ def _read_rows(csv_path: Path, cfg: DataConfig) -> list[tuple[int, str, str]]:
 def _class_names(rows: list[tuple[int, str, str]], csv_path: Path, cfg: DataConfig) -> tuple[list[str], bool]:
     """The class names: `data.classes` when given, else the sorted labels (integers sorted numerically, so
     0..K-1 map to themselves). Integer labels with a few words among them are taken for a typo."""
+    if cfg.classes is not None:  # declared names are matched exactly ("01" is not "1")
+        return [str(c) for c in cfg.classes], False
     values = {label for _, _, label in rows}
     numbers = {v: _parse_int(v) for v in values}
     words = [(line, label) for line, _, label in rows if numbers[label] is None]
-    if cfg.classes is not None:  # declared names are matched exactly ("01" is not "1")
-        return [str(c) for c in cfg.classes], False
     if not words:
         return [str(v) for v in sorted(set(numbers.values()))], True  # type: ignore[type-var]
     if len(words) < 0.01 * len(rows):

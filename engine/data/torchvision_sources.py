@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-
 import gzip
 import pickle
 from collections.abc import Callable
