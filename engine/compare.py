@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError, RunError
-from engine.runs import RunInfo, is_run_dir, list_runs, read_status, resolve_run
+from engine.runs import RunFolder, RunInfo, is_run_dir, list_runs, read_status, resolve_run
 
 MISSING = "<missing>"
 METRICS = ("best_val_acc", "test_acc", "test_loss", "best_epoch", "epoch", "params", "macs", "wall_s")
@@ -31,7 +31,7 @@ def run_config(run_dir: Path) -> dict[str, Any]:
     from engine.config import to_dict
     from engine.runs import read_config
 
-    if not (run_dir / "config.yaml").is_file():
+    if not RunFolder(run_dir).config.is_file():
         return {}
     return flatten(to_dict(read_config(run_dir)))
 

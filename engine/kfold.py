@@ -17,7 +17,7 @@ from typing import Any
 
 from engine.config import ExperimentConfig, check_semantics
 from engine.errors import ConfigError, DataError, EngineError, RunError
-from engine.runs import atomic_write_text, is_run_dir, safe_name
+from engine.runs import atomic_write_text, is_run_dir, new_folder, safe_name
 
 RECORD = "kfold.json"
 FOLD_KEYS = ("state", "reason", "best_epoch", "best_val_acc", "best_metric", "best_value", "test_acc",
@@ -26,16 +26,7 @@ FOLD_KEYS = ("state", "reason", "best_epoch", "best_val_acc", "best_metric", "be
 
 def create_group(runs_root: Path, experiment: str) -> Path:
     """A new, empty group folder `<experiment>-kfold-<stamp>[-n]` in the runs folder."""
-    runs_root.mkdir(parents=True, exist_ok=True)
-    stem = f"{safe_name(experiment)}-kfold-{time.strftime('%Y%m%d-%H%M%S')}"
-    for n in range(1000):
-        candidate = runs_root / (stem if n == 0 else f"{stem}-{n}")
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        return candidate
-    raise RunError(f"too many k-fold groups named {stem} in {runs_root}")
+    return new_folder(runs_root, f"{safe_name(experiment)}-kfold-{time.strftime('%Y%m%d-%H%M%S')}", "k-fold groups")
 
 
 def fold_config(config: ExperimentConfig, folds: int, fold: int) -> ExperimentConfig:

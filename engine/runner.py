@@ -63,6 +63,20 @@ def start_run(config: ExperimentConfig, runs_root: Path, *, listeners: list[Any]
     return _drive(config, run_dir, listeners, stop, parent=parent, fresh=True)
 
 
+def train_prepared(run_dir: Path, *, listeners: list[Any] | None = None, stop: StopRequest | None = None,
+                   parent: str | None = None) -> dict[str, Any]:
+    """Train a run whose folder `engine.launch.prepare_run` made (config.yaml written, status `starting`).
+
+    The folder already belongs to whoever launched it, so a failure of any kind keeps it, marked `failed`
+    with the error, for a viewer to show."""
+    from engine.runs import read_config
+
+    config = read_config(run_dir)
+    info = distributed.from_environment()
+    _broadcast_path(run_dir, info, config)  # joins the process group under torchrun
+    return _drive(config, run_dir, listeners, stop, parent=parent)
+
+
 def resume_run(run_dir: Path, *, overrides: list[str] | None = None, listeners: list[Any] | None = None,
                stop: StopRequest | None = None) -> dict[str, Any]:
     """Continue a run from its `last` checkpoint, exactly; `overrides` may extend it (e.g. train.epochs)."""
@@ -105,10 +119,9 @@ def resume_run(run_dir: Path, *, overrides: list[str] | None = None, listeners: 
     return _drive(config, run_dir, listeners, stop, resume_from=folder, on_ready=record_config)
 
 
-def finetune_run(source: Path, config: ExperimentConfig, runs_root: Path, *, parent: str,
-                 listeners: list[Any] | None = None, stop: StopRequest | None = None) -> dict[str, Any]:
-    """A new run of `config` starting from the weights of checkpoint folder `source`: they become its
-    `model.pretrained` (so its config.yaml re-runs it as it was) and the parent is recorded in its status."""
+def finetune_config(source: Path, config: ExperimentConfig) -> ExperimentConfig:
+    """`config` starting from the weights of checkpoint folder `source` (they become its `model.pretrained`,
+    so its config.yaml re-runs it as it was); refused when the architecture or the data differ."""
     import dataclasses
 
     from engine.config import from_dict, to_dict
@@ -120,8 +133,14 @@ def finetune_run(source: Path, config: ExperimentConfig, runs_root: Path, *, par
         raise CheckpointError("cannot fine-tune: the new config differs from the checkpoint's in " + "; ".join(changes))
     # the weights that were evaluated: EMA ones when the run kept them and evaluated with them
     weights = source / ckpt.EMA if (source / ckpt.EMA).is_file() and saved.eval.use_ema else source / ckpt.WEIGHTS
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, pretrained=str(weights.resolve())))
-    return start_run(config, runs_root, listeners=listeners, stop=stop, parent=parent)
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, pretrained=str(weights.resolve())))
+
+
+def finetune_run(source: Path, config: ExperimentConfig, runs_root: Path, *, parent: str,
+                 listeners: list[Any] | None = None, stop: StopRequest | None = None) -> dict[str, Any]:
+    """A new run of `config` starting from the weights of checkpoint folder `source`; the parent is recorded
+    in its status."""
+    return start_run(finetune_config(source, config), runs_root, listeners=listeners, stop=stop, parent=parent)
 
 
 def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None, stop: StopRequest | None,
@@ -129,14 +148,24 @@ def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None,
            on_ready: Callable[[], None] | None = None) -> dict[str, Any]:
     """Run a Trainer in `run_dir`, recording failures in status.json and events.jsonl.
 
-    A new run whose setup fails on bad input (missing data, corrupt image) leaves no folder behind: it never
-    trained, and the error says what to fix.
+    A new run of the `train` command whose setup fails on bad input (missing data, corrupt image) leaves no
+    folder behind: it never trained, and the error says what to fix. Any other run (a launched one, a resume
+    that restored its state) keeps its folder, marked failed, for a viewer to show.
     """
+    import socket
+
+    from engine.runs import RunFolder
+
     info = distributed.from_environment()
-    events = EventWriter(run_dir / "events.jsonl", listeners) if info.is_main else EventWriter(None)
+    folder = RunFolder(run_dir)
+    stop = stop or StopRequest()
+    stop.stop_file = folder.stop_request
+    if info.is_main:
+        _clear_stale_stop_request(folder.stop_request)
+    events = EventWriter(folder.events, listeners) if info.is_main else EventWriter(None)
     trainer = Trainer(config, run_dir, events, stop, parent=parent, dist_info=info)
     try:
-        events.emit("run_start", run=str(run_dir), name=run_dir.name, pid=os.getpid(),
+        events.emit("run_start", run=str(run_dir), name=run_dir.name, pid=os.getpid(), host=socket.gethostname(),
                     config_hash=content_hash(config_dict(config)), parent=parent,
                     resumed_from=str(resume_from) if resume_from else None)
         trainer.setup(resume_from=resume_from)
@@ -164,8 +193,22 @@ def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None,
         raise
     finally:
         events.close()
+        if info.is_main:
+            folder.stop_request.unlink(missing_ok=True)
         distributed.shutdown(info)
     return {"run_dir": str(run_dir), **status}
+
+
+def _clear_stale_stop_request(path: Path) -> None:
+    """A stop file older than this process is a request for an earlier session of the run: drop it."""
+    try:
+        if path.stat().st_mtime < _PROCESS_START:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+_PROCESS_START = time.time()
 
 
 def _record_failure(trainer: Trainer, events: EventWriter, exc: BaseException) -> None:

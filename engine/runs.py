@@ -1,8 +1,10 @@
-"""The run directory: create, list, read and find runs.
+"""The run directory: its layout, and creating, listing, reading and finding runs.
 
 A run folder holds `config.yaml` (fully resolved), `events.jsonl` (append-only), `status.json` (replaced
-atomically), `checkpoints/`, `evals/` and `plots/`. It is the only state shared between a training process
-and any viewer.
+atomically), `checkpoints/`, `evals/`, `plots/`, `notes.json` (note and tags), `output.log` (what a launched
+training process printed) and, while a graceful stop is pending, `stop-request`. It is the only state shared
+between a training process and any viewer; this module is the only one that spells those names
+(`RunFolder`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,51 @@ from engine import config as cfg
 from engine.errors import RunError, did_you_mean
 from engine.events import read_events
 
-STATES = ("running", "finished", "failed", "interrupted", "diverged")
+STATES = ("starting", "running", "finished", "failed", "interrupted", "diverged")
+FINAL_STATES = ("finished", "failed", "interrupted", "diverged")
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The layout of one run folder: every file and folder a run holds, by name."""
+
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def events(self) -> Path:
+        return self.path / "events.jsonl"
+
+    @property
+    def status(self) -> Path:
+        return self.path / "status.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def evals(self) -> Path:
+        return self.path / "evals"
+
+    @property
+    def plots(self) -> Path:
+        return self.path / "plots"
+
+    @property
+    def notes(self) -> Path:
+        return self.path / "notes.json"
+
+    @property
+    def output_log(self) -> Path:
+        return self.path / "output.log"
+
+    @property
+    def stop_request(self) -> Path:
+        return self.path / "stop-request"
 
 
 def runs_dir(explicit: str | Path | None = None) -> Path:
@@ -34,26 +80,31 @@ def safe_name(name: str) -> str:
     return cleaned[:80]
 
 
-def create_run(root: Path, name: str) -> Path:
-    """Make a new run folder `<name>-<YYYYmmdd-HHMMSS>[-n]` inside `root` (never outside it)."""
+def new_folder(root: Path, stem: str, what: str = "runs") -> Path:
+    """Make a new folder `<stem>[-n]` inside `root` (never outside it); the first free name wins."""
     if root.exists() and not root.is_dir():
         raise RunError(f"runs folder {root} is a file, not a folder; pass another --runs-dir")
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunError(f"runs folder {root} cannot be created: {exc.strerror or exc}") from None
-    stem = f"{safe_name(name)}-{time.strftime('%Y%m%d-%H%M%S')}"
     for n in range(1000):
         candidate = root / (stem if n == 0 else f"{stem}-{n}")
         if candidate.resolve().parent != root.resolve():
-            raise RunError(f"run name {name!r} would escape the runs folder {root}")
+            raise RunError(f"name {stem!r} would escape the runs folder {root}")
         try:
             candidate.mkdir()
         except FileExistsError:
             continue
-        (candidate / "checkpoints").mkdir()
         return candidate
-    raise RunError(f"too many runs named {stem} in {root}")
+    raise RunError(f"too many {what} named {stem} in {root}")
+
+
+def create_run(root: Path, name: str) -> Path:
+    """Make a new run folder `<name>-<YYYYmmdd-HHMMSS>[-n]` inside `root` (never outside it)."""
+    folder = new_folder(root, f"{safe_name(name)}-{time.strftime('%Y%m%d-%H%M%S')}")
+    RunFolder(folder).checkpoints.mkdir()
+    return folder
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -70,14 +121,14 @@ def write_status(run_dir: Path, status: dict[str, Any]) -> None:
     """Replace `status.json` atomically (strict JSON: NaN/Inf written as strings)."""
     from engine.events import strict_json
 
-    atomic_write_text(run_dir / "status.json", json.dumps(strict_json(status), indent=2, sort_keys=True) + "\n")
+    atomic_write_text(RunFolder(run_dir).status, json.dumps(strict_json(status), indent=2, sort_keys=True) + "\n")
 
 
 def write_config(run_dir: Path, config: cfg.ExperimentConfig) -> None:
     """Write the fully resolved `config.yaml` (re-runnable with `train`)."""
     from engine.presets import resolved_yaml
 
-    atomic_write_text(run_dir / "config.yaml", resolved_yaml(config))
+    atomic_write_text(RunFolder(run_dir).config, resolved_yaml(config))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -92,13 +143,16 @@ def _pid_alive(pid: int) -> bool:
 
 def read_status(run_dir: Path) -> dict[str, Any]:
     """The run's status; a `running` run whose process is gone (same host) reads as `interrupted`."""
+    path = RunFolder(run_dir).status
     try:
-        status = json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        status = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError):
         return {"state": "unknown"}
-    except json.JSONDecodeError as exc:
-        raise RunError(f"{run_dir / 'status.json'}: not valid JSON ({exc})") from exc
-    if status.get("state") == "running" and status.get("host") == socket.gethostname():
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise RunError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(status, dict):
+        raise RunError(f"{path}: not a status record (a JSON object)")
+    if status.get("state") in ("running", "starting") and status.get("host") == socket.gethostname():
         pid = status.get("pid")
         if isinstance(pid, int) and not _pid_alive(pid):
             status["state"] = "interrupted"
@@ -110,7 +164,7 @@ def read_config(run_dir: Path) -> cfg.ExperimentConfig:
     """The run's resolved config."""
     from engine.presets import load_mapping
 
-    path = run_dir / "config.yaml"
+    path = RunFolder(run_dir).config
     if not path.is_file():
         raise RunError(f"{run_dir} has no config.yaml: is it a run folder?")
     return cfg.from_dict(load_mapping(path), str(path))
@@ -133,7 +187,8 @@ class RunInfo:
 
 def is_run_dir(path: Path) -> bool:
     """A folder is a run when it holds a status.json or config.yaml."""
-    return path.is_dir() and ((path / "status.json").is_file() or (path / "config.yaml").is_file())
+    folder = RunFolder(path)
+    return path.is_dir() and (folder.status.is_file() or folder.config.is_file())
 
 
 def list_runs(root: Path) -> list[RunInfo]:
@@ -142,17 +197,28 @@ def list_runs(root: Path) -> list[RunInfo]:
         return []
     candidates: list[Path] = []
     for child in sorted(root.iterdir()):
-        if is_run_dir(child):
-            candidates.append(child)
-        elif child.is_dir():
-            candidates.extend(sorted(p for p in child.iterdir() if is_run_dir(p)))
+        try:
+            if is_run_dir(child):
+                candidates.append(child)
+            elif child.is_dir():
+                candidates.extend(sorted(p for p in child.iterdir() if is_run_dir(p)))
+        except OSError:  # deleted or unreadable while listed
+            continue
     runs = []
     for path in candidates:
-        status = read_status(path)
+        try:
+            status = read_status(path)
+        except (RunError, OSError) as exc:  # a damaged status is shown as such, never stops the listing
+            status = {"state": "unknown", "reason": str(exc)}
         runs.append(RunInfo(str(path.relative_to(root)), path, status,
                             str(status.get("data", "")), str(status.get("model", ""))))
-    runs.sort(key=lambda r: (r.status.get("started", 0), r.name))
+    runs.sort(key=lambda r: (_started(r.status), r.name))
     return runs
+
+
+def _started(status: dict[str, Any]) -> float:
+    value = status.get("started", 0)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
 def resolve_run(root: Path, name: str) -> Path:
@@ -176,6 +242,6 @@ def resolve_run(root: Path, name: str) -> Path:
 def epoch_rows(run_dir: Path) -> list[dict[str, Any]]:
     """Per-epoch metrics of a run (the last record of each epoch wins, so a resumed run reads cleanly)."""
     rows: dict[int, dict[str, Any]] = {}
-    for event in read_events(run_dir / "events.jsonl", {"epoch"}):
-        rows[int(event["epoch"])] = event
+    for event in read_events(RunFolder(run_dir).events, {"epoch"}):
+        rows[int(event["epoch"])] = event.to_dict()
     return [rows[k] for k in sorted(rows)]

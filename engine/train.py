@@ -153,8 +153,10 @@ class Trainer:
                        "or a smaller model or image size")
             raise EngineError(message) from exc
         if reason == "interrupted":
+            self.events.emit("stop_requested", source="stop file" if self.stop.by_file
+                             else f"signal {self.stop.signal_number}")
             self._save("last", state=self._training_state())
-            return self._finish("interrupted", f"stopped by signal {self.stop.signal_number}")
+            return self._finish("interrupted", self.stop.describe())
         self._test()
         return self._finish("finished", reason)
 
