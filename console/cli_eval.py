@@ -55,37 +55,22 @@ def _options(split: str, tta: str | None, no_ema: bool, device: str | None, over
 
 
 def _refs(runs_dir: Path | None, texts: list[str]) -> list[Any]:
-    """Checkpoint references: a k-fold group name stands for its fold runs (each at the checkpoint given),
-    `RUN:all` for every checkpoint of a run; the same weights named twice (best = epoch-046) count once."""
-    from engine.compare import expand_targets
-    from engine.members import ALL_CHECKPOINTS, all_checkpoint_refs, checkpoint_ref, distinct_weights, split_ref
+    """Checkpoint references (`engine.members.resolve_refs`); a note on stderr for each repeat of the same weights."""
+    from engine.members import resolve_refs
     from engine.runs import runs_dir as pick_runs_dir
 
-    root = pick_runs_dir(runs_dir)
-    refs = []
-    for text in texts:
-        run_text, name = split_ref(text)
-        for run in expand_targets(root, [run_text]):
-            if name == ALL_CHECKPOINTS:
-                refs.extend(all_checkpoint_refs(run, shown_as=text))
-            else:
-                refs.append(checkpoint_ref(run, name, shown_as=text))
-    refs, repeats = distinct_weights(refs)
-    for dropped, kept in repeats:
-        err_console.print(f"note: {dropped} holds the same weights as {kept}; counted once", highlight=False,
-                          soft_wrap=True)
+    refs, notes = resolve_refs(pick_runs_dir(runs_dir), texts)
+    for note in notes:
+        err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
     return refs
 
 
 def _names_several(runs_dir: Path | None, text: str) -> bool:
-    """Whether `text` stands for several checkpoints by its form (RUN:all or a k-fold group), however many
-    distinct ones it finds."""
-    from engine.compare import group_match
-    from engine.members import ALL_CHECKPOINTS, split_ref
+    """Whether `text` stands for several checkpoints by its form (RUN:all or a k-fold group)."""
+    from engine.members import names_several
     from engine.runs import runs_dir as pick_runs_dir
 
-    run_text, name = split_ref(text)
-    return name == ALL_CHECKPOINTS or group_match(pick_runs_dir(runs_dir), run_text) is not None
+    return names_several(pick_runs_dir(runs_dir), text)
 
 
 def _f(value: Any, digits: int = 4) -> str:
@@ -188,6 +173,8 @@ def show_members(result: dict[str, Any]) -> None:
         for index, step in enumerate(greedy["trace"], 1):
             table.add_row(str(index), step["added"], fmt_pct(step["accuracy"]), _f(step["loss"]))
         out_console.print(table)
+        if greedy.get("stopped"):
+            out_console.print(greedy["stopped"], highlight=False, soft_wrap=True)
     table = Table("member", "epoch", f"{result['split']} acc", f"{result['split']} loss", title="members")
     for row in result.get("member_metrics", []):
         table.add_row(row["member"], str(row.get("epoch", "-")), fmt_pct(row["accuracy"]), _f(row["loss"]))

@@ -25,6 +25,7 @@ class ProgressListener:
         self.run_task: Any = None
         self.epoch_task: Any = None
         self.started: dict[str, Any] | None = None
+        self.data_task: Any = None
 
     def __enter__(self) -> ProgressListener:
         self.progress.start()
@@ -42,12 +43,21 @@ class ProgressListener:
         self.started = event  # named when training starts: a new run whose setup fails leaves no folder behind
 
     def on_data_ready(self, event: dict[str, Any]) -> None:
+        if self.data_task is not None:
+            self.progress.remove_task(self.data_task)
+            self.data_task = None
         counts = event["counts"]
         self.console.print(
             f"data {event['source']}: {event['classes']} classes, {event['image_size']}x{event['image_size']} px, "
             f"{event['channels']} channel{'s' if event['channels'] > 1 else ''}, "
             f"train {counts['train']} / val {counts['val']} / test {counts['test']} ({event['load_s']:.1f}s)",
             highlight=False, soft_wrap=True)
+
+    def on_data_progress(self, event: dict[str, Any]) -> None:
+        """Decoding a data set the first time: a transient bar, gone when the data is ready."""
+        if self.data_task is None:
+            self.data_task = self.progress.add_task(event.get("stage") or "data", total=event["total"], info="")
+        self.progress.update(self.data_task, completed=event["done"], total=event["total"])
 
     def on_model_ready(self, event: dict[str, Any]) -> None:
         self.console.print(f"model {event['model']}: {fmt_count(event['params'])} params, "

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import re
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,12 +25,23 @@ from engine.members import (
     CheckpointRef, EvalOptions, ViewLogits, check_same_classes, effective_ema, effective_tta, view_logits,
 )
 from engine.metrics import Combined, classification_metrics, combine
+from engine.progress import Progress, or_default
+
+MISTAKES_KEPT = 24  # the most confidently wrong images a record lists (enough for a grid of pictures)
+_WRITE_LOCK = threading.Lock()  # records are written whole, one thread at a time
 
 
-def member_predictions(refs: list[CheckpointRef], options: EvalOptions) -> list[ViewLogits]:
-    """Every member's view logits on the split (cached), checked to share classes and the same images."""
+def member_predictions(refs: list[CheckpointRef], options: EvalOptions,
+                       progress: Progress | None = None) -> list[ViewLogits]:
+    """Every member's view logits on the split (cached), checked to share classes and the same images; progress
+    stages are prefixed `[m/M] ` when there are several members, and a cancel request stops between batches."""
     check_same_classes(refs)
-    members = [view_logits(ref, options) for ref in refs]
+    progress = or_default(progress)
+    members = []
+    for index, ref in enumerate(refs, 1):
+        progress.check()
+        members.append(view_logits(ref, options, progress.prefixed(f"[{index}/{len(refs)}] ") if len(refs) > 1
+                                   else progress))
     first = members[0]
     for ref, member in zip(refs[1:], members[1:]):
         if member.labels.shape != first.labels.shape or not torch.equal(member.labels, first.labels):
@@ -72,7 +84,8 @@ def _write_record(path: Path, record: dict[str, Any], plot: bool) -> dict[str, A
 
         png = plot_confusion(record["confusion"], record["classes"], path.with_suffix(".png"), record["title"])
         record["confusion_png"] = str(png)
-    atomic_write_text(path, json.dumps(_finite(record), indent=2) + "\n")
+    with _WRITE_LOCK:
+        atomic_write_text(path, json.dumps(_finite(record), indent=2) + "\n")
     return record
 
 
@@ -87,13 +100,36 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def confident_mistakes(combined: Combined, labels: torch.Tensor, classes: list[str],
+                       top: int = MISTAKES_KEPT) -> list[dict[str, Any]]:
+    """The wrong predictions made with the highest probability, most confident first: position in the split,
+    true and predicted class, and the combined probability of the predicted class."""
+    labels = labels.to(combined.scores.device).long()
+    predictions = combined.predictions
+    confidence = combined.log_probs.gather(1, predictions[:, None]).squeeze(1).exp()
+    wrong = (predictions != labels).nonzero().flatten()
+    order = wrong[confidence[wrong].argsort(descending=True, stable=True)][:top].tolist()
+    return [{"position": i, "true": classes[int(labels[i])], "predicted": classes[int(predictions[i])],
+             "confidence": float(confidence[i])} for i in order]
+
+
+def _scored(members: list[ViewLogits], how: str, classes: list[str]) -> dict[str, Any]:
+    """Classification metrics of the combined members, with the most confident mistakes."""
+    combined = combine_members(members, how)
+    labels = members[0].labels
+    return {**classification_metrics(combined, labels, classes),
+            "confident_mistakes": confident_mistakes(combined, labels, classes)}
+
+
 def evaluate_checkpoint(ref: CheckpointRef, options: EvalOptions, combine_how: str | None = None, *,
-                        plot: bool = True) -> dict[str, Any]:
-    """Metrics of one checkpoint on a split with TTA; saved under the run's `evals/` and returned."""
+                        plot: bool = True, progress: Progress | None = None) -> dict[str, Any]:
+    """Metrics of one checkpoint on a split with TTA; saved under the run's `evals/` and returned. `progress`
+    gets per-batch progress and may cancel (`Cancelled`); its `warnings` collect the TTA warnings."""
     how = combine_how or ref.config.eval.combine
     started = time.perf_counter()
-    (member,) = member_predictions([ref], options)
-    metrics = classification_metrics(combine_members([member], how), member.labels, ref.classes)
+    progress = or_default(progress)
+    (member,) = member_predictions([ref], options, progress)
+    metrics = _scored([member], how, ref.classes)
     tta = effective_tta(ref, options)
     record = {
         "kind": "eval", "title": f"{ref.label} on {options.split} (tta {tta}, {how})",
@@ -116,29 +152,45 @@ def _quick_score(members: list[ViewLogits], how: str) -> tuple[float, float]:
     return float(values[0]), float(values[1])
 
 
-def greedy_select(refs: list[CheckpointRef], options: EvalOptions, how: str) -> tuple[list[int], list[dict[str, Any]]]:
+def greedy_select(refs: list[CheckpointRef], options: EvalOptions, how: str, *,
+                  progress: Progress | None = None) -> tuple[list[int], list[dict[str, Any]], str]:
     """Forward selection on `options.split`: add the member that most improves (accuracy, then lower loss)
-    until none does. Returns the chosen indices (in order added) and the trace of each step."""
-    members = member_predictions(refs, options)
+    until none does. Returns the chosen indices (in order added), each step (the member added, the scores,
+    how many candidates were tried) and why the selection stopped."""
+    progress = or_default(progress)
+    members = member_predictions(refs, options, progress)
     chosen: list[int] = []
     best = (-math.inf, -math.inf)
     trace: list[dict[str, Any]] = []
     while len(chosen) < len(members):
-        step_best: tuple[tuple[float, float], int] | None = None
-        for index in range(len(members)):
-            if index in chosen:
-                continue
-            acc, loss = _quick_score([members[i] for i in chosen + [index]], how)
-            score = (acc, -loss)
-            if step_best is None or score > step_best[0]:
-                step_best = (score, index)
-        assert step_best is not None
+        step_best = _greedy_step(members, chosen, how, progress.prefixed(f"step {len(trace) + 1}: "))
         if step_best[0] <= best:
-            break
+            return chosen, trace, _stop_reason(options.split, best, step_best[0], refs[step_best[1]].label)
         best = step_best[0]
         chosen.append(step_best[1])
-        trace.append({"added": refs[step_best[1]].label, "accuracy": best[0], "loss": -best[1]})
-    return chosen, trace
+        trace.append({"added": refs[step_best[1]].label, "accuracy": best[0], "loss": -best[1],
+                      "tried": len(members) - len(chosen) + 1})
+    return chosen, trace, f"every candidate was added ({len(members)}); each one improved the {options.split} score"
+
+
+def _greedy_step(members: list[ViewLogits], chosen: list[int], how: str,
+                 progress: Progress) -> tuple[tuple[float, float], int]:
+    """The best (accuracy, -loss) reachable by adding one more member to `chosen`, and that member's index."""
+    remaining = [i for i in range(len(members)) if i not in chosen]
+    step_best: tuple[tuple[float, float], int] | None = None
+    for tried, index in enumerate(remaining):
+        progress.report("scoring candidates", tried, len(remaining))
+        acc, loss = _quick_score([members[i] for i in chosen + [index]], how)
+        if step_best is None or (acc, -loss) > step_best[0]:
+            step_best = ((acc, -loss), index)
+    assert step_best is not None
+    return step_best
+
+
+def _stop_reason(split: str, best: tuple[float, float], tried: tuple[float, float], label: str) -> str:
+    """Why greedy selection stopped: the best remaining candidate did not beat the ensemble so far."""
+    return (f"stopped: the best remaining candidate, {label}, would give {split} accuracy {100 * tried[0]:.2f}% "
+            f"/ loss {-tried[1]:.4f}, not better than {100 * best[0]:.2f}% / {-best[1]:.4f}")
 
 
 def ensemble_key(refs: list[CheckpointRef], options: EvalOptions, how: str) -> str:
@@ -160,21 +212,26 @@ def _member_rows(refs: list[CheckpointRef], members: list[ViewLogits], how: str)
 
 def evaluate_ensemble(refs: list[CheckpointRef], options: EvalOptions, combine_how: str | None = None, *,
                       out_dir: Path | None = None, greedy_split: str | None = None,
-                      plot: bool = True) -> dict[str, Any]:
+                      plot: bool = True, progress: Progress | None = None) -> dict[str, Any]:
     """Metrics of the ensemble of `refs` on a split; with `greedy_split`, members are first chosen by forward
-    selection on that split. The record (members, per-member and ensemble metrics) is saved in `out_dir`."""
+    selection on that split (each step and the reason it stopped are in the record's `greedy`). The record
+    (members, per-member and ensemble metrics) is saved in `out_dir`. `progress` gets per-batch progress and
+    may cancel (`Cancelled`); its `warnings` collect the TTA warnings."""
     if not refs:
         raise RunError("an ensemble needs at least one checkpoint")
     how = combine_how or refs[0].config.eval.combine
     started = time.perf_counter()
+    progress = or_default(progress)
     selection = None
     candidates = refs
     if greedy_split is not None:
-        chosen, trace = greedy_select(refs, replace(options, split=greedy_split), how)
+        chosen, trace, stopped = greedy_select(refs, replace(options, split=greedy_split), how,
+                                               progress=progress.prefixed(f"greedy on {greedy_split}: "))
         refs = [refs[i] for i in chosen]
-        selection = {"split": greedy_split, "candidates": [r.label for r in candidates], "trace": trace}
-    members = member_predictions(refs, options)
-    metrics = classification_metrics(combine_members(members, how), members[0].labels, refs[0].classes)
+        selection = {"split": greedy_split, "candidates": [r.label for r in candidates], "trace": trace,
+                     "stopped": stopped}
+    members = member_predictions(refs, options, progress)
+    metrics = _scored(members, how, refs[0].classes)
     key = ensemble_key(refs, options, how)
     tta = effective_tta(refs[0], options)
     record = {

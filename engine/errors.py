@@ -30,6 +30,10 @@ class RunError(EngineError):
     """A run folder is missing or cannot be used for the request."""
 
 
+class Cancelled(EngineError):
+    """A long engine call (evaluation, ensemble) stopped because its caller asked it to."""
+
+
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """Return ' (did you mean `x`?)' for the closest candidate, or '' when none is close."""
     matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)

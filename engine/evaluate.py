@@ -8,6 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from engine.progress import Progress, or_default
 from engine.runtime import autocast
 
 
@@ -19,13 +20,17 @@ def predict_logits(
     *,
     amp_dtype: torch.dtype | None,
     channels_last: bool,
+    before_batch: Callable[[int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run `model` over `batches` of (uint8 images, labels) in eval mode; returns float32 logits and labels (device)."""
+    """Run `model` over `batches` of (uint8 images, labels) in eval mode; returns float32 logits and labels (device).
+    `before_batch(i)` runs before batch i (progress, and a cancel check that may raise)."""
     was_training = model.training
     model.eval()
     logits_parts, label_parts = [], []
     try:
-        for images, labels in batches:  # type: ignore[attr-defined]
+        for index, (images, labels) in enumerate(batches):  # type: ignore[call-overload]
+            if before_batch is not None:
+                before_batch(index)
             inputs = transform(images)
             if channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
@@ -74,21 +79,32 @@ def predict_views(
     seed: int,
     amp_dtype: torch.dtype | None,
     channels_last: bool,
+    progress: Progress | None = None,
+    stage: str = "predicting",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits of every view stacked (V, N, C) on the CPU, and the labels (N,); the identity view is exactly
-    plain evaluation. Random view i draws from its own generator seeded by (seed, i), so results repeat."""
+    plain evaluation. Random view i draws from its own generator seeded by (seed, i), so results repeat.
+    Progress counts batches over all views; a cancel request stops it between batches (`Cancelled`)."""
     from engine.data.splits import derived_seed
 
+    progress = or_default(progress)
+    per_batch = len(batches) if hasattr(batches, "__len__") else 0  # type: ignore[arg-type]
+    total = per_batch * len(views)
     per_view, labels = [], None
     for index, view in enumerate(views):
         generator = None
         if view == "random":
             generator = torch.Generator(device=device)
             generator.manual_seed(derived_seed(seed, f"tta-random-{index}"))
-        logits, view_labels = predict_logits(model, batches, view_transform(view, augmenter, generator),
-                                             amp_dtype=amp_dtype, channels_last=channels_last)
+        text = f"{stage} (view {index + 1}/{len(views)}: {view})"
+        done_before = index * per_batch
+        logits, view_labels = predict_logits(
+            model, batches, view_transform(view, augmenter, generator), amp_dtype=amp_dtype,
+            channels_last=channels_last,
+            before_batch=lambda i, text=text, done=done_before: progress.report(text, done + i, total))
         per_view.append(logits.cpu())
         labels = view_labels.cpu() if labels is None else labels
     if labels is None:
         raise ValueError("no views to predict")
+    progress.report(stage, total, total)
     return torch.stack(per_view), labels

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -13,24 +14,28 @@ from engine import checkpoint as ckpt
 from engine.config import DataConfig, ExperimentConfig, to_dict
 from engine.errors import CheckpointError, classes_mismatch
 from engine.members import CheckpointRef, EvalOptions, effective_ema, eval_device, split_indices
+from engine.progress import Progress, or_default
 
 _DATASETS: OrderedDict[str, Any] = OrderedDict()
 _DATASETS_KEPT = 2  # evaluation and training data of one member; more would hold large tables in memory
+_DATASETS_LOCK = threading.Lock()  # workers of a UI may evaluate at once: one loads, the others wait and share
 
 
 def cached_dataset(data: DataConfig) -> Any:
-    """`load_dataset(data)`, remembered for the last two data configs of this process (ensembles, k-fold)."""
+    """`load_dataset(data)`, remembered for the last two data configs of this process (ensembles, k-fold);
+    safe to call from several threads."""
     from engine.data import load_dataset
 
     key = json.dumps(to_dict(data), sort_keys=True)
-    if key in _DATASETS:
-        _DATASETS.move_to_end(key)
-        return _DATASETS[key]
-    dataset = load_dataset(data)
-    _DATASETS[key] = dataset
-    while len(_DATASETS) > _DATASETS_KEPT:
-        _DATASETS.popitem(last=False)
-    return dataset
+    with _DATASETS_LOCK:
+        if key in _DATASETS:
+            _DATASETS.move_to_end(key)
+            return _DATASETS[key]
+        dataset = load_dataset(data)
+        _DATASETS[key] = dataset
+        while len(_DATASETS) > _DATASETS_KEPT:
+            _DATASETS.popitem(last=False)
+        return dataset
 
 
 @dataclass
@@ -125,21 +130,38 @@ def _normalization(ref: CheckpointRef, config: ExperimentConfig, dataset: Any,
 
 
 def run_views(runtime: MemberRuntime, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
-              views: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """View logits (V, N, C) and labels for the rows `indices` of an image table."""
+              views: list[str], *, progress: Progress | None = None,
+              stage: str = "predicting") -> tuple[torch.Tensor, torch.Tensor]:
+    """View logits (V, N, C) and labels for the rows `indices` of an image table (progress per batch)."""
     from engine.data import BatchLoader
     from engine.evaluate import predict_views
 
     loader = BatchLoader(images, labels, indices, batch_size=runtime.batch_size, device=runtime.device,
                          shuffle=False, drop_last=False, seed=runtime.seed, budget_gb=runtime.budget_gb)
     return predict_views(runtime.model, loader, runtime.augmenter, views, device=runtime.device,
-                         seed=runtime.seed, amp_dtype=runtime.amp_dtype, channels_last=runtime.channels_last)
+                         seed=runtime.seed, amp_dtype=runtime.amp_dtype, channels_last=runtime.channels_last,
+                         progress=progress, stage=stage)
 
 
-def compute_split_logits(ref: CheckpointRef, config: ExperimentConfig, options: EvalOptions,
-                         views: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Compute a member's view logits on `options.split` (no cache)."""
+def compute_split_logits(ref: CheckpointRef, config: ExperimentConfig, options: EvalOptions, views: list[str], *,
+                         progress: Progress | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Compute a member's view logits on `options.split` (no cache), reporting progress per batch."""
+    progress = or_default(progress)
+    progress.report(f"{ref.label}: loading model and data", 0, 1)
     runtime = build_runtime(ref, config, options)
     dataset = runtime.dataset
     indices = split_indices(dataset, options.split, f"{ref.label} ({config.data.source} data)")
-    return run_views(runtime, dataset.images, dataset.labels, indices, views)
+    return run_views(runtime, dataset.images, dataset.labels, indices, views, progress=progress,
+                     stage=f"{ref.label}: {options.split}")
+
+
+def split_images(ref: CheckpointRef, options: EvalOptions, positions: list[int]) -> tuple[torch.Tensor, list[int]]:
+    """The uint8 images (K, C, H, W) at `positions` of the evaluated split (positions as in an evaluation record's
+    `confident_mistakes`), and their rows in the data table."""
+    from engine.members import eval_config
+
+    config = eval_config(ref, options)
+    dataset = cached_dataset(config.data)
+    indices = split_indices(dataset, options.split, f"{ref.label} ({config.data.source} data)")
+    rows = indices[torch.as_tensor(positions, dtype=torch.long)] if positions else indices[:0]
+    return dataset.images.index_select(0, rows.long()), [int(r) for r in rows.tolist()]

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import torch
 from engine import checkpoint as ckpt
 from engine.config import ExperimentConfig, from_dict, to_dict
 from engine.errors import CheckpointError, ConfigError, DataError, RunError, classes_mismatch
+from engine.progress import Progress, or_default
 
 log = logging.getLogger(__name__)
 
@@ -79,17 +81,23 @@ def checkpoint_ref(run_dir: Path, name: str | None = None, *, shown_as: str | No
     from engine.presets import load_mapping
 
     available = [m.get("name") for m in ckpt.list_checkpoints(run_dir)]
-    if name is None:
-        name = "best" if "best" in available else "last"
+    if name is None:  # a damaged `best` is named as such, never passed over for `last`
+        name = "best" if "best" in available or ckpt.checkpoint_dir(run_dir, "best").is_dir() else "last"
     epoch_number = re.fullmatch(r"(?:epoch-?)?(\d+)", name)
     if epoch_number:  # `epoch-15`, `epoch15` and `15` all mean the periodic checkpoint epoch-015
         name = f"epoch-{int(epoch_number.group(1)):03d}"
+    folder = ckpt.checkpoint_dir(run_dir, name)
     if name not in available:
+        if folder.is_dir():  # there, but its record is damaged: say so, naming the file
+            ckpt.read_meta(folder)
         shown = ", ".join(sorted(str(a) for a in available)) or "none"
         raise CheckpointError(f"{shown_as or run_dir}: run {run_dir.name} has no checkpoint {name!r} (it has: {shown})")
-    folder = ckpt.checkpoint_dir(run_dir, name)
-    meta = json.loads((folder / ckpt.META).read_text(encoding="utf-8"))
-    config_path = folder / ckpt.CONFIG if (folder / ckpt.CONFIG).is_file() else run_dir / "config.yaml"
+    meta = ckpt.read_meta(folder)
+    if (folder / ckpt.CONFIG).is_file():
+        ckpt.verified_digest(folder, meta, ckpt.CONFIG)  # the config a member is rebuilt from is checked too
+        config_path = folder / ckpt.CONFIG
+    else:
+        config_path = run_dir / "config.yaml"
     config = from_dict(load_mapping(config_path), str(config_path))
     if not meta.get("classes"):
         raise CheckpointError(f"{folder / ckpt.META}: records no class names; cannot evaluate it")
@@ -105,8 +113,12 @@ def all_checkpoint_refs(run_dir: Path, *, shown_as: str | None = None) -> list[C
     metas = sorted(ckpt.list_checkpoints(run_dir),
                    key=lambda m: (m.get("epoch", 0), not str(m.get("name", "")).startswith("epoch-"),
                                   m.get("name") != "best"))
+    damaged = ckpt.damaged_checkpoints(run_dir)
+    for name, reason in damaged.items():
+        log.warning("%s: checkpoint %s left out: %s", shown_as or run_dir.name, name, reason)
     if not metas:
-        raise CheckpointError(f"{shown_as or run_dir}: run {run_dir.name} has no checkpoints")
+        more = f" that can be read ({len(damaged)} damaged)" if damaged else ""
+        raise CheckpointError(f"{shown_as or run_dir}: run {run_dir.name} has no checkpoints{more}")
     refs = [checkpoint_ref(run_dir, str(m["name"]), shown_as=shown_as) for m in metas]
     return distinct_weights(refs)[0]
 
@@ -129,6 +141,33 @@ def distinct_weights(refs: list[CheckpointRef]) -> tuple[list[CheckpointRef], li
         else:
             kept[digest] = ref
     return list(kept.values()), repeats
+
+
+def resolve_refs(runs_root: Path, texts: list[str]) -> tuple[list[CheckpointRef], list[str]]:
+    """Checkpoint references from `RUN[:CHECKPOINT]` texts: a k-fold group name stands for its fold runs (each at
+    the checkpoint given), `RUN:all` for every checkpoint of a run; the same weights named twice (best =
+    epoch-046) count once. Returns the references and one note per repeat dropped."""
+    from engine.compare import expand_targets
+
+    refs = []
+    for text in texts:
+        run_text, name = split_ref(text)
+        for run in expand_targets(runs_root, [run_text]):
+            if name == ALL_CHECKPOINTS:
+                refs.extend(all_checkpoint_refs(run, shown_as=text))
+            else:
+                refs.append(checkpoint_ref(run, name, shown_as=text))
+    refs, repeats = distinct_weights(refs)
+    return refs, [f"{dropped} holds the same weights as {kept}; counted once" for dropped, kept in repeats]
+
+
+def names_several(runs_root: Path, text: str) -> bool:
+    """Whether `text` stands for several checkpoints by its form (RUN:all or a k-fold group), however many
+    distinct ones it finds."""
+    from engine.compare import group_match
+
+    run_text, name = split_ref(text)
+    return name == ALL_CHECKPOINTS or group_match(runs_root, run_text) is not None
 
 
 @dataclass
@@ -176,13 +215,28 @@ def cache_key(ref: CheckpointRef, options: EvalOptions, config: ExperimentConfig
     """sha256 of everything that determines a member's view logits (not the device: fp32 on CPU and CUDA agree
     to float rounding, so they share an entry)."""
     use_ema = effective_ema(ref, options)
-    weights_sha = ref.meta.get("sha256", {}).get(ckpt.EMA if use_ema else ckpt.WEIGHTS)
-    if not weights_sha:
-        raise CheckpointError(f"{ref.folder / ckpt.META}: no sha256 recorded for the weights")
+    weights_sha = verified_weights_digest(ref, ckpt.EMA if use_ema else ckpt.WEIGHTS)
     body = {"weights": weights_sha, "split": options.split, "views": views, "use_ema": use_ema,
             "data": to_dict(config.data), "augment": to_dict(config.augment), "seed": config.train.seed,
             "classes": ref.classes, "precision": _effective_precision(config, options), "version": 1}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def verified_weights_digest(ref: CheckpointRef, file: str) -> str:
+    """The sha256 of the weights file as it is now, checked against the checkpoint's record (a cache keyed by
+    it can never answer for damaged or replaced weights). A record replaced since `ref` was read (a save while
+    evaluating) is said as such; a file that does not match its record is refused."""
+    try:
+        return ckpt.verified_digest(ref.folder, ref.meta, file)
+    except CheckpointError:
+        try:
+            current = ckpt.read_meta(ref.folder)
+        except CheckpointError:
+            current = None
+        if current is not None and current.get("sha256") != ref.meta.get("sha256"):
+            raise CheckpointError(f"{ref.label}: the checkpoint was replaced while being evaluated (is the run "
+                                  "still training?); evaluate again") from None
+        raise
 
 
 def eval_device(config: ExperimentConfig, options: EvalOptions) -> Any:
@@ -248,35 +302,39 @@ def write_cache(path: Path, result: ViewLogits) -> None:
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")  # threads never share it
     save_file({"logits": result.logits.contiguous(), "labels": result.labels.contiguous()}, str(tmp),
               metadata={"views": json.dumps(result.views)})
     os.replace(tmp, path)
 
 
-def view_logits(ref: CheckpointRef, options: EvalOptions) -> ViewLogits:
-    """The member's view logits on `options.split`: from the cache, else computed and cached."""
+def view_logits(ref: CheckpointRef, options: EvalOptions, progress: Progress | None = None) -> ViewLogits:
+    """The member's view logits on `options.split`: from the cache, else computed (reporting progress per batch,
+    cancellable between batches) and cached. Warnings about the TTA are logged and collected in `progress`."""
     from engine.augment import tta_views
     from engine.augment.tta import unseen_views
 
+    progress = or_default(progress)
+    progress.check()
     config = eval_config(ref, options)
     tta = effective_tta(ref, options)
     views = tta_views(tta)
     if "random" in views and not config.augment.ops:
-        log.warning("%s: tta %s: the run has no training augmentations (augment.ops is empty), so each random "
-                    "view is the plain image; use flip/shift views, or --set augment=PRESET", ref.label, tta)
+        progress.warn(f"{ref.label}: tta {tta}: the run has no training augmentations (augment.ops is empty), so "
+                      "each random view is the plain image; use flip/shift views, or --set augment=PRESET", log)
     unseen = unseen_views(views, ref.config.augment.ops)
     if unseen:
-        log.warning("%s: tta %s: training never applied %s, so those views may cost accuracy; compare with "
-                    "--tta none", ref.label, tta, " or ".join(unseen))
+        progress.warn(f"{ref.label}: tta {tta}: training never applied {' or '.join(unseen)}, so those views may "
+                      "cost accuracy; compare with --tta none", log)
     key = cache_key(ref, options, config, views)
     path = cache_path(ref, key)
     cached = read_cache(path, views, key)
     if cached is not None:
+        progress.report(f"{ref.label}: cached predictions", 1, 1)
         return cached
     from engine.inference import compute_split_logits
 
-    logits, labels = compute_split_logits(ref, config, options, views)
+    logits, labels = compute_split_logits(ref, config, options, views, progress=progress)
     result = ViewLogits(logits, labels, views, key, False)
     write_cache(path, result)
     return result

@@ -50,17 +50,22 @@ def incompatible_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 def start_run(config: ExperimentConfig, runs_root: Path, *, listeners: list[Any] | None = None,
               stop: StopRequest | None = None, parent: str | None = None) -> dict[str, Any]:
     """Create a run folder for `config` and train it; returns the final status (with `run_dir`)."""
-    from engine.runs import create_run, write_config
+    from engine.runs import RunLock, create_run, write_config
 
     info = distributed.from_environment()
     pick_device(config.train.device)  # a device this machine lacks is refused before any folder exists
     config = with_absolute_paths(config)
-    run_dir = None
+    run_dir = lock = None
     if info.is_main:
         run_dir = create_run(runs_root, config.name)
+        lock = RunLock(run_dir).acquire()
         write_config(run_dir, config)
-    run_dir = Path(_broadcast_path(run_dir, info, config))
-    return _drive(config, run_dir, listeners, stop, parent=parent, fresh=True)
+    try:
+        run_dir = Path(_broadcast_path(run_dir, info, config))
+        return _drive(config, run_dir, listeners, stop, parent=parent, fresh=True)
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def train_prepared(run_dir: Path, *, listeners: list[Any] | None = None, stop: StopRequest | None = None,
@@ -71,19 +76,45 @@ def train_prepared(run_dir: Path, *, listeners: list[Any] | None = None, stop: S
     with the error, for a viewer to show."""
     from engine.runs import read_config
 
-    config = read_config(run_dir)
-    info = distributed.from_environment()
-    _broadcast_path(run_dir, info, config)  # joins the process group under torchrun
-    return _drive(config, run_dir, listeners, stop, parent=parent)
+    from engine.runs import RunLock
+
+    with _main_rank_lock(RunLock(run_dir)):
+        config = read_config(run_dir)
+        info = distributed.from_environment()
+        _broadcast_path(run_dir, info, config)  # joins the process group under torchrun
+        return _drive(config, run_dir, listeners, stop, parent=parent)
 
 
 def resume_run(run_dir: Path, *, overrides: list[str] | None = None, listeners: list[Any] | None = None,
                stop: StopRequest | None = None) -> dict[str, Any]:
-    """Continue a run from its `last` checkpoint, exactly; `overrides` may extend it (e.g. train.epochs)."""
+    """Continue a run from its `last` checkpoint, exactly; `overrides` may extend it (e.g. train.epochs).
+
+    The run folder's lock is taken first: a second resume (or any writer) is refused at once. A resume refused
+    before training leaves status.json and config.yaml as they were and records the attempt as an event."""
+    from engine.runs import RunLock
+
+    with _main_rank_lock(RunLock(run_dir)):
+        try:
+            config, folder = _plan_resume(run_dir, overrides)
+        except EngineError as exc:
+            _record_refusal(run_dir, exc)
+            raise
+
+        def record_config() -> None:  # only once the checkpoint is restored: a failed resume changes nothing
+            if distributed.from_environment().is_main:
+                write_config(run_dir, config)
+
+        from engine.runs import write_config
+
+        return _drive(config, run_dir, listeners, stop, resume_from=folder, on_ready=record_config)
+
+
+def _plan_resume(run_dir: Path, overrides: list[str] | None) -> tuple[ExperimentConfig, Path]:
+    """The config a resume continues with and the checkpoint folder it starts from; refusals raise."""
     from engine.config import from_dict, to_dict
-    from engine.presets import apply_overrides, load_mapping
     from engine.errors import RunError
-    from engine.runs import read_config, read_status, write_config
+    from engine.presets import apply_overrides, load_mapping
+    from engine.runs import read_config, read_status
 
     status = read_status(run_dir)
     if status.get("state") == "running":
@@ -112,11 +143,35 @@ def resume_run(run_dir: Path, *, overrides: list[str] | None = None, listeners: 
     changes = incompatible_changes(to_dict(saved), to_dict(config))
     if changes:
         raise CheckpointError("cannot resume: the config differs from the checkpoint's in " + "; ".join(changes))
-    def record_config() -> None:  # only once the checkpoint is restored: a failed resume changes nothing
-        if distributed.from_environment().is_main:
-            write_config(run_dir, config)
+    return config, folder
 
-    return _drive(config, run_dir, listeners, stop, resume_from=folder, on_ready=record_config)
+
+def _record_refusal(run_dir: Path, exc: BaseException) -> None:
+    """A refused resume is an event of the run (its status and config stay as they were)."""
+    from engine.runs import RunFolder
+
+    if not distributed.from_environment().is_main or not RunFolder(run_dir).events.parent.is_dir():
+        return
+    writer = EventWriter(RunFolder(run_dir).events)
+    try:
+        writer.emit("warning", message=f"resume refused: {exc}")
+    finally:
+        writer.close()
+
+
+class _main_rank_lock:
+    """Hold a RunLock on rank 0 only (under torchrun every rank trains the same folder)."""
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+        self.main = distributed.from_environment().is_main
+
+    def __enter__(self) -> Any:
+        return self.lock.acquire() if self.main else None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.main:
+            self.lock.release()
 
 
 def finetune_config(source: Path, config: ExperimentConfig) -> ExperimentConfig:
@@ -185,11 +240,10 @@ def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None,
             events.close()
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
-        if resume_from is None or trainer.restored:  # a resume that never restored leaves the run as it was
-            _record_failure(trainer, events, exc)
+        _record_outcome(trainer, events, exc, resume_from)
         raise
     except BaseException as exc:
-        _record_failure(trainer, events, exc)
+        _record_outcome(trainer, events, exc, resume_from)
         raise
     finally:
         events.close()
@@ -209,6 +263,15 @@ def _clear_stale_stop_request(path: Path) -> None:
 
 
 _PROCESS_START = time.time()
+
+
+def _record_outcome(trainer: Trainer, events: EventWriter, exc: BaseException, resume_from: Path | None) -> None:
+    """A failure of a run that trained (or tried to) is its status; a resume that never restored its checkpoint
+    leaves the run as it was and is only recorded as an event."""
+    if resume_from is not None and not trainer.restored:
+        events.emit("warning", message=f"resume refused: {type(exc).__name__}: {exc}")
+    else:
+        _record_failure(trainer, events, exc)
 
 
 def _record_failure(trainer: Trainer, events: EventWriter, exc: BaseException) -> None:

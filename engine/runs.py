@@ -13,6 +13,7 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,10 @@ class RunFolder:
     def stop_request(self) -> Path:
         return self.path / "stop-request"
 
+    @property
+    def lock(self) -> Path:
+        return self.path / ".lock"
+
 
 def runs_dir(explicit: str | Path | None = None) -> Path:
     """The runs folder: explicit, else `IMGCLS_RUNS_DIR`, else `./runs`."""
@@ -109,7 +114,7 @@ def create_run(root: Path, name: str) -> Path:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a file so readers see the old or the new content, never a torn one (tmp, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")  # per writer thread
     with open(tmp, "w", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
@@ -245,3 +250,61 @@ def epoch_rows(run_dir: Path) -> list[dict[str, Any]]:
     for event in read_events(RunFolder(run_dir).events, {"epoch"}):
         rows[int(event["epoch"])] = event.to_dict()
     return [rows[k] for k in sorted(rows)]
+
+
+def saved_checkpoints(run_dir: Path) -> list[tuple[str, int]]:
+    """(name, epoch) of each complete checkpoint of a run, newest epoch first (read from their meta.json;
+    torch-free, for viewers). A checkpoint being written or damaged is left out."""
+    found: list[tuple[str, int]] = []
+    try:
+        children = [c for c in RunFolder(run_dir).checkpoints.iterdir() if not c.name.startswith(".")]
+    except OSError:
+        return []
+    for child in children:
+        try:
+            meta = json.loads((child / "meta.json").read_text(encoding="utf-8"))
+            found.append((child.name, int(meta["epoch"])))
+        except (OSError, ValueError, TypeError, KeyError, RecursionError):
+            continue
+    return sorted(found, key=lambda item: (-item[1], item[0] != "last", item[0]))
+
+
+class RunLock:
+    """One writer per run folder: an OS lock (flock on `<run>/.lock`) held for the life of the training
+    process, taken before any setup. The kernel drops it when the process ends, however it ends (a SIGKILL
+    included), so a stale lock never blocks a resume. The file names the holder for the refusal message."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = RunFolder(run_dir).lock
+        self._handle: Any = None
+
+    def acquire(self) -> RunLock:
+        """Take the lock or raise RunError naming the process that holds it."""
+        import fcntl
+
+        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release/exit
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise RunError(f"{self.path.parent.name} is being trained by {holder}: one process at a time "
+                           "writes a run folder; stop that one first") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

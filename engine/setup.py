@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,7 @@ def build_parts(config: ExperimentConfig, device: torch.device, events: EventWri
     from engine.optim import LRSchedule, build_optimizer, unused_milestones_note
 
     clock = time.perf_counter()
-    dataset = load_dataset(config.data)
+    dataset = load_dataset(config.data, progress=_data_progress(events))
     train_loader, val_loader, test_loader = _loaders(config, dataset, device, dist_info)
     events.emit("data_ready", source=config.data.source, classes=dataset.num_classes,
                 counts={"train": len(dataset.train_idx), "val": len(dataset.val_idx), "test": len(dataset.test_idx)},
@@ -197,6 +198,19 @@ def _load_pretrained(model: torch.nn.Module, spec: str, classes: list[str], even
         check_classes(path.parent, classes, f"model.pretrained: {spec}")
     replaced = load_pretrained(model, spec, num_classes=len(classes))
     events.emit("weights_loaded", source=spec, replaced=replaced)
+
+
+def _data_progress(events: EventWriter) -> Callable[[str, int, int], None]:
+    """A load_dataset progress callback that emits `data_progress` events, at most twice a second."""
+    last = [0.0]
+
+    def report(stage: str, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done >= total or now - last[0] >= 0.5:
+            last[0] = now
+            events.emit("data_progress", stage=stage, done=int(done), total=int(total))
+
+    return report
 
 
 def _safe_macs(count_macs: Any, model: torch.nn.Module, channels: int, image_size: int) -> int | None:
