@@ -1,14 +1,19 @@
-"""`runs`: list, show, compare and diff run folders."""
+"""`runs`: list, show, compare and diff run folders; a run's note and tags."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from console.common import (
-    JsonOption, RunsDirOption, fmt_count, fmt_pct, fmt_seconds, out_console, print_json, reports_errors,
+    JsonOption, RunsDirOption, err_console, escape, fmt_count, fmt_pct, fmt_seconds, out_console, print_json,
+    reports_errors,
 )
+
+if TYPE_CHECKING:
+    from engine.annotations import Annotations
 
 app = typer.Typer(help="List and inspect runs (one folder per run).", no_args_is_help=True)
 
@@ -20,9 +25,10 @@ STATE_STYLE = {"finished": "green", "running": "cyan", "failed": "red", "diverge
 def list_cmd(
     runs_dir: RunsDirOption = None,
     state: Annotated[str | None, typer.Option("--state", help="Only runs in this state.")] = None,
+    tag: Annotated[str | None, typer.Option("--tag", help="Only runs carrying this tag.")] = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Table of runs: name, state, data, model, epochs, best val acc, test acc, params, time."""
+    """Table of runs: name, state, data, model, epochs, best val acc, test acc, params, time, tags."""
     from rich.table import Table
 
     from engine.runs import list_runs
@@ -33,21 +39,28 @@ def list_cmd(
 
     if state is not None and state not in STATES:
         raise RunError(f"--state {state}: not a run state; states are {', '.join(STATES)}")
+    from engine.annotations import check_tag, matches_tag, read_annotations
+
+    if tag is not None:
+        tag = check_tag(tag)
     root = pick_runs_dir(runs_dir)
-    runs = [r for r in list_runs(root) if state is None or r.state == state]
+    annotated = [(r, read_annotations(r.path)) for r in list_runs(root) if state is None or r.state == state]
+    annotated = [(r, a) for r, a in annotated if tag is None or matches_tag(a, tag)]
     if json_out:
-        print_json([{"name": r.name, "path": str(r.path), **r.status} for r in runs])
+        print_json([{"name": r.name, "path": str(r.path), **r.status, "note": a.note, "tags": a.tags}
+                    for r, a in annotated])
         return
-    if not runs:
-        out_console.print(f"no runs in {root}", highlight=False)
+    if not annotated:
+        out_console.print(f"no runs in {root}" + (f" tagged {tag}" if tag else ""), highlight=False)
         return
-    table = Table("name", "state", "data", "model", "epochs", "best val acc", "test acc", "params", "time")
-    for run in runs:
+    table = Table("name", "state", "data", "model", "epochs", "best val acc", "test acc", "params", "time", "tags")
+    for run, notes in annotated:
         s = run.status
         style = STATE_STYLE.get(run.state, "")
-        table.add_row(run.name, f"[{style}]{run.state}[/]" if style else run.state, run.data, run.model,
+        table.add_row(escape(run.name), f"[{style}]{run.state}[/]" if style else run.state, run.data, run.model,
                       f"{s.get('epoch', '-')}/{s.get('epochs', '-')}", fmt_pct(s.get("best_val_acc")),
-                      fmt_pct(s.get("test_acc")), fmt_count(s.get("params")), fmt_seconds(s.get("wall_s")))
+                      fmt_pct(s.get("test_acc")), fmt_count(s.get("params")), fmt_seconds(s.get("wall_s")),
+                      escape(" ".join(notes.tags)))
     out_console.print(table)
 
 
@@ -72,23 +85,34 @@ def show(
         from console.cli_eval import show_kfold
         from engine.kfold import read_record
 
+        from engine.annotations import read_annotations
+
         record = read_record(group)
-        print_json(record) if json_out else show_kfold(record)
+        notes = read_annotations(group)
+        if json_out:
+            print_json({**record, "note": notes.note, "tags": notes.tags})
+            return
+        show_kfold(record)
+        print_annotations(notes)
         return
     run_dir = resolve_run(pick_runs_dir(runs_dir), run)
     status = read_status(run_dir)
     rows = epoch_rows(run_dir)
     checkpoints = list_checkpoints(run_dir)
     evals = list_evals(run_dir)
+    from engine.annotations import read_annotations
+
+    notes = read_annotations(run_dir)
     if json_out:
         print_json({"run_dir": str(run_dir), "status": status, "epochs": rows,
                     "checkpoints": [{"name": c["name"], "epoch": c.get("epoch")} for c in checkpoints],
-                    "evals": evals})
+                    "evals": evals, "note": notes.note, "tags": notes.tags})
         return
     out_console.print(f"[bold]{run_dir.name}[/]  {status.get('state')}  ({run_dir})", highlight=False)
     out_console.print(f"best {status.get('best_metric')} {_f(status.get('best_value'))} at epoch {status.get('best_epoch')};"
                       f" test acc {fmt_pct(status.get('test_acc'))}; {fmt_count(status.get('params'))} params;"
                       f" {fmt_seconds(status.get('wall_s'))}", highlight=False)
+    print_annotations(notes)
     config_path = run_dir / "config.yaml"
     if config_path.is_file():
         out_console.rule("config.yaml")
@@ -104,6 +128,14 @@ def show(
                           highlight=False)
     if evals:
         show_evals(evals)
+
+
+def print_annotations(notes: Annotations) -> None:
+    """The note and tags lines of `runs show` (nothing when the run has neither)."""
+    if notes.tags:
+        out_console.print(f"tags: {escape(', '.join(notes.tags))}", highlight=False)
+    if notes.note:
+        out_console.print(f"note: {escape(notes.note)}", highlight=False)
 
 
 def show_evals(evals: list[dict]) -> None:
@@ -203,3 +235,48 @@ def _value(value: object) -> str:
     import json
 
     return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+RunArgument = Annotated[str, typer.Argument(metavar="RUN", help="Run or k-fold group: name, unique prefix or folder.")]
+
+
+def _annotated_folder(root_option: Path | None, name: str) -> Path:
+    """The folder a note or tags go to: a k-fold group, else a run."""
+    from engine.compare import group_match
+    from engine.runs import resolve_run
+    from engine.runs import runs_dir as pick_runs_dir
+
+    root = pick_runs_dir(root_option)
+    return group_match(root, name) or resolve_run(root, name)
+
+
+@app.command()
+@reports_errors
+def note(
+    run: RunArgument,
+    text: Annotated[str, typer.Argument(metavar="TEXT", help='The note (replaces the old one; "" clears it).')],
+    runs_dir: RunsDirOption = None,
+) -> None:
+    """Set a run's free-text note (kept in its folder as notes.json; shown by `runs show` and in reports)."""
+    from engine.annotations import write_annotations
+
+    folder = _annotated_folder(runs_dir, run)
+    result = write_annotations(folder, note=text)
+    said = f"note of {folder.name}: {result.note}" if result.note else f"note of {folder.name} cleared"
+    err_console.print(escape(said), highlight=False)
+
+
+@app.command()
+@reports_errors
+def tag(
+    run: RunArgument,
+    tags: Annotated[list[str], typer.Argument(metavar="TAG...", help="Plain words, e.g. baseline lr-sweep.")],
+    remove: Annotated[bool, typer.Option("--remove", help="Remove these tags instead of adding them.")] = False,
+    runs_dir: RunsDirOption = None,
+) -> None:
+    """Add tags to a run (or remove them with --remove); `runs list --tag T` filters by them."""
+    from engine.annotations import add_tags, remove_tags
+
+    folder = _annotated_folder(runs_dir, run)
+    result = remove_tags(folder, tags) if remove else add_tags(folder, tags)
+    err_console.print(escape(f"tags of {folder.name}: {', '.join(result.tags) or '(none)'}"), highlight=False)

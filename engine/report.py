@@ -14,12 +14,12 @@ from typing import Any
 from engine.compare import MISSING, compare_runs
 from engine.errors import EngineError
 from engine.events import read_events
-from engine.runs import atomic_write_text, epoch_rows, safe_name
+from engine.runs import RunFolder, atomic_write_text, epoch_rows, safe_name
 
 
 def lr_drop_epochs(run_dir: Path) -> list[float]:
     """Where the LR dropped, between the last epoch at the old LR and the first at the new one."""
-    drops = read_events(run_dir / "events.jsonl", {"lr_drop"})
+    drops = read_events(RunFolder(run_dir).events, {"lr_drop"})
     return sorted({float(e["epoch"]) + 0.5 for e in drops if isinstance(e.get("epoch"), (int, float))})
 
 
@@ -78,6 +78,25 @@ def comparison_section(run_dirs: list[Path], figures: Path) -> list[str]:
         "best val acc": [r["metrics"]["best_val_acc"] for r in rows],
         "test acc": [r["metrics"]["test_acc"] for r in rows]}, figures / "comparison.png", "accuracy per run")
     return lines + [f"![accuracy per run]({bars.parent.name}/{bars.name})", ""]
+
+
+def notes_section(run_dirs: list[Path]) -> list[str]:
+    """Each annotated run's tags and note (see `runs note` / `runs tag`); nothing when no run has any."""
+    from engine.annotations import read_annotations
+
+    folders: list[Path] = []  # k-fold groups carry notes too: each group once, before its first fold
+    for run_dir in run_dirs:
+        group = group_of(run_dir)
+        folders += [f for f in (group, run_dir) if f is not None and f not in folders]
+    lines: list[str] = []
+    for folder in folders:
+        notes = read_annotations(folder)
+        if notes.is_empty():
+            continue
+        tags = f" [{', '.join(_cell(t) for t in notes.tags)}]" if notes.tags else ""
+        note = f": {_cell(notes.note)}" if notes.note else ""
+        lines.append(f"- **{_cell(folder.name)}**{tags}{note}")
+    return ["## Notes", "", *lines, ""] if lines else []
 
 
 def curves_section(run_dirs: list[Path], figures: Path) -> list[str]:
@@ -169,6 +188,7 @@ def write_report(run_dirs: list[Path], out_dir: Path, *, title: str = "Experimen
     figures.mkdir(parents=True, exist_ok=True)
     lines = [f"# {title}", "", f"{len(run_dirs)} run(s); generated {time.strftime('%Y-%m-%d %H:%M')}.", ""]
     lines += comparison_section(run_dirs, figures)
+    lines += notes_section(run_dirs)
     lines += curves_section(run_dirs, figures)
     if confusion:
         lines += confusion_section(run_dirs, figures, split)
