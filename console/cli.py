@@ -1,6 +1,10 @@
-"""The `imgcls-console` command: one Typer app, one sub-app per file; heavy imports happen inside commands."""
+"""The `imgcls-console` command: with no arguments the Textual console, else one Typer sub-command per action
+(one sub-app per file); heavy imports happen inside commands."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -11,11 +15,36 @@ install_warning_handler()
 
 app = typer.Typer(
     name="imgcls-console",
-    help="Image-classification experiments: presets, fast training, run folders, evaluation.",
-    no_args_is_help=True,
+    help="Image-classification experiments: presets, fast training, run folders, evaluation. With no command, "
+         "opens the terminal console (Textual) over the same run folders.",
+    invoke_without_command=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
+
+
+@app.callback()
+def console_app(
+    ctx: typer.Context,
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", metavar="DIR", show_default=False,
+                                                  help="Runs folder (default: $IMGCLS_RUNS_DIR or ./runs).")] = None,
+    experiment: Annotated[str, typer.Option("--experiment", "-e", metavar="EXPERIMENT",
+                                            help="Experiment composed in Launch when the console opens.")] = "quickstart",
+    version: Annotated[bool, typer.Option("--version", is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """With no command: open the console (Launch, Monitor, Runs, Evaluate, Presets; F1 for help)."""
+    if version:
+        from importlib.metadata import version as installed_version
+
+        typer.echo(f"imgcls-console {installed_version('imgcls-console')}")
+        raise typer.Exit()
+    if ctx.invoked_subcommand is not None:
+        return
+    from console.app import create_app
+
+    create_app(runs_dir, experiment).run()
+
+
 app.command()(cli_train.train)
 app.command()(cli_train.resume)
 app.command()(cli_train.finetune)

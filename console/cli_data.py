@@ -43,13 +43,6 @@ def load_data_config(name: str, overrides: list[str] | None = None) -> Any:
     return from_dict(raw, str(path)).data
 
 
-def split_counts(labels: Any, splits: dict[str, Any], num_classes: int) -> dict[str, list[int]]:
-    """Images per class in each split."""
-    import torch
-
-    return {name: torch.bincount(labels[idx], minlength=num_classes).tolist() for name, idx in splits.items()}
-
-
 @app.command()
 @reports_errors
 def stats(
@@ -62,6 +55,7 @@ def stats(
     from rich.table import Table
 
     from engine.data import load_dataset
+    from engine.preview import split_counts
 
     cfg = load_data_config(data, overrides)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err_console,

@@ -17,22 +17,6 @@ def schedule_group() -> None:
     """Preview an experiment's LR schedule without training."""
 
 
-def _steps_per_epoch(config: object, given: int | None) -> int:
-    if given is not None:
-        return given
-    from engine.data import load_dataset
-    from engine.errors import EngineError
-
-    try:
-        dataset = load_dataset(config.data)  # type: ignore[attr-defined]
-    except EngineError as exc:
-        raise type(exc)(f"{exc}\n(the preview needs the data only to count steps: pass --steps-per-epoch N "
-                        "to preview without it)") from exc
-    train = config.train  # type: ignore[attr-defined]
-    batches = len(dataset.train_idx) // train.batch_size if train.drop_last else -(-len(dataset.train_idx) // train.batch_size)
-    return max(1, -(-max(batches, 1) // config.optim.accumulate))  # type: ignore[attr-defined]
-
-
 @app.command()
 @reports_errors
 def preview(
@@ -43,36 +27,30 @@ def preview(
 ) -> None:
     """Print the LR of every epoch (and a text chart) as the run would see it."""
     from engine.lr_find import plain_chart
-    from engine.optim import lr_drops, preview_note, preview_schedule, unused_milestones_note
     from engine.presets import resolve_experiment
+    from engine.preview import schedule_preview, steps_per_epoch_from_data
 
     config = resolve_experiment(experiment, overrides or [])
-    steps = _steps_per_epoch(config, steps_per_epoch)
-    series = preview_schedule(config.schedule, base_lr=config.optim.lr, epochs=config.train.epochs,
-                              steps_per_epoch=steps)
-    from engine.train import STEPPED_SCHEDULES
-
-    drops = lr_drops(series) if config.schedule.name in STEPPED_SCHEDULES else []
+    steps = steps_per_epoch if steps_per_epoch is not None else steps_per_epoch_from_data(config)
+    preview = schedule_preview(config, steps)
+    series, drops = preview.series, preview.drops
     if json_out:
         print_json({"experiment": config.name, "steps_per_epoch": steps, "series": series, "drops": drops,
-                    "note": preview_note(config.schedule),
-                    "warning": unused_milestones_note(config.schedule, config.train.epochs)})
+                    "note": preview.note, "warning": preview.warning})
         return
     out_console.print(f"{config.name}: {config.schedule.name} schedule, {config.train.epochs} epochs x {steps} steps,"
                       f" peak lr {config.optim.lr:g}", highlight=False)
     for line in plain_chart([x for x, _ in series], [y for _, y in series]):
         out_console.print("  |" + line, highlight=False)
-    for epoch in range(config.train.epochs):
-        out_console.print(f"  epoch {epoch + 1:>4}  lr {series[epoch * steps][1]:.6g}", highlight=False)
+    for epoch, lr in enumerate(preview.epoch_lrs):
+        out_console.print(f"  epoch {epoch + 1:>4}  lr {lr:.6g}", highlight=False)
     if drops:
         out_console.print("  lr drops at the start of epochs: " + ", ".join(f"{d + 1:g}" for d in drops),
                           highlight=False)
-    note = preview_note(config.schedule)
-    if note:
-        err_console.print(f"note: {note}", highlight=False)
-    warning = unused_milestones_note(config.schedule, config.train.epochs)
-    if warning:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    if preview.note:
+        err_console.print(f"note: {preview.note}", highlight=False)
+    if preview.warning:
+        err_console.print(f"[yellow]warning:[/] {preview.warning}", highlight=False, soft_wrap=True)
 
 
 @reports_errors

@@ -1,0 +1,84 @@
+"""The Textual console: one app, five screens (Textual modes) over the same run folders as the CLI.
+
+`create_app` is the one factory: `imgcls-console` with no arguments and the UI tests both call it. The UI
+process never imports torch at start-up; screens that need it do their work in thread workers (imports
+happen there) or in child processes (training, through `engine.launch`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+
+from console.screens.evaluate import EvaluateScreen
+from console.screens.help import HelpScreen
+from console.screens.launch import LaunchScreen
+from console.screens.monitor import MonitorScreen
+from console.screens.presets import PresetsScreen
+from console.screens.runs import RunsScreen
+from console.palette import PresetCommands, RunCommands
+
+
+class ConsoleApp(App[None]):
+    """imgcls-console: compose, launch, watch, compare and evaluate image-classification runs."""
+
+    TITLE = "imgcls-console"
+    CSS_PATH = "app.tcss"
+    SCREENS = {"launch": LaunchScreen, "monitor": MonitorScreen, "runs": RunsScreen,
+               "evaluate": EvaluateScreen, "presets": PresetsScreen}
+    MODES = {name: name for name in SCREENS}
+    DEFAULT_MODE = "launch"
+    COMMANDS = App.COMMANDS | {PresetCommands, RunCommands}
+    BINDINGS = [
+        Binding("f2", "switch_mode('launch')", "Launch", show=False),
+        Binding("f3", "switch_mode('monitor')", "Monitor", show=False),
+        Binding("f4", "switch_mode('runs')", "Runs", show=False),
+        Binding("f5", "switch_mode('evaluate')", "Evaluate", show=False),
+        Binding("f6", "switch_mode('presets')", "Presets", show=False),
+        Binding("f1", "help", "Help", show=False),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(self, runs_root: Path, experiment: str = "quickstart", mode: str = "launch", **kwargs: Any) -> None:
+        if mode not in self.SCREENS:
+            raise ValueError(f"no screen {mode!r}: one of {', '.join(self.SCREENS)}")
+        self.DEFAULT_MODE = mode  # the screen the app opens on (tests open straight on theirs)
+        super().__init__(**kwargs)
+        self.runs_root = runs_root
+        self.experiment = experiment
+
+    # --- navigation between screens: each target screen keeps the request until it is mounted ---
+
+    def monitor_run(self, run_dir: Path, handle: Any = None) -> None:
+        """Show a run (new, running, finished or started headless) in Monitor and follow it; `handle` is the
+        `engine.launch.RunHandle` of a run launched from the app (its exit and error are then known)."""
+        self.get_screen("monitor", MonitorScreen).follow_run(Path(run_dir), handle)
+        self.switch_mode("monitor")
+
+    def evaluate_refs(self, refs: list[str]) -> None:
+        """Open Evaluate with these checkpoint references (RUN, RUN:best, RUN:all, a k-fold group) picked."""
+        self.get_screen("evaluate", EvaluateScreen).pick(refs)
+        self.switch_mode("evaluate")
+
+    def launch_experiment(self, experiment: str, overrides: list[str] | None = None) -> None:
+        """Open Launch with this experiment (preset name or YAML path) and overrides composed."""
+        self.get_screen("launch", LaunchScreen).compose_experiment(experiment, overrides or [])
+        self.switch_mode("launch")
+
+    def show_preset(self, kind: str, name: str) -> None:
+        """Open Presets on one preset."""
+        self.get_screen("presets", PresetsScreen).show_preset(kind, name)
+        self.switch_mode("presets")
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+
+def create_app(runs_root: Path | str | None = None, experiment: str = "quickstart", mode: str = "launch") -> ConsoleApp:
+    """The console app over a runs folder (default: `$IMGCLS_RUNS_DIR` or `./runs`), opening on `mode`."""
+    from engine.runs import runs_dir
+
+    return ConsoleApp(runs_dir(runs_root), experiment, mode)

@@ -1,0 +1,295 @@
+"""Pieces of the Evaluate screen: the run/checkpoint catalog, the checkbox tree, the confusion heatmap, the
+pictures of wrong images, and the evaluation itself (run in a thread worker; torch is imported there only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.color import Color
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+from engine.progress import Progress
+
+PICKED_MARK, UNPICKED_MARK = "●", "○"
+ALL_CHECKPOINTS = "all"  # `RUN:all` (engine.members.ALL_CHECKPOINTS; that module imports torch)
+PICTURE_WIDTH = 16  # columns of one wrong-image picture (half-block pixels: 2 image rows per line)
+PICTURES_SHOWN = 12
+# viridis stops: dark for 0, yellow for 1; readable on dark and light themes
+HEAT_STOPS = [(0.0, (38, 16, 60)), (0.25, (59, 82, 139)), (0.5, (33, 145, 140)), (0.75, (94, 201, 98)),
+              (1.0, (253, 231, 37))]
+
+
+# ---------------------------------------------------------------- catalog
+
+
+@dataclass(frozen=True)
+class CatalogRun:
+    """A run as the picker lists it: its reference name and saved checkpoints (name, epoch)."""
+
+    name: str
+    state: str
+    model: str
+    checkpoints: list[tuple[str, int]]
+
+
+@dataclass(frozen=True)
+class CatalogGroup:
+    """A k-fold group and its fold runs."""
+
+    name: str
+    folds: list[CatalogRun]
+
+
+def load_catalog(root: Path) -> tuple[list[CatalogRun], list[CatalogGroup]]:
+    """Runs outside groups, and k-fold groups with their folds, each with its checkpoints (torch-free)."""
+    from engine.kfold import list_groups
+    from engine.runs import list_runs, saved_checkpoints
+
+    runs = [CatalogRun(r.name, r.state, r.model, saved_checkpoints(r.path)) for r in list_runs(root)]
+    groups = []
+    for group in list_groups(root):
+        inside = group.name + "/"
+        groups.append(CatalogGroup(group.name, [r for r in runs if r.name.startswith(inside)]))
+    grouped = {r.name for g in groups for r in g.folds}
+    return [r for r in reversed(runs) if r.name not in grouped], list(reversed(groups))  # newest first
+
+
+class CheckpointTree(Tree[str]):
+    """Runs and k-fold groups expandable to their checkpoints; space picks the reference under the cursor."""
+
+    DEFAULT_CSS = """
+    CheckpointTree { height: 1fr; }
+    """
+    BINDINGS = [Binding("space", "toggle_pick", "Pick")]
+
+    class Toggled(Message):
+        """Space was pressed on a node: pick or unpick its reference."""
+
+        def __init__(self, ref: str) -> None:
+            super().__init__()
+            self.ref = ref
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("checkpoints", **kwargs)
+        self.show_root = False
+        self.guide_depth = 2
+        self.texts: dict[int, str] = {}  # node id -> label without its mark
+
+    def show_catalog(self, runs: list[CatalogRun], groups: list[CatalogGroup], picked: list[str]) -> None:
+        """Rebuild the tree (expanded nodes stay expanded) and mark the picked references."""
+        expanded = {n.data for n in self._all_nodes() if n.is_expanded}
+        cursor = max(0, self.cursor_line)
+        self.clear()
+        self.texts.clear()
+        for group in groups:
+            node = self._add(self.root, group.name, f"{group.name}/ k-fold, {len(group.folds)} folds")
+            for run in group.folds:
+                self._add_run(node, run)
+        for run in runs:
+            self._add_run(self.root, run)
+        for node in self._all_nodes():
+            if node.data in expanded or any(p.startswith(f"{node.data}:") for p in picked):
+                node.expand()
+        self.mark(picked)
+        self.cursor_line = cursor  # the same line again (the first one at the start), so space works at once
+
+    def _add_run(self, parent: TreeNode[str], run: CatalogRun) -> None:
+        """A run node with an `all` entry (when several) and one leaf per checkpoint."""
+        short = run.name.rpartition("/")[2] if parent is not self.root else run.name
+        node = self._add(parent, run.name, f"{short} ({run.state})" if run.state != "finished" else short)
+        if not run.checkpoints:
+            node.add_leaf(Text("no checkpoints", style="dim"))
+            return
+        if len(run.checkpoints) > 1:
+            self._add(node, f"{run.name}:{ALL_CHECKPOINTS}", "all checkpoints", leaf=True)
+        for name, epoch in run.checkpoints:
+            self._add(node, f"{run.name}:{name}", f"{name} (epoch {epoch})" if not name.startswith("epoch-")
+                      else name, leaf=True)
+
+    def _add(self, parent: TreeNode[str], ref: str, text: str, *, leaf: bool = False) -> TreeNode[str]:
+        """A node whose data is the reference it picks."""
+        node = parent.add_leaf(text, data=ref) if leaf else parent.add(text, data=ref)
+        self.texts[node.id] = text
+        return node
+
+    def _all_nodes(self) -> list[TreeNode[str]]:
+        """Every node below the root."""
+        found, stack = [], list(self.root.children)
+        while stack:
+            node = stack.pop()
+            found.append(node)
+            stack.extend(node.children)
+        return found
+
+    def known_refs(self) -> set[str]:
+        """The references the tree lists (others, such as a run's prefix or folder, are picked but not shown)."""
+        return {str(node.data) for node in self._all_nodes() if node.data is not None}
+
+    def mark(self, picked: list[str]) -> None:
+        """Show which nodes' references are picked."""
+        chosen = set(picked)
+        for node in self._all_nodes():
+            if node.id in self.texts:
+                mark = PICKED_MARK if node.data in chosen else UNPICKED_MARK
+                picked_here = node.data in chosen
+                node.set_label(Text.assemble((mark, "bold" if picked_here else "dim"), " ",
+                                             (self.texts[node.id], "bold" if picked_here else "")))
+
+    def action_toggle_pick(self) -> None:
+        """Space: ask the screen to pick or unpick the reference under the cursor."""
+        node = self.cursor_node
+        if node is not None and node.data is not None:
+            self.post_message(self.Toggled(node.data))
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _heat_colour(value: float) -> Color:
+    """The heatmap colour of a row-normalised value in [0, 1] (linear between the viridis stops)."""
+    value = min(1.0, max(0.0, value))
+    for (low, a), (high, b) in zip(HEAT_STOPS, HEAT_STOPS[1:]):
+        if value <= high:
+            t = (value - low) / (high - low)
+            return Color.from_rgb(*(a[i] + (b[i] - a[i]) * t for i in range(3)))
+    return Color.from_rgb(*HEAT_STOPS[-1][1])
+
+
+def _short(name: str, width: int) -> str:
+    """`name` cut to `width` characters with an ellipsis."""
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def confusion_heatmap(matrix: list[list[int]], classes: list[str]) -> Table:
+    """The confusion matrix as a table of counts on backgrounds scaled by the row-normalised value (row = true
+    class, column = predicted)."""
+    label_width = min(10, max(len(c) for c in classes))
+    cell_width = max(3, len(str(max((max(row) for row in matrix), default=0))), min(4, label_width))
+    table = Table(box=None, padding=0, pad_edge=False, show_edge=False, collapse_padding=True,
+                  title="true ↓  predicted →", title_style="dim", title_justify="left")
+    table.add_column("", justify="right", no_wrap=True, width=label_width + 1)
+    for name in classes:
+        table.add_column(_short(name, cell_width), justify="center", no_wrap=True, width=cell_width + 1)
+    for name, row in zip(classes, matrix):
+        total = sum(row) or 1
+        cells = []
+        for count in row:
+            share = count / total
+            background = _heat_colour(share)
+            light = sum(background.get_truecolor()) > 380
+            cells.append(Text(str(count) if count else "·", justify="center",
+                              style=Style(bgcolor=background, color="black" if light else "white")))
+        table.add_row(Text(_short(name, label_width) + " ", style="bold"), *cells)
+    return table
+
+
+def pct(value: Any) -> str:
+    """0.9731 -> '97.31%'; missing -> '-' (as the CLI prints it)."""
+    return f"{100 * value:.2f}%" if isinstance(value, (int, float)) else "-"
+
+
+def num(value: Any, digits: int = 4) -> str:
+    """A number with `digits` decimals; missing -> '-'."""
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
+
+
+def members_table(rows: list[dict[str, Any]], split: str) -> Table:
+    """Each member's own score (long names wrap instead of being cut)."""
+    table = Table(title=f"members (each alone on {split})", title_justify="left", title_style="bold",
+                  box=None, header_style="bold", expand=False)
+    for name in ("accuracy", "loss", "epoch"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("member", overflow="fold")
+    for row in rows:
+        table.add_row(pct(row["accuracy"]), num(row["loss"]), str(row.get("epoch", "-")), row["member"])
+    return table
+
+
+def greedy_table(greedy: dict[str, Any]) -> Table:
+    """The greedy selection: the member added at each step and the ensemble's score after it."""
+    table = Table(title=f"greedy selection on {greedy['split']} ({len(greedy['candidates'])} candidates)",
+                  title_justify="left", title_style="bold", box=None, header_style="bold")
+    for name in ("step", f"{greedy['split']} acc", f"{greedy['split']} loss"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("added", overflow="fold")
+    for index, step in enumerate(greedy.get("trace", []), 1):
+        table.add_row(str(index), pct(step["accuracy"]), num(step["loss"]), step["added"])
+    return table
+
+
+def mistake_pictures(images: Any, mistakes: list[dict[str, Any]]) -> list[tuple[Any, str]]:
+    """(picture, caption) for each wrong image: uint8 (K, C, H, W) numpy images drawn with rich-pixels."""
+    from PIL import Image
+    from rich_pixels import Pixels
+
+    pictures = []
+    for image, mistake in zip(images, mistakes):
+        array = image[0] if image.shape[0] == 1 else image[:3].transpose(1, 2, 0)
+        picture = Image.fromarray(array, mode="L" if image.shape[0] == 1 else "RGB").convert("RGB")
+        height = max(2, round(PICTURE_WIDTH * picture.height / picture.width / 2) * 2)
+        resample = Image.Resampling.NEAREST if picture.width < PICTURE_WIDTH else Image.Resampling.LANCZOS
+        picture = picture.resize((PICTURE_WIDTH, min(height, 2 * PICTURE_WIDTH)), resample)
+        caption = (f"{_short(mistake['true'], 6)}→{_short(mistake['predicted'], 6)} "
+                   f"{100 * mistake['confidence']:.0f}%")
+        pictures.append((Pixels.from_image(picture), caption))
+    return pictures
+
+
+# ---------------------------------------------------------------- the evaluation (worker side)
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """What to evaluate, as picked on the screen."""
+
+    runs_root: Path
+    refs: list[str]
+    split: str
+    tta: str | None      # None: each run's eval.tta
+    combine: str | None  # None: the first run's eval.combine
+    greedy: bool
+
+
+@dataclass
+class EvalOutcome:
+    """An evaluation record (engine's), with the notes, warnings and wrong-image pictures to show."""
+
+    result: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    pictures: list[tuple[Any, str]] = field(default_factory=list)
+
+
+def run_evaluation(request: EvalRequest, progress: Progress) -> EvalOutcome:
+    """Resolve the references and evaluate them (one checkpoint, or an ensemble) with the engine functions the
+    CLI uses (so the same evals/ records and prediction cache); then draw the most confidently wrong images.
+    Runs in a thread worker: torch is imported here."""
+    from engine.ensemble import evaluate_checkpoint, evaluate_ensemble
+    from engine.errors import RunError
+    from engine.members import EvalOptions, resolve_refs
+
+    refs, notes = resolve_refs(request.runs_root, request.refs)
+    if not refs:
+        raise RunError("nothing to evaluate: pick a run or a checkpoint")
+    options = EvalOptions(split=request.split, tta=request.tta)
+    if len(refs) == 1 and not request.greedy:
+        result = evaluate_checkpoint(refs[0], options, request.combine, progress=progress)
+    else:
+        result = evaluate_ensemble(refs, options, request.combine, out_dir=request.runs_root / "ensembles",
+                                   greedy_split="val" if request.greedy else None, progress=progress)
+    progress.report("drawing the wrong images", 0, 1)
+    mistakes = (result.get("confident_mistakes") or [])[:PICTURES_SHOWN]
+    from engine.inference import split_images
+
+    images, _ = split_images(refs[0], options, [m["position"] for m in mistakes])
+    pictures = mistake_pictures(images.numpy(), mistakes)
+    progress.report("done", 1, 1)
+    return EvalOutcome(result, notes, list(progress.warnings), pictures)

@@ -1,0 +1,423 @@
+"""Monitor: live loss / accuracy / LR charts, epoch table, progress with ETA, device panel; several runs.
+
+One thread worker tails every followed run's events.jsonl (engine.events.EventFollower) and reads its
+status.json once a second; it posts `RunUpdate` messages, and the screen folds them into `RunModel`s and
+redraws the selected run at most ten times a second. The worker never touches a widget.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, OptionList, ProgressBar, Static
+from textual.widgets.option_list import Option
+from textual.worker import get_current_worker
+from textual_plotext import PlotextPlot
+
+from console.run_model import RunModel, last_good_checkpoint
+from console.widgets.nav import NavBar
+
+STATE_MARKS = {"running": "[green]●[/]", "starting": "[cyan]◌[/]", "stopping": "[yellow]◍[/]",
+               "finished": "[blue]✓[/]", "failed": "[red]✗[/]", "diverged": "[red]↯[/]",
+               "interrupted": "[yellow]■[/]", "unknown": "[dim]?[/]"}
+
+
+@dataclass
+class Followed:
+    """A run the poller tails: its folder, its follower and, when launched here, its process handle."""
+
+    run_dir: Path
+    follower: Any
+    handle: Any = None
+    next_status: float = 0.0
+
+
+class RunUpdate(Message):
+    """New events (and possibly a status or a launch failure) of one followed run, from the poller."""
+
+    def __init__(self, run_dir: Path, events: list[Any], status: dict[str, Any] | None,
+                 failure: str | None, restarted: bool) -> None:
+        super().__init__()
+        self.run_dir, self.events, self.status = run_dir, events, status
+        self.failure, self.restarted = failure, restarted
+
+
+def fmt_pct(value: Any) -> str:
+    return f"{100 * value:.2f}%" if isinstance(value, (int, float)) and value == value else "-"
+
+
+def fmt_num(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}g}" if isinstance(value, (int, float)) else "-"
+
+
+def fmt_s(value: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return "-"
+    minutes, seconds = divmod(int(round(value)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else (f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s")
+
+
+class MonitorScreen(Screen[None]):
+    """Follow runs live; stop, resume or evaluate the selected one."""
+
+    CSS_PATH = "monitor.tcss"
+    BINDINGS = [
+        Binding("s", "stop", "Stop"),
+        Binding("r", "resume", "Resume"),
+        Binding("e", "evaluate", "Evaluate"),
+        Binding("x", "close", "Close"),
+    ]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.models: dict[Path, RunModel] = {}
+        self.followed: dict[Path, Followed] = {}  # replaced, never mutated: the poller reads it
+        self.selected: Path | None = None
+        self._dirty = False
+        self._discovered = False
+
+    def compose(self) -> ComposeResult:
+        yield NavBar()
+        with Horizontal():
+            with Vertical(id="side"):
+                yield Static("Runs followed", classes="panel-title")
+                yield OptionList(id="followed")
+                yield Static("", id="device")
+            with Vertical(id="main"):
+                yield Static("No run followed yet: start one in Launch (F2) or open one from Runs (F4).",
+                             id="title")
+                yield ProgressBar(id="progress", show_eta=False)
+                with Grid(id="charts"):
+                    yield PlotextPlot(id="loss")
+                    yield PlotextPlot(id="acc")
+                    yield PlotextPlot(id="lr")
+                    yield DataTable(id="epochs", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="messages")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#epochs", DataTable)
+        table.add_columns("ep", "train loss", "train acc", "val loss", "val acc", "lr", "time")
+        for plot_id, title in (("loss", "loss"), ("acc", "accuracy"), ("lr", "learning rate")):
+            self.query_one(f"#{plot_id}", PlotextPlot).plt.title(title)
+        self.set_interval(0.1, self._redraw_if_dirty)
+        self.set_interval(2.0, self._update_device)
+        self._update_device()
+        self._poll()
+        if not self.followed and not self._discovered:
+            self._discovered = True
+            self._discover_running()
+
+    # --- following ---
+
+    def follow_run(self, run_dir: Path, handle: Any = None) -> None:
+        """Follow a run (works before the screen is mounted); it becomes the selected one."""
+        from engine.events import EventFollower
+        from engine.runs import RunFolder
+
+        run_dir = Path(run_dir).resolve()
+        previous = self.followed.get(run_dir)
+        if previous is not None and handle is None:
+            handle = previous.handle
+        if previous is None:
+            self.models[run_dir] = RunModel(run_dir)
+            follower = EventFollower(RunFolder(run_dir).events)
+        else:
+            follower = previous.follower
+        self.followed = {**self.followed, run_dir: Followed(run_dir, follower, handle)}
+        self.selected = run_dir
+        self._dirty = True
+        if self.is_mounted:
+            self._refresh_list()
+
+    @work(thread=True, exit_on_error=False, group="discover")
+    def _discover_running(self) -> None:
+        """Follow the runs of the runs folder that are training now (started headless or before the app)."""
+        from engine.runs import list_runs
+
+        app: Any = self.app
+        for run in list_runs(app.runs_root):
+            if run.state in ("running", "starting"):
+                self.app.call_from_thread(self.follow_run, run.path)
+
+    @work(thread=True, exit_on_error=False, exclusive=True, group="poll")
+    def _poll(self) -> None:
+        """Tail every followed run; post what is new. Runs until the screen goes away."""
+        from engine.errors import EngineError
+        from engine.runs import read_status
+
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            busy = False
+            for item in list(self.followed.values()):
+                events = item.follower.poll()
+                status = failure = None
+                now = time.monotonic()
+                if now >= item.next_status or events:
+                    item.next_status = now + 1.0
+                    try:
+                        status = read_status(item.run_dir)
+                    except (EngineError, OSError) as exc:
+                        status = {"state": "unknown", "reason": str(exc)}
+                    failure = item.handle.failure() if item.handle is not None else None
+                if events or status is not None:
+                    busy = busy or bool(events)
+                    self.post_message(RunUpdate(item.run_dir, events, status, failure, item.follower.restarted))
+            if not busy:
+                time.sleep(0.05)
+
+    @on(RunUpdate)
+    def _on_run_update(self, message: RunUpdate) -> None:
+        model = self.models.get(message.run_dir)
+        if model is None:
+            return
+        if message.restarted:
+            model = self.models[message.run_dir] = RunModel(message.run_dir)
+        before = (model.state, len(model.rows))
+        model.apply_all(message.events)
+        if message.status is not None:
+            model.apply_status(message.status)
+        if message.failure and not model.error:
+            model.error = message.failure
+            if model.state in ("running", "starting", "unknown"):
+                model.state = "failed"
+        if message.run_dir == self.selected:
+            self._dirty = True
+        if (model.state, len(model.rows)) != before:
+            self._refresh_list()
+
+    # --- drawing ---
+
+    def _refresh_list(self) -> None:
+        options = self.query_one("#followed", OptionList)
+        highlighted = None
+        options.clear_options()
+        for index, (run_dir, model) in enumerate(self.models.items()):
+            if run_dir not in self.followed:
+                continue
+            mark = STATE_MARKS.get(model.state, STATE_MARKS["unknown"])
+            options.add_option(Option(f"{mark} {model.name}", id=str(run_dir)))
+            if run_dir == self.selected:
+                highlighted = options.option_count - 1
+        if highlighted is not None:
+            options.highlighted = highlighted
+
+    @on(OptionList.OptionHighlighted, "#followed")
+    def _select(self, event: OptionList.OptionHighlighted) -> None:
+        if event.option.id is not None and Path(event.option.id) != self.selected:
+            self.selected = Path(event.option.id)
+            self._dirty = True
+
+    def _redraw_if_dirty(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            self.redraw()
+
+    def redraw(self) -> None:
+        """Draw the selected run: title, progress, charts, epoch table, messages."""
+        model = self.models.get(self.selected) if self.selected else None
+        if model is None:
+            return
+        self.query_one("#title", Static).update(self._title(model))
+        self.query_one("#progress", ProgressBar).update(total=100, progress=round(100 * model.fraction, 1))
+        self._draw_loss(model)
+        self._draw_acc(model)
+        self._draw_lr(model)
+        self._fill_table(model)
+        self.query_one("#messages", Static).update(self._messages(model))
+
+    def _title(self, model: RunModel) -> str:
+        best = model.best
+        parts = [f"[b]{model.name}[/b]", f"{STATE_MARKS.get(model.state, '?')} {model.state}",
+                 f"epoch {model.epoch}/{model.epochs or '?'}"]
+        if model.loading and model.state == "running":
+            parts.append(model.loading)
+        eta = model.eta_s()
+        if eta is not None:
+            parts.append(f"ETA {fmt_s(eta)}")
+        if model.images_per_s:
+            parts.append(f"{model.images_per_s:,.0f} img/s")
+        if best:
+            parts.append(f"best val {fmt_pct(best[1])} (ep {best[0]})")
+        if model.test_acc is not None:
+            parts.append(f"test {fmt_pct(model.test_acc)}")
+        return " · ".join(parts)
+
+    def _marks(self, plt: Any, model: RunModel) -> None:
+        for x in model.lr_drops:
+            plt.vline(x, "orange")
+        best = model.best
+        if best:
+            plt.vline(best[0], "green")
+
+    def _draw_loss(self, model: RunModel) -> None:
+        plot = self.query_one("#loss", PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        xs, losses, _ = model.thinned_steps()
+        if xs:
+            plt.plot(xs, losses, label="train (steps)", color="gray", marker="braille")
+        epochs = sorted(model.rows)
+        for key, label, color in (("train_loss", "train", "blue"), ("val_loss", "val", "red")):
+            points = [(e, model.rows[e][key]) for e in epochs if _finite(model.rows[e].get(key))]
+            if points:
+                plt.plot([p[0] for p in points], [p[1] for p in points], label=label, color=color, marker="dot")
+        self._marks(plt, model)
+        plot.refresh()
+
+    def _draw_acc(self, model: RunModel) -> None:
+        plot = self.query_one("#acc", PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        epochs = sorted(model.rows)
+        for key, label, color in (("train_acc", "train", "blue"), ("val_acc", "val", "red")):
+            points = [(e, 100 * model.rows[e][key]) for e in epochs if _finite(model.rows[e].get(key))]
+            if points:
+                plt.plot([p[0] for p in points], [p[1] for p in points], label=label, color=color, marker="dot")
+        self._marks(plt, model)
+        plot.refresh()
+
+    def _draw_lr(self, model: RunModel) -> None:
+        plot = self.query_one("#lr", PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        xs, _, lrs = model.thinned_steps()
+        if xs:
+            plt.plot(xs, lrs, label="lr", color="cyan", marker="braille")
+        for x in model.lr_drops:
+            plt.vline(x, "orange")
+        plot.refresh()
+
+    def _fill_table(self, model: RunModel) -> None:
+        table = self.query_one("#epochs", DataTable)
+        table.clear()
+        for epoch in sorted(model.rows, reverse=True):
+            row = model.rows[epoch]
+            table.add_row(str(epoch), fmt_num(row.get("train_loss")), fmt_pct(row.get("train_acc")),
+                          fmt_num(row.get("val_loss")), fmt_pct(row.get("val_acc")), fmt_num(row.get("lr"), 3),
+                          fmt_s(row.get("epoch_s")), key=str(epoch))
+
+    def _messages(self, model: RunModel) -> str:
+        from rich.markup import escape
+
+        lines = []
+        if model.error:
+            kept = last_good_checkpoint(model.run_dir)
+            lines.append(f"[red]{model.state}: {escape(model.error)}[/]")
+            lines.append(f"last good checkpoint: {kept}" if kept else "no checkpoint was saved")
+        elif model.state == "interrupted":
+            kept = last_good_checkpoint(model.run_dir)
+            lines.append(f"[yellow]interrupted: {escape(str(model.reason))}[/] · resumable from {kept} (r)")
+        for warning in model.warnings[-2:]:
+            lines.append(f"[yellow]warning:[/] {escape(warning)}")
+        if not lines and model.data:
+            lines.append(f"[dim]{escape(model.data)} · {escape(model.model)} · {model.params or 0:,} params[/]")
+        return "\n".join(lines)
+
+    def _update_device(self) -> None:
+        self.query_one("#device", Static).update(device_summary())
+
+    # --- actions ---
+
+    def _selected_model(self) -> RunModel | None:
+        if self.selected is None:
+            self.notify("No run selected", severity="warning")
+            return None
+        return self.models.get(self.selected)
+
+    def action_stop(self) -> None:
+        """Ask the selected run to stop gracefully (the step ends, `last` is saved)."""
+        model = self._selected_model()
+        if model is not None:
+            self._request_stop(model.run_dir)
+
+    @work(thread=True, exit_on_error=False, group="actions")
+    def _request_stop(self, run_dir: Path) -> None:
+        from engine.launch import request_stop
+
+        asked = request_stop(run_dir)
+        message = ("stop requested: the current step ends and `last` is saved" if asked
+                   else f"{run_dir.name} is not training")
+        self.app.call_from_thread(self.notify, message)
+
+    def action_resume(self) -> None:
+        """Resume the selected run (interrupted or failed with a `last` checkpoint) in a new child process."""
+        model = self._selected_model()
+        if model is not None:
+            self._resume(model.run_dir)
+
+    @work(thread=True, exit_on_error=False, group="actions")
+    def _resume(self, run_dir: Path) -> None:
+        from engine.errors import EngineError
+        from engine.launch import launch_resume
+
+        try:
+            handle = launch_resume(run_dir)
+        except EngineError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        self.app.call_from_thread(self.follow_run, run_dir, handle)
+        self.app.call_from_thread(self.notify, f"resuming {run_dir.name}")
+
+    def action_evaluate(self) -> None:
+        model = self._selected_model()
+        if model is not None:
+            app: Any = self.app
+            app.evaluate_refs([str(model.run_dir)])
+
+    def action_close(self) -> None:
+        """Stop following the selected run (it keeps training)."""
+        if self.selected is None:
+            return
+        self.followed = {k: v for k, v in self.followed.items() if k != self.selected}
+        self.models.pop(self.selected, None)
+        self.selected = next(iter(self.followed), None)
+        self._refresh_list()
+        self._dirty = True
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and value == value and abs(value) != float("inf")
+
+
+def device_summary() -> str:
+    """CPU and RAM (psutil) and, where NVML is present, each GPU's utilisation and memory."""
+    lines = []
+    try:
+        import psutil
+
+        memory = psutil.virtual_memory()
+        lines.append(f"CPU {psutil.cpu_percent():.0f}% · RAM {memory.used / 2**30:.1f}/{memory.total / 2**30:.0f} GiB")
+    except ImportError:
+        pass
+    lines.extend(gpu_lines())
+    return "\n".join(lines)
+
+
+def gpu_lines() -> list[str]:
+    """One line per GPU from nvidia-ml-py; nothing where it or a driver is absent."""
+    try:
+        import pynvml
+    except ImportError:
+        return []
+    try:
+        pynvml.nvmlInit()
+        lines = []
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            device = pynvml.nvmlDeviceGetHandleByIndex(index)
+            util = pynvml.nvmlDeviceGetUtilizationRates(device)
+            memory = pynvml.nvmlDeviceGetMemoryInfo(device)
+            lines.append(f"GPU{index} {util.gpu}% · {memory.used / 2**30:.1f}/{memory.total / 2**30:.0f} GiB")
+        return lines
+    except Exception:  # noqa: BLE001 - no driver, no permission: the panel just shows less
+        return []

@@ -1,0 +1,246 @@
+"""The rows of the Runs screen: every run and k-fold group of a runs folder, read without ever raising.
+
+Pure data (no widgets, no torch), so a thread worker builds the rows and the screen only shows them. A folder
+deleted or half-written while it is read becomes a row in state `unknown` with the reason, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.annotations import read_annotations
+from engine.compare import MISSING, differing_keys, run_config
+from engine.errors import EngineError
+from engine.kfold import list_groups, read_record
+from engine.runs import epoch_rows, list_runs, read_status
+
+RUN = "run"
+KFOLD = "k-fold"
+
+# (column key, header label): the table's columns, in order.
+COLUMNS = [("state", "state"), ("name", "run"), ("model", "model"), ("data", "data"),
+           ("best_val_acc", "best val"), ("test_acc", "test"), ("epochs", "epochs"), ("wall_s", "time"),
+           ("started", "date"), ("tags", "tags")]
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One line of the Runs table: a run folder or a k-fold group folder."""
+
+    name: str  # relative to the runs folder: `run`, or `group/run` for a fold
+    path: Path
+    kind: str = RUN
+    state: str = "unknown"
+    experiment: str = ""
+    model: str = ""
+    data: str = ""
+    best_val_acc: float | None = None
+    test_acc: float | None = None
+    epoch: int | None = None
+    epochs: int | None = None
+    wall_s: float | None = None
+    started: float | None = None
+    tags: tuple[str, ...] = ()
+    note: str = ""
+    problem: str = ""  # why a folder reads as unknown (half-written, deleted, damaged status)
+    members: tuple[str, ...] = field(default=(), compare=False)  # a group's fold folder names
+
+    @property
+    def key(self) -> str:
+        """The row key in the table: the folder path."""
+        return str(self.path)
+
+    def haystack(self) -> str:
+        """The text the filter matches: name, experiment, model, data, state and tags (lower case)."""
+        return " ".join((self.name, self.experiment, self.model, self.data, self.state, self.kind,
+                         *self.tags)).casefold()
+
+    def sort_value(self, column: str) -> tuple[int, Any]:
+        """A key ordering rows by `column`: values first (numbers numerically), missing ones last."""
+        value: Any = " ".join(self.tags) if column == "tags" else getattr(self, column, None)
+        if column == "epochs":
+            value = self.epoch if self.epoch is not None else self.epochs
+        if value is None or value == "":
+            return (1, 0)
+        return (0, value.casefold() if isinstance(value, str) else value)
+
+
+def _number(value: Any) -> float | None:
+    """A JSON number as a float; anything else (missing, bool, text) as None."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _integer(value: Any) -> int | None:
+    """A JSON integer; anything else as None."""
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def run_row(name: str, path: Path, status: dict[str, Any] | None = None, problem: str = "") -> RunRow:
+    """A run's row from its status (read here when not given); a damaged status gives an `unknown` row."""
+    if status is None:
+        try:
+            status = read_status(path)
+        except (EngineError, OSError, ValueError) as exc:
+            status, problem = {"state": "unknown"}, str(exc)
+    if not isinstance(status, dict):
+        status, problem = {"state": "unknown"}, f"{path.name}: status.json is not a JSON object"
+    notes = read_annotations(path)
+    state = str(status.get("state") or "unknown")
+    if state == "unknown" and not problem:
+        problem = str(status.get("reason") or "no status yet (starting, or half-written)")
+    return RunRow(name=name, path=path, state=state, experiment=str(status.get("experiment") or ""),
+                  model=str(status.get("model") or ""), data=str(status.get("data") or ""),
+                  best_val_acc=_number(status.get("best_val_acc")), test_acc=_number(status.get("test_acc")),
+                  epoch=_integer(status.get("epoch")), epochs=_integer(status.get("epochs")),
+                  wall_s=_number(status.get("wall_s")), started=_number(status.get("started")),
+                  tags=tuple(notes.tags), note=notes.note, problem=problem)
+
+
+def group_row(root: Path, group: Path, folds: list[RunRow]) -> RunRow:
+    """A k-fold group's row: cross-validation mean as best val, the fold ensemble's test accuracy."""
+    try:
+        record = read_record(group)
+        problem = ""
+    except (EngineError, OSError) as exc:
+        record, problem = {}, str(exc)
+    record = record if isinstance(record, dict) else {}
+    cv = record.get("cv") if isinstance(record.get("cv"), dict) else {}
+    ensemble = record.get("ensemble") if isinstance(record.get("ensemble"), dict) else {}
+    times = [f.wall_s for f in folds if f.wall_s is not None]
+    notes = read_annotations(group)
+    return RunRow(name=group.name, path=group, kind=KFOLD, state=str(record.get("state") or "unknown"),
+                  experiment=str(record.get("experiment") or ""),
+                  model=folds[0].model if folds else "", data=folds[0].data if folds else "",
+                  best_val_acc=_number(cv.get("best_val_acc_mean")), test_acc=_number(ensemble.get("accuracy")),
+                  epoch=len(folds), epochs=_integer(record.get("folds")), wall_s=sum(times) if times else None,
+                  started=_number(record.get("created")), tags=tuple(notes.tags), note=notes.note, problem=problem,
+                  members=tuple(f.path.name for f in folds))
+
+
+def load_rows(root: Path) -> list[RunRow]:
+    """Every run and k-fold group of the runs folder, oldest first; one bad folder never stops the listing."""
+    runs = [run_row(r.name, r.path, r.status) for r in list_runs(root)]  # a damaged status reads as unknown
+    groups = []
+    for group in list_groups(root):
+        folds = [r for r in runs if r.name.startswith(group.name + "/")]
+        groups.append(group_row(root, group, folds))
+    rows = runs + groups
+    rows.sort(key=lambda r: (r.started or 0.0, r.name))
+    return rows
+
+
+def filter_rows(rows: list[RunRow], text: str) -> list[RunRow]:
+    """Rows matching every word of the filter text (name, experiment, model, data, state, tags)."""
+    words = text.casefold().split()
+    return [r for r in rows if all(word in r.haystack() for word in words)]
+
+
+def sort_rows(rows: list[RunRow], column: str, descending: bool) -> list[RunRow]:
+    """Rows ordered by a column; rows without a value stay last in both directions."""
+    present = [r for r in rows if r.sort_value(column)[0] == 0]
+    absent = [r for r in rows if r.sort_value(column)[0] == 1]
+    present.sort(key=lambda r: r.sort_value(column)[1], reverse=descending)
+    return present + absent
+
+
+def cell_texts(row: RunRow) -> dict[str, str]:
+    """The table's text for each column of a row."""
+    epochs = (f"{row.epoch}/{row.epochs} folds" if row.kind == KFOLD
+              else f"{row.epoch if row.epoch is not None else '-'}/{row.epochs if row.epochs is not None else '-'}")
+    return {"state": row.state, "name": row.name + ("/" if row.kind == KFOLD else ""), "model": row.model or "-",
+            "data": row.data or "-", "best_val_acc": _pct(row.best_val_acc), "test_acc": _pct(row.test_acc),
+            "epochs": epochs, "wall_s": _duration(row.wall_s),
+            "started": _date(row.started),
+            "tags": " ".join(row.tags)}
+
+
+def _date(started: float | None) -> str:
+    """`12-02 13:32` this year, `2024-12-02` before."""
+    if not started:
+        return "-"
+    when = time.localtime(started)
+    return time.strftime("%m-%d %H:%M" if when.tm_year == time.localtime().tm_year else "%Y-%m-%d", when)
+
+
+def _pct(value: float | None) -> str:
+    """0.9731 -> '97.31%'; missing -> '-'."""
+    return f"{100 * value:.2f}%" if value is not None else "-"
+
+
+def _duration(seconds: float | None) -> str:
+    """83.2 -> '1m23s'; missing -> '-'."""
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else (f"{minutes}m{secs:02d}s" if minutes else f"{secs}s")
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One run's per-epoch series for the overlay charts."""
+
+    label: str
+    epochs: list[int]
+    val_acc: list[float | None]
+    train_loss: list[float | None]
+    val_loss: list[float | None]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Selected runs side by side: their curves and the config keys whose values differ."""
+
+    labels: list[str]
+    curves: list[Curve]
+    diff_keys: list[str]
+    diff_values: list[list[str]]  # per key, one text per label
+    skipped: list[str]  # rows left out (k-fold groups, unreadable configs), with the reason
+
+
+def short_labels(names: list[str]) -> list[str]:
+    """Chart labels: run names without their timestamp suffix, numbered when two would read the same."""
+    stems = [re.sub(r"-\d{8}-\d{6}(-\d+)?$", "", name.rsplit("/", 1)[-1]) or name for name in names]
+    return [stem if stems.count(stem) == 1 else f"{stem}#{stems[:i + 1].count(stem)}"
+            for i, stem in enumerate(stems)]
+
+
+def _value_text(value: Any) -> str:
+    """A config value as the diff shows it (JSON for non-strings)."""
+    if value == MISSING:
+        return "(not set)"
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _series(rows: list[dict[str, Any]], key: str) -> list[float | None]:
+    """One metric per epoch (None where an epoch lacks it)."""
+    return [_number(r.get(key)) for r in rows]
+
+
+def build_comparison(rows: list[RunRow]) -> Comparison:
+    """Curves and config differences of the given runs (read from their folders; never raises)."""
+    runs, skipped, configs = [], [], []
+    for row in rows:
+        if row.kind == KFOLD:
+            skipped.append(f"{row.name}: a k-fold group (select its folds to compare them)")
+            continue
+        try:
+            configs.append(run_config(row.path))
+        except (EngineError, OSError, ValueError) as exc:
+            skipped.append(f"{row.name}: {exc}")
+            continue
+        runs.append(row)
+    labels = short_labels([r.name for r in runs])
+    curves = []
+    for label, row in zip(labels, runs):
+        epochs = epoch_rows(row.path)
+        curves.append(Curve(label, [int(e["epoch"]) for e in epochs], _series(epochs, "val_acc"),
+                            _series(epochs, "train_loss"), _series(epochs, "val_loss")))
+    keys = differing_keys(configs) if len(configs) > 1 else []
+    values = [[_value_text(config.get(key, MISSING)) for config in configs] for key in keys]
+    return Comparison(labels, curves, keys, values, skipped)

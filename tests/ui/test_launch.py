@@ -1,0 +1,255 @@
+"""The Launch screen on real presets and the real digits: compose, validate as typed, preview, LR finder,
+save/export, start."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+from textual.widgets import Input, Select, Static
+from textual_plotext import PlotextPlot
+
+from console.app import ConsoleApp, create_app
+from console.screens.launch import LaunchScreen
+from console.widgets.launch_panels import SchedulePanel
+
+SIZE = (80, 24)  # the smallest supported terminal: everything must work there (and it renders fastest)
+
+
+async def until(pilot: Pilot[Any], condition: Callable[[], Any], what: str, timeout_s: float = 60.0) -> None:
+    """Wait (letting the app run) until `condition()` holds; fail naming `what` after `timeout_s`."""
+    for _ in range(int(timeout_s / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def launch(app: ConsoleApp) -> LaunchScreen:
+    """The app's current screen, which must be Launch."""
+    screen = app.screen
+    assert isinstance(screen, LaunchScreen)
+    return screen
+
+
+def text_of(screen: LaunchScreen, selector: str) -> str:
+    """What a Static shows."""
+    return str(screen.query_one(selector, Static).content)
+
+
+def plotted_x(screen: LaunchScreen, selector: str) -> list[float]:
+    """The x values of the first series drawn in a plot."""
+    monitor = screen.query_one(selector, PlotextPlot).plt._active.monitor
+    return list(monitor.x[0]) if monitor.x else []
+
+
+async def ready(pilot: Pilot[Any], screen: LaunchScreen) -> None:
+    """Resolved, with the data, model and schedule previews shown."""
+    await until(pilot, lambda: screen.config is not None and {"data", "model", "schedule"} <= set(screen._shown),
+                "the composition and its previews")
+
+
+async def type_into(pilot: Pilot[Any], screen: LaunchScreen, selector: str, text: str) -> None:
+    """Focus an input, clear it and type `text` key by key."""
+    field = screen.query_one(selector, Input)
+    field.focus()
+    field.clear()
+    await pilot.pause()
+    await pilot.press(*text)
+
+
+def run_folders(runs_root: Path) -> list[Path]:
+    """Run folders created so far."""
+    return [p for p in runs_root.iterdir() if (p / "config.yaml").is_file()] if runs_root.is_dir() else []
+
+
+def test_opens_with_quickstart_and_picked_presets_change_the_yaml(runs_root: Path) -> None:
+    async def main() -> None:
+        app = create_app(runs_root)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = launch(app)
+            await ready(pilot, screen)
+            assert screen.query_one("#pick-experiment", Select).value == "quickstart"
+            yaml_text = screen.query_one("#yaml-view", Static).content.code  # type: ignore[attr-defined]
+            assert "name: quickstart" in yaml_text and "name: cosine" in yaml_text
+            assert screen.query_one("#field-optim-lr", Input).value == "0.05"
+            assert text_of(screen, "#launch-problem") == "✓ valid"
+            assert "params" in text_of(screen, "#about-model") and "MACs" in text_of(screen, "#about-model")
+
+            models = screen.query_one("#pick-model", Select)  # every model preset's size at the digits' 1x8x8
+
+            def labels() -> list[str]:
+                return [str(label) for label, _ in models._options]
+
+            await until(pilot, lambda: "small-cnn · 21.5K · 316K MACs" in labels(), "model sizes in the model picker")
+            assert "speedrun · does not fit this input" in labels()
+
+            picker = screen.query_one("#pick-schedule", Select)  # by keyboard: open, move to a preset, pick
+            picker.focus()
+            await pilot.press("enter")
+            options = [value for _, value in picker._options if value is not Select.NULL]
+            steps_down = options.index("multistep-10") - options.index("cosine")
+            await pilot.press(*(["down"] * steps_down), "enter")
+            await until(pilot, lambda: screen.config is not None and screen.config.schedule.name == "multistep",
+                        "the multistep schedule")
+            yaml_text = screen.query_one("#yaml-view", Static).content.code  # type: ignore[attr-defined]
+            assert "name: multistep" in yaml_text and "schedule=multistep-10" in screen.composition.as_list()
+
+            screen.query_one("#pick-model", Select).value = "mnist-logreg"
+            await until(pilot, lambda: screen.config is not None and screen.config.model.name == "mlp", "mnist-logreg")
+            assert "name: mlp" in screen.query_one("#yaml-view", Static).content.code  # type: ignore[attr-defined]
+            await until(pilot, lambda: text_of(screen, "#about-model").startswith("650 params"),
+                        "the logistic regression's size at 1x8x8 (64*10 + 10 parameters)")
+
+    asyncio.run(main())
+
+
+def test_fields_revalidate_as_typed_start_refuses_and_the_schedule_follows(runs_root: Path) -> None:
+    from engine.data import load_dataset
+    from engine.presets import resolve_experiment
+
+    config = resolve_experiment("quickstart")
+    steps = len(load_dataset(config.data).train_idx) // config.train.batch_size  # drop_last, no accumulation
+
+    async def main() -> None:
+        app = create_app(runs_root)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = launch(app)
+            await ready(pilot, screen)
+            panel = screen.query_one(SchedulePanel)
+            assert panel.points == len(plotted_x(screen, "#schedule-plot")) == config.train.epochs * steps
+            assert f"15 epochs × {steps} steps" in text_of(screen, "#schedule-info")
+
+            await type_into(pilot, screen, "#field-optim-lr", "abc")
+            await until(pilot, lambda: screen.problem is not None, "the engine's error")
+            shown = text_of(screen, "#launch-problem")
+            assert "optim.lr" in shown and "expected float" in shown and "\n" not in shown
+            await pilot.press("ctrl+r")
+            assert text_of(screen, "#launch-status") == f"error: {shown}"
+            await type_into(pilot, screen, "#field-optim-lr", "-1")
+            await until(pilot, lambda: "optim.lr: must be positive" in text_of(screen, "#launch-problem"), "-1")
+            await pilot.press("ctrl+r")
+            await pilot.pause()
+            assert run_folders(runs_root) == [] and app.current_mode == "launch"
+            await type_into(pilot, screen, "#field-optim-lr", "0.2")
+            await until(pilot, lambda: screen.problem is None and screen.config.optim.lr == 0.2, "lr 0.2 accepted")
+            assert text_of(screen, "#launch-problem") == "✓ valid"
+
+            await type_into(pilot, screen, "#field-train-epochs", "12")
+            screen.query_one("#pick-schedule", Select).value = "multistep-10"
+            await until(pilot, lambda: "lr drops at the start of epochs: 11" in text_of(screen, "#schedule-notes"),
+                        "the 12-epoch multistep schedule, its drop after epoch 10")
+            assert panel.points == len(plotted_x(screen, "#schedule-plot")) == 12 * steps
+            assert "peak lr 0.2" in text_of(screen, "#schedule-info")
+
+    asyncio.run(main())
+
+
+def test_lr_finder_suggestion_then_save_as_preset_and_export(runs_root: Path, tmp_path: Path) -> None:
+    from engine.presets import resolve_experiment, user_dir
+
+    async def main() -> None:
+        app = create_app(runs_root)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = launch(app)
+            screen.lr_find_steps = 40
+            await ready(pilot, screen)
+            await pilot.press("ctrl+l")
+            await until(pilot, lambda: screen.suggested_lr is not None, "the LR finder's suggestion")
+            assert len(plotted_x(screen, "#lrfind-plot")) >= 10
+            suggestion = f"{screen.suggested_lr:.3g}"
+            assert suggestion in text_of(screen, "#lrfind-info")
+            await pilot.press("ctrl+g")
+            assert screen.query_one("#field-optim-lr", Input).value == suggestion
+            lr = float(suggestion)
+            await until(pilot, lambda: screen.config.optim.lr == lr, "optim.lr from the suggestion")
+            assert f"lr: {lr}" in screen.query_one("#yaml-view", Static).content.code  # type: ignore[attr-defined]
+
+            screen.query_one("#preset-name", Input).value = "digits-found-lr"
+            await pilot.press("ctrl+s")
+            await until(pilot, lambda: "saved" in text_of(screen, "#share-status"), "the preset saved")
+            assert (user_dir() / "experiment" / "digits-found-lr.yaml").is_file()
+            saved = resolve_experiment("digits-found-lr")
+            assert saved.optim.lr == lr and saved.name == "digits-found-lr"
+            await until(pilot, lambda: any(value == "digits-found-lr" for _, value in
+                                           screen.query_one("#pick-experiment", Select)._options),
+                        "the saved preset in the experiment picker")
+            await pilot.press("ctrl+s")  # the same name again, without "replace": refused, nothing written
+            await until(pilot, lambda: "exists" in text_of(screen, "#share-status"), "the refusal")
+            assert text_of(screen, "#share-status").startswith("error: ")
+
+            target = tmp_path / "shared" / "exp.yaml"
+            screen.query_one("#export-path", Input).value = str(target)
+            await pilot.press("ctrl+o")
+            await until(pilot, lambda: target.is_file(), "the exported file")
+            assert resolve_experiment(str(target)).optim.lr == lr
+
+    asyncio.run(main())
+
+
+def test_compose_experiment_before_mount_keeps_the_request(runs_root: Path) -> None:
+    from engine.data import load_dataset
+    from engine.presets import resolve_experiment
+
+    train_images = len(load_dataset(resolve_experiment("quickstart", ["data.limit=400"]).data).train_idx)
+
+    async def main() -> None:
+        app = create_app(runs_root)
+        screen = app.get_screen("launch", LaunchScreen)  # what app.launch_experiment does, before the app runs
+        screen.compose_experiment("quickstart", ["train.epochs=3", "data.limit=400", "model=mnist-logreg"])
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert app.screen is screen
+            await ready(pilot, screen)
+            assert screen.config.train.epochs == 3 and screen.config.model.name == "mlp"
+            assert screen.query_one("#field-train-epochs", Input).value == "3"
+            assert screen.query_one("#pick-model", Select).value == "mnist-logreg"
+            assert text_of(screen, "#launch-extra") == "--set data.limit=400"
+            assert f"train {train_images} ·" in text_of(screen, "#data-info")
+            left, tabs = screen.query_one("#launch-left").region, screen.query_one("#launch-tabs").region
+            assert left.right <= tabs.x and tabs.right <= 80 and tabs.width >= 40  # side by side, both usable
+
+    asyncio.run(main())
+
+
+def test_start_launches_a_run_and_switches_to_monitor(runs_root: Path) -> None:
+    from engine.errors import EngineError
+    from engine.launch import preflight
+    from engine.presets import resolve_experiment
+
+    async def main() -> None:
+        app = create_app(runs_root)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = launch(app)
+            app.launch_experiment("mnist-logreg", [])  # MNIST is not on disk offline: a pre-flight error
+            await until(pilot, lambda: screen.config is not None and screen.config.name == "mnist-logreg", "mnist")
+            await pilot.press("ctrl+r")
+            await until(pilot, lambda: text_of(screen, "#launch-status").startswith("error: "), "the pre-flight error")
+            try:
+                preflight(resolve_experiment("mnist-logreg"))
+            except EngineError as exc:
+                assert text_of(screen, "#launch-status") == f"error: {exc}"
+            assert run_folders(runs_root) == [] and app.current_mode == "launch"
+
+            app.launch_experiment("quickstart", ["train.epochs=1", "data.limit=300"])
+            await until(pilot, lambda: screen.config is not None and screen.config.train.epochs == 1, "quickstart")
+            await pilot.press("ctrl+r")
+            await until(pilot, lambda: app.current_mode == "monitor", "Monitor")
+            handle = screen.last_launch
+            assert handle is not None and run_folders(runs_root) == [handle.run_dir]
+            handle.process.terminate()  # the test needs the folder, not the training
+            handle.wait(timeout=30)
+
+    asyncio.run(main())
+
+
+def test_the_screen_module_imports_no_torch() -> None:
+    """The UI process imports torch only in workers."""
+    code = "import console.screens.launch, sys; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,102 @@
+"""Monitor: follows launched and headless runs live, shows failures, stops and resumes from the app."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from console.app import create_app
+from console.screens.monitor import MonitorScreen
+from engine.launch import launch_run
+from engine.presets import resolve_experiment
+
+
+async def _until(pilot: Any, condition: Any, seconds: float = 240.0) -> None:
+    """Let the app run until `condition()` holds (each pause lets queued messages through)."""
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("condition not reached")
+
+
+def _monitor(app: Any) -> MonitorScreen:
+    return app.get_screen("monitor", MonitorScreen)
+
+
+def test_a_headless_run_is_found_and_followed_to_its_end(runs_root: Path) -> None:
+    process = subprocess.Popen([sys.executable, "-m", "console.cli", "train", "quickstart", "--quiet",
+                                "--set", "train.epochs=3"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    async def main() -> None:
+        app = create_app(runs_root, mode="monitor")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _until(pilot, lambda: runs_root.is_dir() and any(runs_root.iterdir()), 120)
+            run_dir = next(runs_root.iterdir())
+            app.monitor_run(run_dir)
+            monitor = _monitor(app)
+            await _until(pilot, lambda: app.current_mode == "monitor")
+            model = monitor.models[run_dir.resolve()]
+            await _until(pilot, lambda: model.state == "finished" and model.test_acc is not None)
+            assert sorted(model.rows) == [1, 2, 3] and model.step_x
+            await _until(pilot, lambda: "finished" in str(monitor.query_one("#title").render()))
+            assert monitor.query_one("#epochs").row_count == 3
+
+    try:
+        asyncio.run(main())
+    finally:
+        assert process.wait(120) == 0, process.stderr.read() if process.stderr else ""
+
+
+def test_stop_then_resume_from_the_app(runs_root: Path) -> None:
+    handle = launch_run(resolve_experiment("quickstart", ["train.epochs=8"]), runs_root)
+
+    async def main() -> None:
+        app = create_app(runs_root, mode="monitor")
+        async with app.run_test(size=(120, 40)) as pilot:
+            app.monitor_run(handle.run_dir, handle)
+            monitor = _monitor(app)
+            await _until(pilot, lambda: app.current_mode == "monitor")
+            model = monitor.models[handle.run_dir.resolve()]
+            await _until(pilot, lambda: len(model.rows) >= 1)
+            await pilot.press("s")
+            await _until(pilot, lambda: model.state == "interrupted")
+            stopped = model.epoch
+            assert 1 <= stopped < 8 and handle.wait(60) == 130
+            await pilot.press("r")
+            await _until(pilot, lambda: model.state == "finished" and model.test_acc is not None, 300)
+            assert sorted(model.rows) == list(range(1, 9))
+
+    asyncio.run(main())
+
+
+def test_a_failing_run_shows_its_error_and_the_app_stays_up(runs_root: Path, isolated_dirs: Path) -> None:
+    root = isolated_dirs / "images"
+    for c, name in enumerate(("cat", "dog")):
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(np.full((12, 12, 3), 40 * c + i, np.uint8)).save(root / name / f"{i}.png")
+    (root / "dog" / "broken.png").write_bytes(b"not an image")
+    config = resolve_experiment("quickstart", ["data=folder-40px", f"data.root={root}", "data.image_size=8"])
+    handle = launch_run(config, runs_root)
+
+    async def main() -> None:
+        app = create_app(runs_root, mode="monitor")
+        async with app.run_test(size=(80, 24)) as pilot:
+            app.monitor_run(handle.run_dir, handle)
+            monitor = _monitor(app)
+            await _until(pilot, lambda: app.current_mode == "monitor")
+            model = monitor.models[handle.run_dir.resolve()]
+            await _until(pilot, lambda: model.state == "failed")
+            await _until(pilot, lambda: "broken.png" in str(monitor.query_one("#messages").render()))
+            assert "no checkpoint was saved" in str(monitor.query_one("#messages").render())
+            await pilot.press("f4")  # the app is still up and answers
+            assert app.current_mode == "runs"
+
+    asyncio.run(main())

@@ -1,0 +1,240 @@
+"""The Runs screen over real run folders: table, filter, sort, overlay + diff, notes, export, delete, bad folders."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from pathlib import Path
+
+import yaml
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, Static
+from textual_plotext import PlotextPlot
+from typer.testing import CliRunner
+
+from console.app import ConsoleApp, create_app
+from console.cli import app as cli_app
+from console.screens.runs import RunsScreen
+from console.screens.runs_dialogs import ConfirmDialog, NoteDialog, PathDialog
+from engine.annotations import read_annotations
+from engine.runs import write_status
+
+
+async def open_runs(app: ConsoleApp, pilot: Pilot) -> RunsScreen:
+    """Switch to Runs and wait for its worker to have read the runs folder."""
+    app.switch_mode("runs")
+    screen = app.screen
+    assert isinstance(screen, RunsScreen)
+    for _ in range(200):
+        if screen.loaded:
+            break
+        await pilot.pause(0.05)
+    await pilot.pause()
+    assert screen.loaded
+    return screen
+
+
+async def wait_for(pilot: Pilot, condition: object, tries: int = 200) -> None:
+    """Pause until `condition()` holds (workers post their results as messages)."""
+    for _ in range(tries):
+        if condition():  # type: ignore[operator]
+            return
+        await pilot.pause(0.05)
+    screen = pilot.app.screen
+    detail = (status_text(screen), screen.selected, screen.overlay_labels) if isinstance(screen, RunsScreen) else screen
+    raise AssertionError(f"condition not met in time: {detail}")
+
+
+def table_rows(screen: RunsScreen) -> list[list[str]]:
+    table = screen.query_one("#runs-table", DataTable)
+    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def status_text(screen: RunsScreen) -> str:
+    return str(screen.query_one("#runs-status", Static).content)
+
+
+def test_table_filter_sort_and_comparison(trained_run: Path, second_run: Path, runs_root: Path) -> None:
+    best = {p.name: json.loads((p / "status.json").read_text())["best_val_acc"] for p in (trained_run, second_run)}
+
+    async def main() -> None:
+        app = create_app(runs_root, mode="runs")
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = await open_runs(app, pilot)
+            rows = table_rows(screen)
+            assert {row[2] for row in rows} == set(best)
+            for row in rows:
+                assert row[5] == f"{100 * best[row[2]]:.2f}%" and row[1] == "finished"
+            await pilot.press("slash", *"quickstart-b")
+            assert [row[2] for row in table_rows(screen)] == [second_run.name]
+            screen.query_one("#runs-filter", Input).value = "digits finished"
+            await pilot.pause()
+            assert len(table_rows(screen)) == 2
+            screen.query_one("#runs-filter", Input).value = "no-such-run"
+            await pilot.pause()
+            assert table_rows(screen) == [] and "0/2" in str(screen.query_one("#runs-count", Static).content)
+            screen.query_one("#runs-filter", Input).value = ""
+            await pilot.press("enter")  # leaves the filter for the table
+            while screen.sort_column != "best_val_acc":
+                await pilot.press("s")
+            ranked = sorted(best, key=best.__getitem__, reverse=True)
+            assert [row[2] for row in table_rows(screen)] == ranked
+            await pilot.press("S")
+            assert [row[2] for row in table_rows(screen)] == ranked[::-1]
+            await click_header(screen, pilot, "test_acc")
+            assert (screen.sort_column, screen.sort_descending) == ("test_acc", True)
+            tests = [float(row[6].rstrip("%")) for row in table_rows(screen)]
+            assert tests == sorted(tests, reverse=True)
+            await check_comparison(screen, pilot)
+
+    asyncio.run(main())
+
+
+async def click_header(screen: RunsScreen, pilot: Pilot, column_key: str) -> None:
+    """Click a column's header with the mouse."""
+    table = screen.query_one("#runs-table", DataTable)
+    x = 0
+    for column in table.ordered_columns:
+        if column.key.value == column_key:
+            break
+        x += column.get_render_width(table)
+    await pilot.click(table, offset=(x + 2, 0))
+    await pilot.pause()
+
+
+def test_rows_filter_sort_and_labels() -> None:
+    from console.screens.run_rows import RunRow, filter_rows, short_labels, sort_rows
+
+    rows = [RunRow("a-20250101-000000", Path("a"), model="resnet", best_val_acc=0.5, tags=("baseline",)),
+            RunRow("b-20250101-000000", Path("b"), model="convnet", best_val_acc=None),
+            RunRow("c-20250101-000000", Path("c"), model="convnet", best_val_acc=0.9, state="failed")]
+    assert [r.name[0] for r in filter_rows(rows, "CONVNET failed")] == ["c"]
+    assert [r.name[0] for r in filter_rows(rows, "baseline")] == ["a"]
+    assert [r.name[0] for r in sort_rows(rows, "best_val_acc", True)] == ["c", "a", "b"]  # missing: last
+    assert [r.name[0] for r in sort_rows(rows, "best_val_acc", False)] == ["a", "c", "b"]
+    assert short_labels(["g/x-20250101-000000", "x-20250102-000000-1", "y"]) == ["x#1", "x#2", "y"]
+
+
+async def check_comparison(screen: RunsScreen, pilot: Pilot) -> None:
+    """Space on both runs: the overlay chart has one series per run, the diff only the keys that differ."""
+    compare = screen.query_one("#runs-compare")
+    await pilot.press("ctrl+home", "space")
+    assert not compare.display  # one run: nothing to compare
+    await pilot.press("space")
+    await wait_for(pilot, lambda: len(screen.overlay_labels) == 2)
+    await pilot.pause()
+    assert compare.display
+    assert sorted(screen.overlay_labels) == ["quickstart", "quickstart-b"]
+    chart = screen.query_one("#runs-acc", PlotextPlot).render().plain  # type: ignore[union-attr]
+    assert "quickstart" in chart and "quickstart-b" in chart and "val accuracy" in chart
+    assert "optim.lr" in screen.diff_keys and "train.seed" in screen.diff_keys
+    assert not {"train.epochs", "model.name", "data.source", "name"} & set(screen.diff_keys)
+    diff = screen.query_one("#runs-diff", DataTable)
+    assert [str(diff.get_row_at(i)[0]) for i in range(diff.row_count)] == screen.diff_keys
+    await pilot.press("escape")  # clears the selection
+    await pilot.pause()
+    assert not compare.display and not screen.selected
+
+
+def test_note_tags_written_shown_by_cli_and_export(trained_run: Path, runs_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "exported" / "preset.yaml"
+
+    async def main() -> None:
+        app = create_app(runs_root, mode="runs")
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_runs(app, pilot)
+            await pilot.press("n")
+            await wait_for(pilot, lambda: isinstance(app.screen, NoteDialog))
+            app.screen.query_one("#tags-input", Input).value = "two words!"
+            await pilot.press(*"lr too high")
+            await pilot.press("enter")
+            await pilot.pause()
+            assert isinstance(app.screen, NoteDialog)  # a bad tag is explained in place, nothing written
+            assert "plain word" in str(app.screen.query_one("#dialog-error", Static).content)
+            app.screen.query_one("#tags-input", Input).value = "baseline digits"
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: (trained_run / "notes.json").is_file())
+            await wait_for(pilot, lambda: "baseline digits" in table_rows(screen)[0])
+            await pilot.press("x")
+            await wait_for(pilot, lambda: isinstance(app.screen, PathDialog))
+            app.screen.query_one("#path-input", Input).value = str(out)
+            await pilot.press("enter")
+            await wait_for(pilot, out.is_file)
+            await wait_for(pilot, lambda: "wrote" in status_text(screen))
+
+    asyncio.run(main())
+    assert read_annotations(trained_run).note == "lr too high"
+    assert read_annotations(trained_run).tags == ["baseline", "digits"]
+    shown = CliRunner().invoke(cli_app, ["runs", "show", trained_run.name, "--runs-dir", str(runs_root)],
+                               terminal_width=200)
+    assert shown.exit_code == 0 and "note: lr too high" in shown.stdout and "tags: baseline, digits" in shown.stdout
+    exported = yaml.safe_load(out.read_text())
+    assert exported["content_hash"] == yaml.safe_load((trained_run / "config.yaml").read_text())["content_hash"]
+
+
+def test_damaged_folders_are_listed_and_delete_asks_first(trained_run: Path, second_run: Path,
+                                                          runs_root: Path) -> None:
+    status = json.loads((second_run / "status.json").read_text())
+    write_status(second_run, {**status, "state": "running", "host": socket.gethostname(), "pid": os.getpid()})
+    only_config = runs_root / "half-config-20250101-000000"
+    only_config.mkdir()
+    (only_config / "config.yaml").write_text((trained_run / "config.yaml").read_text())
+    garbage = runs_root / "garbage-status-20250101-000001"
+    garbage.mkdir()
+    (garbage / "status.json").write_text('{"state": "runn')
+    not_a_record = runs_root / "list-status-20250101-000002"
+    not_a_record.mkdir()
+    (not_a_record / "status.json").write_text("[1, 2]")
+    (not_a_record / "notes.json").write_text("{broken")
+
+    async def main() -> None:
+        app = create_app(runs_root, mode="runs")
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = await open_runs(app, pilot)
+            states = {row[2]: row[1] for row in table_rows(screen)}
+            assert states == {trained_run.name: "finished", second_run.name: "running", only_config.name: "unknown",
+                              garbage.name: "unknown", not_a_record.name: "unknown"}
+            await show_only(screen, pilot, "garbage")
+            assert "not valid JSON" in status_text(screen)
+            await show_only(screen, pilot, "half-config")
+            await pilot.press("r")  # resume: the engine's one-line refusal, no traceback
+            await wait_for(pilot, lambda: "no resumable checkpoint" in status_text(screen))
+            await show_only(screen, pilot, "")
+            await pilot.press("a")  # compare everything: the damaged ones have no curves, nothing raises
+            assert len(screen.selected) == 5
+            await wait_for(pilot, lambda: len(screen.overlay_labels) == 2)  # the two trained runs
+            await pilot.press("escape")
+            await check_delete(app, screen, pilot, trained_run, second_run)
+
+    asyncio.run(main())
+    assert second_run.is_dir() and not trained_run.exists()
+
+
+async def show_only(screen: RunsScreen, pilot: Pilot, text: str) -> None:
+    """Filter the table, put the cursor on its first row."""
+    screen.query_one("#runs-filter", Input).value = text
+    await pilot.pause()
+    screen.query_one("#runs-table", DataTable).focus()
+    await pilot.press("ctrl+home")
+
+
+async def check_delete(app: ConsoleApp, screen: RunsScreen, pilot: Pilot, finished: Path, running: Path) -> None:
+    """A running run is refused; a finished one asks first, `n` keeps it, `y` removes the folder."""
+    await show_only(screen, pilot, running.name)
+    await pilot.press("d")
+    await pilot.pause()
+    assert not isinstance(app.screen, ConfirmDialog) and "is running" in status_text(screen)
+    await show_only(screen, pilot, finished.name)
+    await pilot.press("d")
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+    await pilot.press("n")
+    await pilot.pause()
+    assert finished.is_dir() and app.screen is screen
+    await pilot.press("d")
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+    await pilot.press("y")
+    await wait_for(pilot, lambda: not finished.exists())
+    await wait_for(pilot, lambda: finished.name not in {r.name for r in screen.rows})
+    assert "deleted" in status_text(screen)
