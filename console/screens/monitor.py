@@ -1,8 +1,10 @@
 """Monitor: live loss / accuracy / LR charts, epoch table, progress with ETA, device panel; several runs.
 
 One thread worker tails every followed run's events.jsonl (engine.events.EventFollower) and reads its
-status.json once a second; it posts `RunUpdate` messages, and the screen folds them into `RunModel`s and
-redraws the selected run at most ten times a second. The worker never touches a widget.
+status.json once a second; it posts `RunUpdate` messages, and the screen folds them into `RunModel`s. The
+selected run's title line (state, epoch, last loss and lr, ETA, images/s) is redrawn at most ten times a
+second, its charts and epoch table at most twice a second: the UI costs the training next to it little CPU.
+The worker never touches a widget.
 """
 
 from __future__ import annotations
@@ -83,7 +85,8 @@ class MonitorScreen(Screen[None]):
         self.models: dict[Path, RunModel] = {}
         self.followed: dict[Path, Followed] = {}  # replaced, never mutated: the poller reads it
         self.selected: Path | None = None
-        self._dirty = False
+        self._dirty = False  # the title line is out of date
+        self._charts_dirty = False  # charts and epoch table are out of date
         self._discovered = False
 
     def compose(self) -> ComposeResult:
@@ -111,6 +114,7 @@ class MonitorScreen(Screen[None]):
         for plot_id, title in (("loss", "loss"), ("acc", "accuracy"), ("lr", "learning rate")):
             self.query_one(f"#{plot_id}", PlotextPlot).plt.title(title)
         self.set_interval(0.1, self._redraw_if_dirty)
+        self.set_interval(0.5, self._redraw_charts_if_dirty)
         self.set_interval(2.0, self._update_device)
         self._update_device()
         self._poll()
@@ -191,9 +195,10 @@ class MonitorScreen(Screen[None]):
             model.error = message.failure
             if model.state in ("running", "starting", "unknown"):
                 model.state = "failed"
-        if message.run_dir == self.selected:
+        changed = (model.state, len(model.rows)) != before
+        if message.run_dir == self.selected and (message.events or changed or message.restarted):
             self._dirty = True
-        if (model.state, len(model.rows)) != before:
+        if changed:
             self._refresh_list()
 
     # --- drawing ---
@@ -215,26 +220,39 @@ class MonitorScreen(Screen[None]):
     @on(OptionList.OptionHighlighted, "#followed")
     def _select(self, event: OptionList.OptionHighlighted) -> None:
         if event.option.id is not None and Path(event.option.id) != self.selected:
-            self.selected = Path(event.option.id)
-            self._dirty = True
+            self.selected = Path(event.option.id)  # a key press: answer it in this frame
+            self.redraw()
+            self.redraw_charts()
 
     def _redraw_if_dirty(self) -> None:
         if self._dirty:
             self._dirty = False
+            self._charts_dirty = True
             self.redraw()
 
+    def _redraw_charts_if_dirty(self) -> None:
+        if self._charts_dirty:
+            self._charts_dirty = False
+            self.redraw_charts()
+
     def redraw(self) -> None:
-        """Draw the selected run: title, progress, charts, epoch table, messages."""
+        """Draw the selected run's title line, progress and messages (cheap: ten times a second)."""
         model = self.models.get(self.selected) if self.selected else None
         if model is None:
             return
         self.query_one("#title", Static).update(self._title(model))
         self.query_one("#progress", ProgressBar).update(total=100, progress=round(100 * model.fraction, 1))
+        self.query_one("#messages", Static).update(self._messages(model))
+
+    def redraw_charts(self) -> None:
+        """Draw the selected run's charts and epoch table (twice a second at most)."""
+        model = self.models.get(self.selected) if self.selected else None
+        if model is None:
+            return
         self._draw_loss(model)
         self._draw_acc(model)
         self._draw_lr(model)
         self._fill_table(model)
-        self.query_one("#messages", Static).update(self._messages(model))
 
     def _title(self, model: RunModel) -> str:
         best = model.best
@@ -242,6 +260,8 @@ class MonitorScreen(Screen[None]):
                  f"epoch {model.epoch}/{model.epochs or '?'}"]
         if model.loading and model.state == "running":
             parts.append(model.loading)
+        if model.state == "running" and model.step_loss:
+            parts.append(f"loss {model.step_loss[-1]:.4g} lr {model.step_lr[-1]:.3g}")
         eta = model.eta_s()
         if eta is not None:
             parts.append(f"ETA {fmt_s(eta)}")

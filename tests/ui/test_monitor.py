@@ -46,7 +46,7 @@ def test_a_headless_run_is_found_and_followed_to_its_end(runs_root: Path) -> Non
             await _until(pilot, lambda: model.state == "finished" and model.test_acc is not None)
             assert sorted(model.rows) == [1, 2, 3] and model.step_x
             await _until(pilot, lambda: "finished" in str(monitor.query_one("#title").render()))
-            assert monitor.query_one("#epochs").row_count == 3
+            await _until(pilot, lambda: monitor.query_one("#epochs").row_count == 3)  # charts follow at 2 Hz
 
     try:
         asyncio.run(main())
