@@ -221,6 +221,7 @@ def predict(
     tta: TtaOption = None,
     no_ema: NoEmaOption = False,
     device: DeviceOption = None,
+    overrides: OverrideOption = None,
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,
     skip_bad_images: Annotated[bool, typer.Option("--skip-bad-images", help="Leave unreadable images out of the "
@@ -230,7 +231,7 @@ def predict(
     from engine.predict import predict_folder
 
     members = _refs(runs_dir, refs)
-    summary = predict_folder(members, images, out, _options("test", tta, no_ema, device, None),
+    summary = predict_folder(members, images, out, _options("test", tta, no_ema, device, overrides),
                              combine.value if combine else None, skip_bad_images=skip_bad_images)
     if summary["skipped"]:
         err_console.print(f"[yellow]warning:[/] {len(summary['skipped'])} unreadable images have no row in "

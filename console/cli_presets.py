@@ -65,9 +65,9 @@ def _preset_params(name: str, path: Path) -> int | None:
     from engine.models import PRESET_INPUT, preset_param_count
     from engine.presets import load_mapping
 
-    raw = load_mapping(path)
-    raw.pop("description", None)
     try:
+        raw = load_mapping(path)
+        raw.pop("description", None)
         num_classes, in_channels, image_size = PRESET_INPUT.get(name, (10, 3, 32))
         return preset_param_count(section_from_dict("model", raw, str(path)), num_classes, in_channels, image_size)
     except Exception as exc:  # one broken preset must not hide the list
@@ -86,12 +86,13 @@ def show(
     import yaml
 
     from engine.config import to_dict
-    from engine.presets import resolve_experiment, resolved_yaml, validate_file
+    from engine.presets import preset_text, resolve_experiment, resolved_yaml, validate_file
 
     kind, path = _find_any(name, kind)
     if not resolved:
+        text = preset_text(path)  # bounded, UTF-8 only: an error names the file
         err_console.print(f"# {kind} preset {path}", highlight=False)
-        out_console.print(path.read_text(encoding="utf-8"), highlight=False, markup=False)
+        out_console.print(text, highlight=False, markup=False)
         return
     if kind == "experiment":
         out_console.print(resolved_yaml(resolve_experiment(str(path))), highlight=False, markup=False)

@@ -117,7 +117,7 @@ def finetune(
     """Start a new run from a checkpoint's weights with a new optimizer, schedule or augmentation."""
     import dataclasses
 
-    from engine.checkpoint import checkpoint_dir
+    from engine.checkpoint import checkpoint_dir, load_checkpoint
     from engine.config import from_dict, to_dict
     from engine.members import parse_ref
     from engine.presets import apply_overrides, resolve_experiment
@@ -128,6 +128,7 @@ def finetune(
     root = pick_runs_dir(runs_dir)
     ref = parse_ref(root, source)
     run_dir, folder = ref.run_dir, checkpoint_dir(ref.run_dir, ref.name)
+    load_checkpoint(folder, with_state=False)  # damaged weights are refused before any run folder exists
     if experiment is None:
         base = read_config(run_dir)
         config = from_dict(apply_overrides({**to_dict(base), "name": f"{base.name}-ft"}, overrides or []), "--set")

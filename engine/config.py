@@ -9,6 +9,7 @@ nor any UI library, so validating a preset is fast.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -18,6 +19,8 @@ from typing import Any, Literal, Union
 from engine.errors import ConfigError, did_you_mean
 
 SCHEMA_VERSION = 1
+MAX_INT = 2**63 - 1        # integers beyond int64 are refused (no field needs them; torch cannot hold them)
+MAX_IMAGE_SIZE = 4096      # data.image_size: one 4096 px RGB image is 48 MiB; larger is a typo, refused early
 _SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
@@ -52,6 +55,9 @@ class DataConfig:
     folds: int | None = doc("number of stratified k-fold folds over train+val; None = plain holdout", None)
     fold: int = doc("which fold (0-based) is the validation set when folds is set", 0)
     on_bad_image: Literal["error", "skip"] = doc("a corrupt/unreadable image: stop with its path, or skip it", "error")
+    max_image_pixels: int = doc("an image file larger than this many pixels (width x height, after a JPEG's fast "
+                                "downscale) is refused unread, like a corrupt one (a decompression bomb)",
+                                40_000_000)
     sampler: Literal["shuffle", "weighted"] = doc("epoch order: a permutation, or weighted by inverse class count", "shuffle")
     class_weighted_loss: bool = doc("weight the loss by inverse class frequency (for imbalanced data)", False)
     limit: int | None = doc("use a seeded, class-stratified subset of N train+val images (quick runs); None = all", None)
@@ -279,14 +285,21 @@ def _coerce(value: Any, tp: Any, dotted: str, source: str | None) -> Any:
         raise _type_error(value, tp, dotted, source)
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > MAX_INT:
+                raise ConfigError(f"{_where(source, dotted)}: {value} is out of range (at most {MAX_INT} in size)")
             return value
         raise _type_error(value, tp, dotted, source)
     if tp is float:
+        number: float | None = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _SCIENTIFIC.match(value.strip()):
-            return float(value)  # YAML 1.1 reads `1e-4` (no dot) as a string; accept it as the number it is
-        raise _type_error(value, tp, dotted, source)
+            number = float(value) if abs(value) <= 1e308 else math.inf
+        elif isinstance(value, str) and _SCIENTIFIC.match(value.strip()):
+            number = float(value)  # YAML 1.1 reads `1e-4` (no dot) as a string; accept it as the number it is
+        if number is None:
+            raise _type_error(value, tp, dotted, source)
+        if not math.isfinite(number):
+            raise ConfigError(f"{_where(source, dotted)}: {value!r} is not a finite number")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -393,7 +406,11 @@ def check_semantics(config: ExperimentConfig, source: str | None = None) -> None
         need(bool(names), "data.classes", "is empty; list the class names or leave it null")
         need(len(set(names)) == len(names), "data.classes",
              f"names {sorted({n for n in names if names.count(n) > 1})} more than once")
-    need(config.data.image_size is None or config.data.image_size >= 4, "data.image_size", "must be at least 4")
+    need(config.data.image_size is None or 4 <= config.data.image_size <= MAX_IMAGE_SIZE, "data.image_size",
+         f"must be between 4 and {MAX_IMAGE_SIZE} pixels (got {config.data.image_size})")
+    need(config.data.limit is None or config.data.limit >= 1, "data.limit", "must be at least 1 (null = all)")
+    need(config.data.max_image_pixels >= 16, "data.max_image_pixels", "must be at least 16")
+    need(config.data.device_budget_gb >= 0, "data.device_budget_gb", "must be >= 0")
     if config.data.folds is not None:
         need(config.data.folds >= 2, "data.folds", "must be at least 2")
         need(0 <= config.data.fold < config.data.folds, "data.fold", f"must be in [0, {config.data.folds})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
 import threading
@@ -27,6 +28,8 @@ from engine.members import (
 from engine.metrics import Combined, classification_metrics, combine
 from engine.progress import Progress, or_default
 
+log = logging.getLogger(__name__)
+
 MISTAKES_KEPT = 24  # the most confidently wrong images a record lists (enough for a grid of pictures)
 _WRITE_LOCK = threading.Lock()  # records are written whole, one thread at a time
 
@@ -42,6 +45,7 @@ def member_predictions(refs: list[CheckpointRef], options: EvalOptions,
         progress.check()
         members.append(view_logits(ref, options, progress.prefixed(f"[{index}/{len(refs)}] ") if len(refs) > 1
                                    else progress))
+    check_finite(refs, members, progress)
     first = members[0]
     for ref, member in zip(refs[1:], members[1:]):
         if member.labels.shape != first.labels.shape or not torch.equal(member.labels, first.labels):
@@ -50,6 +54,25 @@ def member_predictions(refs: list[CheckpointRef], options: EvalOptions,
                 f"({len(first.labels)} vs {len(member.labels)} images, or other images): ensemble members must "
                 "share the split's data (k-fold members share only the test split)")
     return members
+
+
+def non_finite_images(logits: torch.Tensor) -> int:
+    """How many images get a NaN or infinite output in any view of (V, N, C) logits."""
+    return int((~torch.isfinite(logits)).any(dim=-1).any(dim=0).sum())
+
+
+def check_finite(refs: list[CheckpointRef], members: list[ViewLogits], progress: Progress) -> None:
+    """A member whose outputs are NaN/Inf (diverged or damaged weights): alone it is evaluated with a warning
+    (its metrics mean nothing); among several it is refused, since it would drag the ensemble to chance."""
+    for ref, member in zip(refs, members):
+        bad = non_finite_images(member.logits)
+        if not bad:
+            continue
+        what = (f"{ref.label} gives NaN/Inf outputs for {bad} of {member.logits.shape[1]} images (diverged or "
+                "damaged weights)")
+        if len(refs) > 1:
+            raise CheckpointError(f"{what}; leave it out of the ensemble, its outputs would swamp the others")
+        progress.warn(f"{what}; its metrics mean nothing", log)
 
 
 def combine_members(members: list[ViewLogits], how: str) -> Combined:
@@ -73,11 +96,13 @@ def eval_record_path(ref: CheckpointRef, options: EvalOptions, combine_how: str)
     return ref.run_dir / "evals" / ("-".join(parts) + ".json")
 
 
-def _write_record(path: Path, record: dict[str, Any], plot: bool) -> dict[str, Any]:
-    """Write a record (and its confusion-matrix PNG next to it) atomically; returns it with its paths."""
+def _write_record(path: Path, record: dict[str, Any], plot: bool, run_dir: Path | None = None) -> dict[str, Any]:
+    """Write a record (and its confusion-matrix PNG next to it) atomically; returns it with its paths. Inside
+    `run_dir` only while that run folder exists (a deleted run is never re-created)."""
+    from engine.members import ensure_inside
     from engine.runs import atomic_write_text
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_inside(run_dir, path.parent)
     record = {**record, "path": str(path)}
     if plot and record.get("confusion"):
         from engine.plots import plot_confusion
@@ -137,9 +162,10 @@ def evaluate_checkpoint(ref: CheckpointRef, options: EvalOptions, combine_how: s
         "epoch": ref.meta.get("epoch"), "split": options.split, "tta": tta, "views": len(member.views),
         "combine": how, "use_ema": effective_ema(ref, options), "overrides": list(options.overrides),
         "cached": member.cached, "cache_key": member.key, "classes": ref.classes, "created": time.time(),
+        "warnings": list(progress.warnings),
         "seconds": round(time.perf_counter() - started, 3), **metrics,
     }
-    return _write_record(eval_record_path(ref, options, how), record, plot)
+    return _write_record(eval_record_path(ref, options, how), record, plot, ref.run_dir)
 
 
 def _quick_score(members: list[ViewLogits], how: str) -> tuple[float, float]:

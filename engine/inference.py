@@ -12,7 +12,7 @@ import torch
 
 from engine import checkpoint as ckpt
 from engine.config import DataConfig, ExperimentConfig, to_dict
-from engine.errors import CheckpointError, classes_mismatch
+from engine.errors import CheckpointError, EngineError, classes_mismatch
 from engine.members import CheckpointRef, EvalOptions, effective_ema, eval_device, split_indices
 from engine.progress import Progress, or_default
 
@@ -136,11 +136,35 @@ def run_views(runtime: MemberRuntime, images: torch.Tensor, labels: torch.Tensor
     from engine.data import BatchLoader
     from engine.evaluate import predict_views
 
-    loader = BatchLoader(images, labels, indices, batch_size=runtime.batch_size, device=runtime.device,
-                         shuffle=False, drop_last=False, seed=runtime.seed, budget_gb=runtime.budget_gb)
-    return predict_views(runtime.model, loader, runtime.augmenter, views, device=runtime.device,
-                         seed=runtime.seed, amp_dtype=runtime.amp_dtype, channels_last=runtime.channels_last,
-                         progress=progress, stage=stage)
+    try:
+        loader = BatchLoader(images, labels, indices, batch_size=runtime.batch_size, device=runtime.device,
+                             shuffle=False, drop_last=False, seed=runtime.seed, budget_gb=runtime.budget_gb)
+        return predict_views(runtime.model, loader, runtime.augmenter, views, device=runtime.device,
+                             seed=runtime.seed, amp_dtype=runtime.amp_dtype, channels_last=runtime.channels_last,
+                             progress=progress, stage=stage)
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise out_of_memory_error(exc, f"predicting ({stage})", runtime.batch_size, "train.eval_batch_size",
+                                      runtime.device) from None
+        raise
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or the CPU allocator failing."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def out_of_memory_error(exc: BaseException, doing: str, batch_size: int, key: str, device: Any) -> EngineError:
+    """The one-line error for running out of memory: what was done, at which batch size, and what to try."""
+    on_gpu = isinstance(exc, torch.cuda.OutOfMemoryError)
+    where = "the GPU" if on_gpu else f"{device}"
+    other = ("--device cpu, or free the GPU (is another process using it?)" if on_gpu
+             else "a machine with more memory")
+    return EngineError(f"out of memory on {where} {doing} at batch size {batch_size} ({key}): try --set "
+                       f"{key}={max(1, batch_size // 2)}, or {other}")
 
 
 def compute_split_logits(ref: CheckpointRef, config: ExperimentConfig, options: EvalOptions, views: list[str], *,
@@ -148,7 +172,13 @@ def compute_split_logits(ref: CheckpointRef, config: ExperimentConfig, options: 
     """Compute a member's view logits on `options.split` (no cache), reporting progress per batch."""
     progress = or_default(progress)
     progress.report(f"{ref.label}: loading model and data", 0, 1)
-    runtime = build_runtime(ref, config, options)
+    try:
+        runtime = build_runtime(ref, config, options)
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise out_of_memory_error(exc, f"loading {ref.label}", config.train.eval_batch_size,
+                                      "train.eval_batch_size", options.device or config.train.device) from None
+        raise
     dataset = runtime.dataset
     indices = split_indices(dataset, options.split, f"{ref.label} ({config.data.source} data)")
     return run_views(runtime, dataset.images, dataset.labels, indices, views, progress=progress,

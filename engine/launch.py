@@ -27,7 +27,8 @@ from typing import Any
 from engine.config import ExperimentConfig, with_absolute_paths
 from engine.errors import EngineError, RunError
 from engine.events import Event, EventFollower
-from engine.runs import FINAL_STATES, RunFolder, atomic_write_text, create_run, read_status, write_config, write_status
+from engine.runs import (FINAL_STATES, RunFolder, atomic_write_text, create_run, read_status, saved_checkpoints,
+                         write_config, write_status)
 
 
 @dataclass
@@ -120,8 +121,8 @@ def launch_resume(run_dir: Path, overrides: list[str] | None = None, *, nproc: i
     if status.get("state") in ("running", "starting"):
         raise RunError(f"{run_dir.name} is still training (pid {status.get('pid')} on {status.get('host')}); "
                        "stop it first")
-    if not (RunFolder(run_dir).checkpoints / "last").is_dir():
-        raise RunError(f"{run_dir.name} has no resumable checkpoint (checkpoints/last)")
+    if not saved_checkpoints(run_dir):
+        raise RunError(f"{run_dir.name} has no checkpoint to resume from")
     args = ["resume", str(run_dir)]
     for text in overrides or []:
         args += ["--set", text]

@@ -16,7 +16,22 @@ from engine.runtime import autocast, autocast_dtype, configure_cpu_threads, pick
 def lr_range_test(config: ExperimentConfig, *, start_lr: float = 1e-6, end_lr: float = 10.0, steps: int = 200,
                   smoothing: float = 0.05, diverge_factor: float = 4.0,
                   progress: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
-    """Run the test on the experiment's data/model/optimizer; returns the series and a suggested LR."""
+    """Run the test on the experiment's data/model/optimizer; returns the series and a suggested LR. Running out
+    of memory (setup or steps) is one EngineError naming the batch size and what to try."""
+    from engine.inference import is_out_of_memory, out_of_memory_error
+
+    try:
+        return _range_test(config, start_lr=start_lr, end_lr=end_lr, steps=steps, smoothing=smoothing,
+                           diverge_factor=diverge_factor, progress=progress)
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise out_of_memory_error(exc, "in the LR range test", config.train.batch_size, "train.batch_size",
+                                      config.train.device) from None
+        raise
+
+
+def _range_test(config: ExperimentConfig, *, start_lr: float, end_lr: float, steps: int, smoothing: float,
+                diverge_factor: float, progress: Callable[[int, int, float], None] | None) -> dict[str, Any]:
     from engine.setup import build_parts
 
     device = pick_device(config.train.device)

@@ -297,15 +297,34 @@ def read_cache(path: Path, views: list[str], key: str) -> ViewLogits | None:
     return ViewLogits(tensors["logits"], tensors["labels"], views, key, True)
 
 
-def write_cache(path: Path, result: ViewLogits) -> None:
-    """Store view logits atomically (tmp file, then rename)."""
+def write_cache(path: Path, result: ViewLogits, run_dir: Path | None = None) -> None:
+    """Store view logits atomically (tmp file, then rename). Inside `run_dir` only while it exists: a run
+    deleted meanwhile is never re-created (a RunError says so)."""
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_inside(run_dir, path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")  # threads never share it
     save_file({"logits": result.logits.contiguous(), "labels": result.labels.contiguous()}, str(tmp),
               metadata={"views": json.dumps(result.views)})
     os.replace(tmp, path)
+
+
+def ensure_inside(run_dir: Path | None, folder: Path) -> None:
+    """Make `folder` (inside `run_dir`) without ever making `run_dir` itself: a run folder deleted while it was
+    evaluated is a RunError, and stays deleted."""
+    if run_dir is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        return
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir}: the run folder was deleted while it was evaluated; nothing was written")
+    current = run_dir
+    for part in folder.relative_to(run_dir).parts:
+        current = current / part
+        try:
+            current.mkdir(exist_ok=True)
+        except FileNotFoundError:
+            raise RunError(f"{run_dir}: the run folder was deleted while it was evaluated; nothing was "
+                           "written") from None
 
 
 def view_logits(ref: CheckpointRef, options: EvalOptions, progress: Progress | None = None) -> ViewLogits:
@@ -336,7 +355,7 @@ def view_logits(ref: CheckpointRef, options: EvalOptions, progress: Progress | N
 
     logits, labels = compute_split_logits(ref, config, options, views, progress=progress)
     result = ViewLogits(logits, labels, views, key, False)
-    write_cache(path, result)
+    write_cache(path, result, ref.run_dir)
     return result
 
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from engine.errors import DataError
+from engine.errors import CheckpointError, DataError
 from engine.members import CheckpointRef, EvalOptions, check_same_classes, effective_tta, eval_config
 from engine.metrics import combine
+
+log = logging.getLogger(__name__)
 
 
 def member_image_logits(ref: CheckpointRef, images_dir: Path, options: EvalOptions,
@@ -20,12 +23,18 @@ def member_image_logits(ref: CheckpointRef, images_dir: Path, options: EvalOptio
     """One member's view logits (V, N, C) for the images of a folder, and the image ids (sorted)."""
     from engine.augment import tta_views
     from engine.data import load_unlabeled
-    from engine.inference import build_runtime, run_views
+    from engine.inference import build_runtime, is_out_of_memory, out_of_memory_error, run_views
 
     config = eval_config(ref, options)
-    runtime = build_runtime(ref, config, options, with_data=False)
+    try:
+        runtime = build_runtime(ref, config, options, with_data=False)
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise out_of_memory_error(exc, f"loading {ref.label}", config.train.eval_batch_size,
+                                      "train.eval_batch_size", options.device or config.train.device) from None
+        raise
     images, ids = load_unlabeled(images_dir, image_size=runtime.image_size, channels=runtime.channels,
-                                 on_bad_image=on_bad_image)
+                                 on_bad_image=on_bad_image, max_pixels=config.data.max_image_pixels)
     rows = torch.arange(len(ids))
     logits, _ = run_views(runtime, images, torch.zeros(len(ids), dtype=torch.long), rows,
                           tta_views(effective_tta(ref, options)))
@@ -49,6 +58,7 @@ def predict_folder(refs: list[CheckpointRef], images_dir: Path, out_csv: Path, o
     An unreadable image stops the prediction (a submission must have every row) unless `skip_bad_images`,
     and then the skipped ids are returned under `skipped`.
     """
+    from engine.ensemble import non_finite_images
     from engine.runs import atomic_write_text
 
     classes = check_same_classes(refs)
@@ -64,6 +74,15 @@ def predict_folder(refs: list[CheckpointRef], images_dir: Path, out_csv: Path, o
         ids = member_ids
         stacks.append(logits)
     assert ids is not None
+    for ref, logits in zip(refs, stacks):
+        bad = non_finite_images(logits)
+        if bad and (len(refs) > 1 or bad == len(ids)):
+            raise CheckpointError(f"{ref.label} gives NaN/Inf outputs for {bad} of {len(ids)} images (diverged or "
+                                  "damaged weights); its predictions mean nothing"
+                                  + ("; leave it out of the ensemble" if len(refs) > 1 else ""))
+        if bad:
+            log.warning("%s gives NaN/Inf outputs for %d of %d images; their predicted class is arbitrary",
+                        ref.label, bad, len(ids))
     predictions = combine(torch.cat(stacks), how).predictions.tolist()
     labels = [classes[p] for p in predictions]
     data = refs[0].config.data

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -59,12 +60,49 @@ def user_dir() -> Path:
     return base / "imgcls-console" / "presets"
 
 
+MAX_PRESET_BYTES = 1 << 20   # a preset is a few hundred bytes; a shared file larger than this is refused unread
+MAX_DEPTH = 40               # nesting levels of a preset (a config is 4 deep; augmentation choices a few more)
+MAX_NODES = 100_000          # values in a preset once YAML aliases are expanded (an alias bomb is millions)
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a preset name: a file name, never a path
+
+
+class _Refused(yaml.YAMLError):
+    """A document outside the bounds of a preset (too deep, too large once aliases expand, odd keys)."""
+
+
 class _StrictSafeLoader(yaml.SafeLoader):
-    """The safe loader, refusing a key given twice in one mapping (YAML would silently keep the last)."""
+    """The safe loader, bounded: nesting depth and alias expansion are limited before anything is constructed;
+    a key given twice in one mapping (YAML would silently keep the last) and a key that is not a plain value
+    are refused."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _Refused(f"line {mark.line + 1}: nested more than {MAX_DEPTH} levels deep; a preset is "
+                               "a few levels of plain values")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return self.construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
         for key_node, _value in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _Refused(f"line {key_node.start_mark.line + 1}: a mapping key must be a plain name, not a "
+                               f"{'list' if isinstance(key_node, yaml.SequenceNode) else 'mapping'}")
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
@@ -74,14 +112,80 @@ class _StrictSafeLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_yaml(path: Path) -> Any:
-    """Parse a YAML file with the safe loader; any error names the file. Nothing in it is executed."""
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a document whose aliases expand past MAX_NODES values or MAX_DEPTH levels (an alias bomb: a few
+    hundred bytes naming a list of lists of ... billions of values), or that refers to itself. Each distinct
+    node is visited once, without recursion."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_nodes: set[int] = set()
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            children = _children(node)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
+            open_nodes.discard(key)
+            if size[key] > MAX_NODES:
+                raise _Refused(f"line {node.start_mark.line + 1}: expands to more than {MAX_NODES} values (YAML "
+                               "aliases repeating aliases?); a preset is refused past that")
+            if depth[key] > MAX_DEPTH:
+                raise _Refused(f"line {node.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep once its "
+                               "aliases are expanded")
+            continue
+        if key in size:
+            continue
+        if key in open_nodes:
+            raise _Refused(f"line {node.start_mark.line + 1}: an alias refers to the value that contains it")
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def preset_text(path: Path) -> str:
+    """The text of a preset file: at most MAX_PRESET_BYTES of UTF-8 (a BOM allowed); anything else is a
+    ConfigError naming the file."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_PRESET_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if len(raw) > MAX_PRESET_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_PRESET_BYTES // 1024} KiB; a preset is a short YAML file, so "
+                          "this one is refused unread")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError(f"{path}: UTF-16 text; save the preset as UTF-8")
     try:
-        return yaml.load(text, Loader=_StrictSafeLoader)  # noqa: S506 - a SafeLoader subclass
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line}: not UTF-8 text (byte {raw[exc.start]:#04x}); save the preset as "
+                          "UTF-8") from None
+
+
+def _parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_StrictSafeLoader)  # noqa: S506 - a bounded SafeLoader subclass
+
+
+def load_yaml(path: Path) -> Any:
+    """Parse a YAML file with the bounded safe loader; any error names the file. Nothing in it is executed."""
+    text = preset_text(Path(path))
+    try:
+        return _parse_yaml(text)
+    except _Refused as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a preset") from None
     except yaml.constructor.ConstructorError as exc:
         if exc.problem and "appears twice" in exc.problem:
             raise ConfigError(f"{path}: {exc.problem}") from exc
@@ -89,7 +193,11 @@ def load_yaml(path: Path) -> Any:
             f"{path}: refused YAML tag ({exc.problem}); presets are plain data, tags such as !!python/... are not allowed"
         ) from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 def load_mapping(path: Path) -> dict[str, Any]:
@@ -128,7 +236,7 @@ def _description(path: Path) -> str:
     text = raw.get("description", "")
     if isinstance(text, str) and text:
         return text
-    for line in path.read_text(encoding="utf-8").splitlines():  # else the file's leading comment
+    for line in preset_text(path).splitlines():  # else the file's leading comment
         if line.startswith("#"):
             return line.lstrip("# ").strip()
         if line.strip():
@@ -274,9 +382,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not keys:
         raise ConfigError(f"--set {text}: empty key")
     try:
-        value = yaml.safe_load(value_text) if value_text.strip() else ""
+        value = _parse_yaml(value_text) if value_text.strip() else ""
+    except RecursionError:
+        raise ConfigError(f"--set {text}: value nested too deeply") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {text}: value is not valid YAML ({exc})") from exc
+        raise ConfigError(f"--set {text}: value is not valid YAML ({_one_line(exc)})") from None
     return keys, value
 
 
@@ -348,8 +458,27 @@ def detect_kind(path: Path, raw: dict[str, Any]) -> str:
     return fitting[0]
 
 
+def check_kind(kind: str) -> str:
+    """`kind` when it is a preset kind; else a ConfigError listing them."""
+    if kind not in cfg.PRESET_KINDS:
+        raise ConfigError(f"--kind {kind!r}: not a preset kind; kinds are {', '.join(cfg.PRESET_KINDS)}"
+                          f"{did_you_mean(str(kind), cfg.PRESET_KINDS)}")
+    return kind
+
+
+def check_name(name: str, what: str = "--name") -> str:
+    """`name` when it is a plain preset name (letters, digits, `.`, `_`, `-`; no folder, no leading dot), else a
+    ConfigError: a name never reaches outside the presets folder."""
+    if not PLAIN_NAME.fullmatch(name) or name in (".", ".."):
+        raise ConfigError(f"{what} {name!r}: not a plain preset name (letters, digits, '.', '_' and '-', starting "
+                          "with a letter or digit, at most 100 characters; no folders)")
+    return name
+
+
 def validate_file(path: Path, kind: str | None = None) -> tuple[str, Any]:
     """Validate a preset file of any kind; returns (kind, validated object)."""
+    if kind is not None:
+        check_kind(kind)
     raw = load_mapping(path)
     kind = kind or detect_kind(path, raw)
     if kind == "experiment":
@@ -379,13 +508,21 @@ def resolved_yaml(config: cfg.ExperimentConfig) -> str:
 def import_preset(path: Path, *, kind: str | None = None, name: str | None = None,
                   shadow_builtin: bool = False, overwrite: bool = False) -> Path:
     """Validate a preset file and copy it into the user folder; never silently shadows a built-in."""
+    if name is not None:
+        check_name(name)
     kind, _ = validate_file(path, kind)
-    name = name or path.stem
+    if name is None:
+        try:
+            name = check_name(path.stem, f"{path}: file name")
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; import it with --name NAME") from None
     if (builtin_dir() / kind / f"{name}.yaml").is_file() and not shadow_builtin:
         raise ConfigError(
             f"a built-in {kind} preset is named {name!r}; choose another --name or pass --shadow-builtin"
         )
     target = user_dir() / kind / f"{name}.yaml"
+    if target.resolve().parent != (user_dir() / kind).resolve():  # a link or an odd name: never outside the folder
+        raise ConfigError(f"--name {name!r}: {target} would be outside the user presets folder {user_dir() / kind}")
     if target.exists() and not overwrite:
         raise ConfigError(f"user preset {target} exists; pass --overwrite to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,6 @@ process all call it); under torchrun, rank 0 owns the run folder.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -25,11 +24,8 @@ from engine.train import Trainer, config_dict
 
 
 def latest_resumable(run_dir: Path) -> Path:
-    """The checkpoint a resume continues from (`last`, with training state)."""
-    folder = ckpt.checkpoint_dir(run_dir, "last")
-    if not (folder / ckpt.STATE).is_file():
-        raise CheckpointError(f"{run_dir} has no resumable checkpoint (checkpoints/last with training state)")
-    return folder
+    """The checkpoint a resume continues from: the newest intact one with training state (`ckpt.resume_point`)."""
+    return ckpt.resume_point(run_dir).folder
 
 
 RESUMABLE_OVERRIDES = ("train.epochs", "train.log_every", "train.checkpoint.", "train.early_stop.")
@@ -95,7 +91,7 @@ def resume_run(run_dir: Path, *, overrides: list[str] | None = None, listeners: 
 
     with _main_rank_lock(RunLock(run_dir)):
         try:
-            config, folder = _plan_resume(run_dir, overrides)
+            config, point = _plan_resume(run_dir, overrides)
         except EngineError as exc:
             _record_refusal(run_dir, exc)
             raise
@@ -106,10 +102,12 @@ def resume_run(run_dir: Path, *, overrides: list[str] | None = None, listeners: 
 
         from engine.runs import write_config
 
-        return _drive(config, run_dir, listeners, stop, resume_from=folder, on_ready=record_config)
+        note = point.note()  # a damaged `last` passed over: which checkpoint, and what it costs
+        return _drive(config, run_dir, listeners, stop, resume_from=point.folder, on_ready=record_config,
+                      notes=[note] if note else [])
 
 
-def _plan_resume(run_dir: Path, overrides: list[str] | None) -> tuple[ExperimentConfig, Path]:
+def _plan_resume(run_dir: Path, overrides: list[str] | None) -> tuple[ExperimentConfig, ckpt.ResumePoint]:
     """The config a resume continues with and the checkpoint folder it starts from; refusals raise."""
     from engine.config import from_dict, to_dict
     from engine.errors import RunError
@@ -121,7 +119,8 @@ def _plan_resume(run_dir: Path, overrides: list[str] | None) -> tuple[Experiment
         raise RunError(f"{run_dir.name} is still training (pid {status.get('pid')} on {status.get('host')}); "
                        "stop it first (Ctrl-C there, or kill -TERM the pid)")
     config = read_config(run_dir)
-    folder = latest_resumable(run_dir)
+    point = ckpt.resume_point(run_dir)
+    folder = point.folder
     saved = from_dict(load_mapping(folder / ckpt.CONFIG), str(folder / ckpt.CONFIG))
     for text in overrides or []:
         key = text.partition("=")[0].strip()
@@ -132,7 +131,7 @@ def _plan_resume(run_dir: Path, overrides: list[str] | None) -> tuple[Experiment
                                   f"`imgcls-console finetune {run_dir.name}:last --set {text}`")
     if overrides:
         config = from_dict(apply_overrides(to_dict(config), overrides), "--set")
-    meta = json.loads((folder / ckpt.META).read_text(encoding="utf-8"))
+    meta = point.meta
     done, step_in_epoch = int(meta.get("epoch", 0)), int(meta.get("step_in_epoch", 0))
     if config.train.epochs <= done:
         partly = f" and {step_in_epoch} steps of epoch {done + 1}" if step_in_epoch else ""
@@ -143,7 +142,7 @@ def _plan_resume(run_dir: Path, overrides: list[str] | None) -> tuple[Experiment
     changes = incompatible_changes(to_dict(saved), to_dict(config))
     if changes:
         raise CheckpointError("cannot resume: the config differs from the checkpoint's in " + "; ".join(changes))
-    return config, folder
+    return config, point
 
 
 def _record_refusal(run_dir: Path, exc: BaseException) -> None:
@@ -200,7 +199,7 @@ def finetune_run(source: Path, config: ExperimentConfig, runs_root: Path, *, par
 
 def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None, stop: StopRequest | None,
            *, parent: str | None = None, resume_from: Path | None = None, fresh: bool = False,
-           on_ready: Callable[[], None] | None = None) -> dict[str, Any]:
+           on_ready: Callable[[], None] | None = None, notes: list[str] | None = None) -> dict[str, Any]:
     """Run a Trainer in `run_dir`, recording failures in status.json and events.jsonl.
 
     A new run of the `train` command whose setup fails on bad input (missing data, corrupt image) leaves no
@@ -223,6 +222,8 @@ def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None,
         events.emit("run_start", run=str(run_dir), name=run_dir.name, pid=os.getpid(), host=socket.gethostname(),
                     config_hash=content_hash(config_dict(config)), parent=parent,
                     resumed_from=str(resume_from) if resume_from else None)
+        for note in notes or []:
+            events.emit("warning", message=note)
         trainer.setup(resume_from=resume_from)
         if resume_from is not None:
             assert trainer.parts is not None

@@ -311,9 +311,18 @@ class Trainer:
         return loss_and_accuracy(logits, labels)
 
     def _update_best(self, row: dict[str, Any]) -> bool:
+        """Whether this epoch is the best so far (and becomes `best`). An epoch with a non-finite metric (a NaN
+        validation loss beside a finite accuracy: the model's outputs are NaN) is never best."""
         policy = self.config.train.checkpoint
         value = row.get(policy.best_metric)
         if value is None or not math.isfinite(value):
+            return False
+        has_val = self.parts is not None and self.parts.val_loader is not None
+        checked = ("train_loss", "train_acc") + (("val_loss", "val_acc") if has_val else ())
+        if any(isinstance(row.get(k), float) and not math.isfinite(row[k]) for k in checked):
+            bad = ", ".join(f"{k}={row[k]}" for k in checked if isinstance(row.get(k), float)
+                            and not math.isfinite(row[k]))
+            self.events.emit("warning", message=f"epoch {row['epoch']}: {bad}; this epoch cannot be `best`")
             return False
         best = self.progress.best_value
         better = best is None or (value > best if policy.best_mode == "max" else value < best)

@@ -124,15 +124,15 @@ def test_cached_evaluation_is_returned_without_recomputation(run_dir: Path, tmp_
     options = EvalOptions(split="test", tta="flip")
     first = evaluate_checkpoint(ref, options)
     assert first["cached"] is False and len(list((copy / "evals" / "cache").glob("*.safetensors"))) == 1
-    for name in (ckpt.WEIGHTS, ckpt.EMA):  # without weights, only the cache can answer
-        (copy / "checkpoints" / "last" / name).unlink()
     second = evaluate_checkpoint(ref, options, "probs")
     assert second["cached"] is True and second["cache_key"] == first["cache_key"]
     again = evaluate_checkpoint(ref, options)
-    assert {k: again[k] for k in ("accuracy", "loss", "confusion")} == {
+    assert again["cached"] is True and {k: again[k] for k in ("accuracy", "loss", "confusion")} == {
         k: first[k] for k in ("accuracy", "loss", "confusion")}
+    for name in (ckpt.WEIGHTS, ckpt.EMA):  # the cache is keyed by the verified weights: it never answers alone
+        (copy / "checkpoints" / "last" / name).unlink()
     with pytest.raises(CheckpointError, match="missing"):
-        evaluate_checkpoint(ref, EvalOptions(split="test", tta="flip+shift"))  # not cached: needs the weights
+        evaluate_checkpoint(ref, options)
 
 
 def test_tta_views_records_and_confusion_png(run_dir: Path) -> None:

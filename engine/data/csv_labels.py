@@ -58,25 +58,65 @@ def _parse_int(text: str) -> int | None:
         return None
 
 
+MAX_FIELD = 4096  # characters in one CSV field: a file name or a class name is far shorter
+
+
+def _csv_text(csv_path: Path) -> str:
+    """The CSV's text: UTF-8 (a BOM allowed) without NUL bytes; anything else is a DataError with the line."""
+    try:
+        raw = csv_path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{csv_path}: cannot read ({exc.strerror or exc})") from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(f"{csv_path}: UTF-16 text; save the CSV as UTF-8")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise DataError(f"{csv_path}: line {line}: not UTF-8 text (byte {raw[exc.start]:#04x}); save the CSV as "
+                        "UTF-8 (a latin-1 or cp1252 export?)") from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise DataError(f"{csv_path}: line {text.count(chr(10), 0, nul) + 1}: a NUL byte; the file is damaged or "
+                        "not a text CSV")
+    return text
+
+
 def _read_rows(csv_path: Path, cfg: DataConfig) -> list[tuple[int, str, str]]:
-    """(line number, file value, label value) of every data row; missing columns and empty cells are errors."""
+    """(line number, file value, label value) of every data row; missing columns, empty cells, fields that span
+    lines (an unclosed quote) or run absurdly long are errors naming the line."""
+    import io
+
     if not csv_path.is_file():
         raise DataError(f"data.csv_file: {csv_path} does not exist")
-    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
+    reader = csv.DictReader(io.StringIO(_csv_text(csv_path), newline=""))
+    last_end = 0
+    try:
         columns = reader.fieldnames or []
         for key, column in (("data.file_column", cfg.file_column), ("data.label_column", cfg.label_column)):
             if column not in columns:
                 raise DataError(f"{csv_path}: no column `{column}` ({key}); the columns are {', '.join(columns)}")
         rows = []
+        last_end = reader.line_num  # the line where the previous row (or the header) ended
         for row in reader:
-            line = reader.line_num
+            spanned = sum(v.count("\n") for v in row.values() if isinstance(v, str))
+            line = max(last_end + 1, reader.line_num - spanned)  # where the row starts (line_num: where it ends)
+            last_end = reader.line_num
             file_value = (row.get(cfg.file_column) or "").strip()
             label_value = (row.get(cfg.label_column) or "").strip()
+            for column, value in ((cfg.file_column, file_value), (cfg.label_column, label_value)):
+                if "\n" in value or "\r" in value:
+                    raise DataError(f"{csv_path}: line {line}: the `{column}` field runs on to line "
+                                    f"{reader.line_num} (an unclosed quote?)")
+                if len(value) > MAX_FIELD:
+                    raise DataError(f"{csv_path}: line {line}: the `{column}` field is {len(value)} characters "
+                                    f"long (at most {MAX_FIELD}); the file is damaged or not this kind of CSV")
             if not file_value or not label_value:
                 column = cfg.file_column if not file_value else cfg.label_column
                 raise DataError(f"{csv_path}: line {line}: empty `{column}`")
             rows.append((line, file_value, label_value))
+    except csv.Error as exc:
+        raise DataError(f"{csv_path}: line {last_end + 1}: not a readable CSV row ({exc})") from None
     if not rows:
         raise DataError(f"{csv_path}: the CSV has no data rows")
     return rows

@@ -100,6 +100,11 @@ def _check_every_class_present(table: Any, cfg: DataConfig) -> None:
 def load_dataset(cfg: DataConfig, *, progress: Progress | None = None) -> Dataset:
     """Load (or decode and cache) the source of `cfg`, then split it and compute the train statistics."""
     table, info = load_table(cfg, progress)
+    if len(table.classes) < 2:
+        only = f" (`{table.classes[0]}`)" if table.classes else ""
+        raise DataError(f"data: source `{cfg.source}` has {len(table.classes)} class{only}; a classifier needs at "
+                        "least two (it would reach accuracy 1.0 by always giving the same answer); add "
+                        "the other classes' folders or labels")
     _check_every_class_present(table, cfg)
     splits = list(make_splits(
         table.labels, table.test_start, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
@@ -111,6 +116,9 @@ def load_dataset(cfg: DataConfig, *, progress: Progress | None = None) -> Datase
     train_idx, val_idx, test_idx = splits
     if len(train_idx) == 0:
         raise DataError(f"data: the training split of source `{cfg.source}` is empty ({len(labels)} images in all)")
+    if int(labels[train_idx].unique().numel()) < 2:
+        raise DataError(f"data: the training split of source `{cfg.source}` holds a single class "
+                        f"(`{table.classes[int(labels[train_idx[0]])]}`); a classifier needs images of at least two")
     mean, std = channel_stats(images, train_idx)
     info.update(
         root=table.meta.get("root"),

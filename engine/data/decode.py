@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -16,6 +17,8 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error (or skipped), never half-decoded
+# Pillow warns about images past 89 M pixels when it opens them; data.max_image_pixels (tighter) names them instead
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class SizeMismatch(DataError):
@@ -67,11 +70,23 @@ def to_channels(img: Image.Image, channels: int) -> Image.Image:
     return img if img.mode == target else img.convert(target)
 
 
-def decode_image(path: Path, size: int | None, channels: int) -> np.ndarray:
-    """One file as uint8 (C, S, S): EXIF orientation applied, converted, resized with antialiasing."""
+MAX_IMAGE_PIXELS = 40_000_000  # data.max_image_pixels' default: well below Pillow's bomb limit (89 M)
+
+
+class ImageTooLarge(DataError):
+    """An image whose header declares more pixels than the decoding limit (it is never decoded)."""
+
+
+def decode_image(path: Path, size: int | None, channels: int, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """One file as uint8 (C, S, S): EXIF orientation applied, converted, resized with antialiasing. A file whose
+    header declares more than `max_pixels` pixels (after a JPEG's DCT-domain downscale) is refused unread."""
     with Image.open(path) as img:
         if size is not None and img.format == "JPEG":
             img.draft("L" if channels == 1 else "RGB", (size, size))  # DCT-domain downscale: fast on photos
+        width, height = img.size
+        if width * height > max_pixels:
+            raise ImageTooLarge(f"{width}x{height} = {width * height:,} pixels, more than data.max_image_pixels "
+                                f"({max_pixels:,}); it is not decoded (a decompression bomb?)")
         img = ImageOps.exif_transpose(img)
         img.load()
         img = to_channels(img, channels)
@@ -82,12 +97,12 @@ def decode_image(path: Path, size: int | None, channels: int) -> np.ndarray:
 
 
 def _decode_chunk(paths: list[Path], start: int, out: np.ndarray | None, size: int | None, channels: int,
-                  shape: tuple[int, int] | None) -> list[tuple[int, Exception]]:
+                  shape: tuple[int, int] | None, max_pixels: int) -> list[tuple[int, Exception]]:
     """Decode paths[i] into out[start + i]; return (index, error) of the files that failed."""
     failed = []
     for offset, path in enumerate(paths):
         try:
-            arr = decode_image(path, size, channels)
+            arr = decode_image(path, size, channels, max_pixels)
         except Exception as exc:
             failed.append((start + offset, exc))
             continue
@@ -102,15 +117,18 @@ def _decode_chunk(paths: list[Path], start: int, out: np.ndarray | None, size: i
 
 def bad_image_message(path: Path, exc: Exception) -> str:
     """The error text for an undecodable file."""
+    if isinstance(exc, ImageTooLarge):
+        return (f"{path}: image of {exc}; raise data.max_image_pixels if it is wanted, or skip such files "
+                "(data.on_bad_image: skip for training, --skip-bad-images for predict)")
     return (f"{path}: cannot decode image ({type(exc).__name__}: {exc}); fix or remove the file, "
             "or skip such files (data.on_bad_image: skip for training, --skip-bad-images for predict)")
 
 
-def _first_shape(paths: list[Path], channels: int) -> tuple[int, int]:
+def _first_shape(paths: list[Path], channels: int, max_pixels: int) -> tuple[int, int]:
     """(H, W) of the first decodable image, for a table at native size."""
     for path in paths:
         try:
-            height, width = decode_image(path, None, channels).shape[1:]
+            height, width = decode_image(path, None, channels, max_pixels).shape[1:]
         except Exception:  # noqa: BLE001 - decoding reports the file with its reason
             continue
         if height != width:
@@ -121,12 +139,14 @@ def _first_shape(paths: list[Path], channels: int) -> tuple[int, int]:
 
 
 def decode_files(paths: list[Path], size: int | None, channels: int, *, on_bad_image: str = "error",
-                 progress: Progress | None = None) -> tuple[np.ndarray, list[int]]:
+                 progress: Progress | None = None,
+                 max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[np.ndarray, list[int]]:
     """Decode all files into uint8 (N, C, S, S); return the array and the indices of skipped files (those
-    rows are left zero). A bad file raises DataError naming it unless on_bad_image is 'skip'."""
+    rows are left zero). A bad file (or one larger than `max_pixels`, never decoded) raises DataError naming it
+    unless on_bad_image is 'skip'."""
     if not paths:
         return np.zeros((0, channels, size or 1, size or 1), dtype=np.uint8), []
-    shape = (size, size) if size is not None else _first_shape(paths, channels)
+    shape = (size, size) if size is not None else _first_shape(paths, channels, max_pixels)
     out = np.zeros((len(paths), channels, *shape), dtype=np.uint8)
     chunk = max(16, min(256, len(paths) // 64 or 16))
     failed: list[tuple[int, Exception]] = []
@@ -134,7 +154,8 @@ def decode_files(paths: list[Path], size: int | None, channels: int, *, on_bad_i
     workers = min(32, (os.cpu_count() or 2) + 2)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {
-            pool.submit(_decode_chunk, paths[i:i + chunk], i, out, size, channels, None if size else shape):
+            pool.submit(_decode_chunk, paths[i:i + chunk], i, out, size, channels, None if size else shape,
+                        max_pixels):
             min(chunk, len(paths) - i)
             for i in range(0, len(paths), chunk)
         }

@@ -11,7 +11,7 @@ import torch
 
 from engine.config import DataConfig
 from engine.data.csv_labels import read_csv_labels
-from engine.data.decode import decode_files, is_image_file, native_channels
+from engine.data.decode import MAX_IMAGE_PIXELS, decode_files, is_image_file, native_channels
 from engine.data.paths import resolve_under
 from engine.data.sources import Located
 from engine.data.table import Progress, Table, cache_key, load_cached, save_cached
@@ -127,12 +127,12 @@ def locate_files(cfg: DataConfig) -> Located:
     fingerprint = {
         "source": cfg.source, "root": str(root.resolve()), "classes": classes, "files": _file_digest(files, labels),
         "count": len(files), "test_start": test_start, "resolved_channels": channels,
-        "on_bad_image": cfg.on_bad_image,
+        "on_bad_image": cfg.on_bad_image, "max_image_pixels": cfg.max_image_pixels,
     }
 
     def read(progress: Progress | None) -> Table:
         array, skipped = decode_files(files, cfg.image_size, channels, on_bad_image=cfg.on_bad_image,
-                                      progress=progress)
+                                      progress=progress, max_pixels=cfg.max_image_pixels)
         keep = np.ones(len(files), dtype=bool)
         keep[skipped] = False
         start = None if test_start is None else int(keep[:test_start].sum())
@@ -146,7 +146,8 @@ def locate_files(cfg: DataConfig) -> Located:
 
 
 def load_unlabeled(folder: str | Path, *, image_size: int, channels: int, on_bad_image: str = "error",
-                   progress: Progress | None = None) -> tuple[torch.Tensor, list[str]]:
+                   progress: Progress | None = None,
+                   max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[torch.Tensor, list[str]]:
     """Images (uint8 N, C, S, S) of an unlabeled folder and their ids (file name without suffix), sorted by id."""
     root = _existing_dir(Path(folder).expanduser(), "images to predict (--images)")
     files = sorted((p for p in root.iterdir() if p.is_file() and is_image_file(p)), key=lambda p: (p.stem, p.name))
@@ -159,11 +160,13 @@ def load_unlabeled(folder: str | Path, *, image_size: int, channels: int, on_bad
         raise DataError(f"{root}: several files share the id `{duplicated[0]}` ({sharing}); ids (file names without "
                         f"suffix) must be unique" + (f"; {len(duplicated)} such ids" if len(duplicated) > 1 else ""))
     key = cache_key({"source": "unlabeled", "root": str(root.resolve()), "files": _file_digest(files, [0] * len(files)),
-                     "image_size": image_size, "channels": channels, "on_bad_image": on_bad_image})
+                     "image_size": image_size, "channels": channels, "on_bad_image": on_bad_image,
+                     "max_image_pixels": max_pixels})
     cached = load_cached(key)
     if cached is not None:
         return cached.images, cached.meta["ids"]
-    array, skipped = decode_files(files, image_size, channels, on_bad_image=on_bad_image, progress=progress)
+    array, skipped = decode_files(files, image_size, channels, on_bad_image=on_bad_image, progress=progress,
+                                  max_pixels=max_pixels)
     skipped_set = set(skipped)
     keep = [i for i in range(len(files)) if i not in skipped_set]
     images = torch.from_numpy(array[keep] if skipped else array).contiguous()

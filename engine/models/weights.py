@@ -46,19 +46,19 @@ def set_backbone_trainable(model: nn.Module, trainable: bool) -> None:
 
 def _read_file(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from a .safetensors or torch file (weights only; nested 'state_dict'/'model' unwrapped)."""
+    from engine.checkpoint import load_safetensors, load_torch_values, read_verified
+    from engine.errors import CheckpointError
+
     if not path.is_file():
         raise ModelError(f"model.pretrained: weights file {path} does not exist")
     try:
+        data = read_verified(path)  # a file of one of our checkpoints is checked against its sha256 record
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state: object = load_file(str(path))
+            state: object = load_safetensors(data, path)
         else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except ModelError:
-        raise
-    except Exception as exc:  # corrupt file or pickled code: both unusable here
-        raise ModelError(f"model.pretrained: cannot read weights file {path}: {exc}") from exc
+            state = load_torch_values(data, path)
+    except CheckpointError as exc:  # damaged, not what its name says, or pickled code: unusable here
+        raise ModelError(f"model.pretrained: {exc}") from None
     for key in ("state_dict", "model", "model_state_dict", "ema"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -59,8 +59,10 @@ class _Payload:
 
 def test_a_refused_resume_leaves_status_and_config_as_they_were(isolated_dirs: Path) -> None:
     run_dir = _finished_run(isolated_dirs / "runs")
-    state = run_dir / "checkpoints" / "last" / "state.pt"
-    state.write_bytes(pickle.dumps({"optimizer": _Payload()}))
+    for name in ("last", "best"):  # every checkpoint with training state is unsafe: nothing to fall back to
+        state = run_dir / "checkpoints" / name / "state.pt"
+        if state.is_file():
+            state.write_bytes(pickle.dumps({"optimizer": _Payload()}))
     status, config = (run_dir / "status.json").read_text(), (run_dir / "config.yaml").read_text()
     result = CliRunner().invoke(app, ["resume", str(run_dir), "--set", "train.epochs=3"])
     assert result.exit_code != 0 and "payload ran" not in result.output
