@@ -121,8 +121,8 @@ class RunModel:
     def apply_status(self, status: Mapping[str, Any]) -> None:
         """Take what only status.json knows (a killed process, a run that never wrote an event)."""
         state = str(status.get("state", "unknown"))
-        if state == "interrupted" and self.state in ("running", "stopping", "unknown", "starting"):
-            self.state, self.reason = state, status.get("reason")
+        if status.get("process_gone") and self.state in ("running", "stopping", "starting"):
+            self.state, self.reason = state, status.get("reason")  # killed: no run_end will come
         elif self.state == "unknown":
             self.state = state
             self.reason = status.get("reason")

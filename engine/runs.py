@@ -162,6 +162,7 @@ def read_status(run_dir: Path) -> dict[str, Any]:
         if isinstance(pid, int) and not _pid_alive(pid):
             status["state"] = "interrupted"
             status["reason"] = "process gone without a final status (killed?)"
+            status["process_gone"] = True
     return status
 
 

@@ -603,7 +603,7 @@ class LaunchScreen(Screen[None]):
         self._busy.discard("launch")
         self.last_launch = message.handle
         self._show_status(f"started {message.handle.run_dir.name}")
-        self.app.monitor_run(message.handle.run_dir)  # type: ignore[attr-defined]
+        self.app.monitor_run(message.handle.run_dir, message.handle)  # type: ignore[attr-defined]
 
     def action_lr_find(self) -> None:
         """Run the LR range test on the composition (in a worker) and plot it."""

@@ -87,7 +87,7 @@ class MonitorScreen(Screen[None]):
         self.selected: Path | None = None
         self._dirty = False  # the title line is out of date
         self._charts_dirty = False  # charts and epoch table are out of date
-        self._discovered = False
+        self.dismissed: set[Path] = set()  # runs closed with `x`: never followed again by discovery
 
     def compose(self) -> ComposeResult:
         yield NavBar()
@@ -110,7 +110,7 @@ class MonitorScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#epochs", DataTable)
-        table.add_columns("ep", "train loss", "train acc", "val loss", "val acc", "lr", "time")
+        table.add_columns("ep", "val acc", "val loss", "train acc", "train loss", "lr", "time")
         for plot_id, title in (("loss", "loss"), ("acc", "accuracy"), ("lr", "learning rate")):
             self.query_one(f"#{plot_id}", PlotextPlot).plt.title(title)
         self.set_interval(0.1, self._redraw_if_dirty)
@@ -118,13 +118,12 @@ class MonitorScreen(Screen[None]):
         self.set_interval(2.0, self._update_device)
         self._update_device()
         self._poll()
-        if not self.followed and not self._discovered:
-            self._discovered = True
-            self._discover_running()
+        self._discover_running()
+        self.set_interval(3.0, self._discover_running)
 
     # --- following ---
 
-    def follow_run(self, run_dir: Path, handle: Any = None) -> None:
+    def follow_run(self, run_dir: Path, handle: Any = None, keep_selection: bool = False) -> None:
         """Follow a run (works before the screen is mounted); it becomes the selected one."""
         from engine.events import EventFollower
         from engine.runs import RunFolder
@@ -139,20 +138,24 @@ class MonitorScreen(Screen[None]):
         else:
             follower = previous.follower
         self.followed = {**self.followed, run_dir: Followed(run_dir, follower, handle)}
-        self.selected = run_dir
+        self.dismissed.discard(run_dir)
+        if not (keep_selection and self.selected in self.followed):
+            self.selected = run_dir
         self._dirty = True
         if self.is_mounted:
             self._refresh_list()
 
-    @work(thread=True, exit_on_error=False, group="discover")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="discover")
     def _discover_running(self) -> None:
-        """Follow the runs of the runs folder that are training now (started headless or before the app)."""
+        """Follow the runs of the runs folder that are training now (started headless, before the app, or
+        from another terminal while it is open); the selection moves only when nothing was followed."""
         from engine.runs import list_runs
 
         app: Any = self.app
         for run in list_runs(app.runs_root):
-            if run.state in ("running", "starting"):
-                self.app.call_from_thread(self.follow_run, run.path)
+            path = run.path.resolve()
+            if run.state in ("running", "starting") and path not in self.followed and path not in self.dismissed:
+                self.app.call_from_thread(self.follow_run, path, None, self.selected is not None)
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="poll")
     def _poll(self) -> None:
@@ -268,7 +271,9 @@ class MonitorScreen(Screen[None]):
         if model.images_per_s:
             parts.append(f"{model.images_per_s:,.0f} img/s")
         if best:
-            parts.append(f"best val {fmt_pct(best[1])} (ep {best[0]})")
+            parts.append(f"top val acc {fmt_pct(best[1])} (ep {best[0]})")
+        if "best" in model.checkpoints:
+            parts.append(f"best ckpt ep {model.checkpoints['best']}")
         if model.test_acc is not None:
             parts.append(f"test {fmt_pct(model.test_acc)}")
         return " · ".join(parts)
@@ -276,14 +281,15 @@ class MonitorScreen(Screen[None]):
     def _marks(self, plt: Any, model: RunModel) -> None:
         for x in model.lr_drops:
             plt.vline(x, "orange")
-        best = model.best
+        best = model.checkpoints.get("best") or (model.best[0] if model.best else None)
         if best:
-            plt.vline(best[0], "green")
+            plt.vline(best, "green")  # the epoch of the `best` checkpoint
 
     def _draw_loss(self, model: RunModel) -> None:
         plot = self.query_one("#loss", PlotextPlot)
         plt = plot.plt
-        plt.clear_data()
+        plt.clear_figure()  # data and axis limits of the previous drawing (maybe of another run)
+        plt.title("loss")
         xs, losses, _ = model.thinned_steps()
         if xs:
             plt.plot(xs, losses, label="train (steps)", color="gray", marker="braille")
@@ -292,13 +298,18 @@ class MonitorScreen(Screen[None]):
             points = [(e, model.rows[e][key]) for e in epochs if _finite(model.rows[e].get(key))]
             if points:
                 plt.plot([p[0] for p in points], [p[1] for p in points], label=label, color=color, marker="dot")
+        epoch_losses = [model.rows[e][k] for e in epochs for k in ("train_loss", "val_loss")
+                        if _finite(model.rows[e].get(k))]
+        if len(epoch_losses) >= 2:  # the first steps' loss would flatten every later epoch: clip the axis
+            plt.ylim(0, 1.3 * max(epoch_losses))
         self._marks(plt, model)
         plot.refresh()
 
     def _draw_acc(self, model: RunModel) -> None:
         plot = self.query_one("#acc", PlotextPlot)
         plt = plot.plt
-        plt.clear_data()
+        plt.clear_figure()  # data and axis limits of the previous drawing (maybe of another run)
+        plt.title("accuracy")
         epochs = sorted(model.rows)
         for key, label, color in (("train_acc", "train", "blue"), ("val_acc", "val", "red")):
             points = [(e, 100 * model.rows[e][key]) for e in epochs if _finite(model.rows[e].get(key))]
@@ -310,7 +321,8 @@ class MonitorScreen(Screen[None]):
     def _draw_lr(self, model: RunModel) -> None:
         plot = self.query_one("#lr", PlotextPlot)
         plt = plot.plt
-        plt.clear_data()
+        plt.clear_figure()  # data and axis limits of the previous drawing (maybe of another run)
+        plt.title("learning rate")
         xs, _, lrs = model.thinned_steps()
         if xs:
             plt.plot(xs, lrs, label="lr", color="cyan", marker="braille")
@@ -323,8 +335,8 @@ class MonitorScreen(Screen[None]):
         table.clear()
         for epoch in sorted(model.rows, reverse=True):
             row = model.rows[epoch]
-            table.add_row(str(epoch), fmt_num(row.get("train_loss")), fmt_pct(row.get("train_acc")),
-                          fmt_num(row.get("val_loss")), fmt_pct(row.get("val_acc")), fmt_num(row.get("lr"), 3),
+            table.add_row(str(epoch), fmt_pct(row.get("val_acc")), fmt_num(row.get("val_loss")),
+                          fmt_pct(row.get("train_acc")), fmt_num(row.get("train_loss")), fmt_num(row.get("lr"), 3),
                           fmt_s(row.get("epoch_s")), key=str(epoch))
 
     def _messages(self, model: RunModel) -> str:
@@ -399,11 +411,28 @@ class MonitorScreen(Screen[None]):
         """Stop following the selected run (it keeps training)."""
         if self.selected is None:
             return
+        self.dismissed.add(self.selected)
         self.followed = {k: v for k, v in self.followed.items() if k != self.selected}
         self.models.pop(self.selected, None)
         self.selected = next(iter(self.followed), None)
         self._refresh_list()
-        self._dirty = True
+        if self.selected is None:
+            self._clear()
+        else:
+            self.redraw()
+            self.redraw_charts()
+
+    def _clear(self) -> None:
+        """Nothing followed: an empty screen saying how to follow a run."""
+        self.query_one("#title", Static).update("No run followed: start one in Launch (F2) or open one from "
+                                                "Runs (F4).")
+        self.query_one("#progress", ProgressBar).update(total=100, progress=0)
+        self.query_one("#messages", Static).update("")
+        self.query_one("#epochs", DataTable).clear()
+        for plot_id in ("loss", "acc", "lr"):
+            plot = self.query_one(f"#{plot_id}", PlotextPlot)
+            plot.plt.clear_data()
+            plot.refresh()
 
 
 def _finite(value: Any) -> bool:

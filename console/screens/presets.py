@@ -231,7 +231,7 @@ class PresetsScreen(Screen[None]):
         info = preset.info
         header = Text()
         header.append(f"{info.kind}/{info.name}", style="bold")
-        header.append(f"  {info.origin}  {info.path}", style="dim")
+        header.append(f"  {info.origin}  {shown_path(info)}", style="dim")
         if info.description:
             header.append(f"\n{info.description}")
         self.query_one("#presets-info", Static).update(header)
@@ -355,3 +355,13 @@ class PresetsScreen(Screen[None]):
         if message.reload_to is not None:
             self.requested = message.reload_to
             self.action_reload()
+
+
+def shown_path(info: Any) -> str:
+    """A preset's file: user presets by their full path; built-in ones inside the package (`presets/KIND/…`)."""
+    from engine.presets import builtin_dir
+
+    try:
+        return f"presets/{info.path.resolve().relative_to(builtin_dir().resolve()).as_posix()}"
+    except ValueError:
+        return str(info.path)

@@ -147,10 +147,16 @@ class RunsScreen(Screen[None]):
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         table.focus()
+        self.set_interval(3.0, self._live_reload)
 
     def on_screen_suspend(self) -> None:
         """Remember whether a dialog covers the screen (its closing must not re-read every run)."""
         self.covered_by_dialog = isinstance(self.app.screen, ModalScreen)
+
+    def _live_reload(self) -> None:
+        """Keep the table live while the screen is shown and runs train (every 3 s, quietly)."""
+        if self.app.screen is self and any(row.state in ("running", "starting") for row in self.rows):
+            self._load_rows(Path(self.app.runs_root), announce=False)
 
     def on_screen_resume(self) -> None:
         """Read the runs folder each time the screen is shown again (new runs, changed states), not when

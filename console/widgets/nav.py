@@ -37,6 +37,6 @@ class NavBar(Static):
             if mode == current:
                 parts.append(f" [reverse b]{key} {label}[/]")
             else:
-                parts.append(f" [@click=app.switch_mode('{mode}')][b]{key}[/b] {label}[/]")
-        parts.append(" [@click=app.help][b]F1[/b] Help[/]")
+                parts.append(f" [@click=app.switch_mode('{mode}')]{key} {label}[/]")
+        parts.append(" [@click=app.help]F1 Help[/]")
         return "".join(parts)

@@ -1,0 +1,98 @@
+"""SVG snapshots of every screen at 80x24 and 120x40 (pytest-textual-snapshot).
+
+The runs shown are a recorded real run (tests/ui/data: its config, status and events, no checkpoints), so the
+pictures do not change from one training to the next. Update after a deliberate change with
+`python3 -m pytest tests/ui/test_snapshots.py --snapshot-update`, and look at the SVGs before committing them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from console.app import create_app
+from console.screens.monitor import MonitorScreen
+
+DATA = Path(__file__).parent / "data"
+SIZES = [(80, 24), (120, 40)]
+RUN = "quickstart-20260101-090000"
+
+
+@pytest.fixture
+def recorded_runs(isolated_dirs: Path) -> Path:
+    """`runs/` (relative: the working directory is the test's folder) holding the recorded run."""
+    shutil.copytree(DATA, isolated_dirs / "runs")
+    return Path("runs")
+
+
+async def _settle(pilot: Any, *, long_lived: bool = False) -> None:
+    """Let workers finish (they may start others) and the screen repaint. Monitor's poller never finishes."""
+    for _ in range(6):
+        if not long_lived:
+            await pilot.app.workers.wait_for_complete()
+        await pilot.pause(0.2)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_launch(snap_compare: Any, recorded_runs: Path, size: tuple[int, int]) -> None:
+    async def run_before(pilot: Any) -> None:
+        screen = pilot.app.screen
+        for _ in range(400):  # the composition resolved and the model/schedule previews shown
+            if screen.config is not None and screen._model_cost is not None:
+                break
+            await pilot.pause(0.05)
+        await _settle(pilot)
+
+    assert snap_compare(create_app(recorded_runs, mode="launch"), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_monitor(snap_compare: Any, recorded_runs: Path, size: tuple[int, int]) -> None:
+    async def run_before(pilot: Any) -> None:
+        app = pilot.app
+        app.monitor_run(recorded_runs / RUN)
+        monitor = app.get_screen("monitor", MonitorScreen)
+        model = monitor.models[(recorded_runs / RUN).resolve()]
+        for _ in range(400):
+            if model.state == "finished" and monitor.query_one("#epochs").row_count == 4:
+                break
+            await pilot.pause(0.05)
+        monitor.query_one("#device").display = False  # this machine's CPU load is not part of the picture
+        await _settle(pilot, long_lived=True)
+
+    assert snap_compare(create_app(recorded_runs, mode="monitor"), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_runs(snap_compare: Any, recorded_runs: Path, size: tuple[int, int]) -> None:
+    async def run_before(pilot: Any) -> None:
+        await _settle(pilot)
+
+    assert snap_compare(create_app(recorded_runs, mode="runs"), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_evaluate(snap_compare: Any, recorded_runs: Path, size: tuple[int, int]) -> None:
+    async def run_before(pilot: Any) -> None:
+        pilot.app.evaluate_refs([f"{RUN}:best"])
+        await _settle(pilot)
+
+    assert snap_compare(create_app(recorded_runs, mode="evaluate"), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_presets(snap_compare: Any, recorded_runs: Path, size: tuple[int, int]) -> None:
+    async def run_before(pilot: Any) -> None:
+        pilot.app.show_preset("experiment", "quickstart")
+        await _settle(pilot)
+
+    assert snap_compare(create_app(recorded_runs, mode="presets"), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_help(snap_compare: Any, recorded_runs: Path, size: tuple[int, int]) -> None:
+    assert snap_compare(create_app(recorded_runs, mode="runs"), terminal_size=size, press=["f1"],
+                        run_before=lambda pilot: _settle(pilot))
