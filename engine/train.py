@@ -23,6 +23,7 @@ from engine.config import ExperimentConfig
 from engine.errors import CheckpointError, EngineError
 from engine.evaluate import loss_and_accuracy, predict_logits
 from engine.events import EventWriter
+from engine.inference import is_out_of_memory, out_of_memory_error
 from engine.prefetch import AugmentedBatches
 from engine.presets import content_hash, resolved_yaml
 from engine.runs import write_status
@@ -97,8 +98,14 @@ class Trainer:
             self.events.emit("warning", message=f"train.precision={self.config.train.precision} needs CUDA; "
                                                 f"this run on {self.device.type} computes in fp32")
         configure_cpu_threads(self.config.train.cpu_threads, self.device)
-        self.parts = build_parts(self.config, self.device, self.events, resuming=resume_from is not None,
-                                 dist_info=self.dist)
+        try:
+            self.parts = build_parts(self.config, self.device, self.events, resuming=resume_from is not None,
+                                     dist_info=self.dist)
+        except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            raise out_of_memory_error(exc, "setting up the run (data table, model)", self.config.train.batch_size,
+                                      "train.batch_size", self.device) from exc
         if self.dist.enabled:  # same initial weights everywhere, then independent dropout draws per rank
             torch.manual_seed(self.config.train.seed + 1000 * self.dist.rank)
         if resume_from is not None:
@@ -157,7 +164,13 @@ class Trainer:
                              else f"signal {self.stop.signal_number}")
             self._save("last", state=self._training_state())
             return self._finish("interrupted", self.stop.describe())
-        self._test()
+        try:
+            self._test()
+        except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            raise out_of_memory_error(exc, "testing the best checkpoint", self.config.train.eval_batch_size,
+                                      "train.eval_batch_size", self.device) from exc
         return self._finish("finished", reason)
 
     def _train_epoch(self, epoch: int) -> bool:

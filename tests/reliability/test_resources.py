@@ -137,3 +137,33 @@ def test_an_image_of_absurd_pixel_count_is_named_and_never_decoded(isolated_dirs
     assert not (isolated_dirs / "runs").exists() or not list((isolated_dirs / "runs").iterdir())
     skipped = invoke("train", "quickstart", *overrides, "--set", "data.on_bad_image=skip", "--json")
     assert skipped.exit_code == 0, skipped.output
+
+
+def test_out_of_memory_in_training_setup_and_the_test_pass_is_one_line(isolated_dirs: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """CUDA OOM while building the run (table, model) or in the final test pass: one line with the batch size."""
+    import torch
+
+    import engine.train as train_module
+    from engine.errors import EngineError
+    from engine.presets import resolve_experiment
+    from engine.runner import start_run
+    from engine.runs import list_runs
+
+    def no_memory(*args: object, **kwargs: object) -> None:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    config = resolve_experiment("quickstart", ["train.epochs=1"])
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module, "build_parts", no_memory)
+        with pytest.raises(EngineError) as caught:
+            start_run(config, isolated_dirs / "runs")
+    message = str(caught.value)
+    assert "out of memory on the GPU setting up the run" in message and "train.batch_size=16" in message
+    assert "\n" not in message
+    monkeypatch.setattr(train_module.ckpt, "load_checkpoint", no_memory)  # the test pass loads `best`
+    with pytest.raises(EngineError) as caught:
+        start_run(config, isolated_dirs / "runs")
+    assert "testing the best checkpoint at batch size 512" in str(caught.value)
+    failed = [r for r in list_runs(isolated_dirs / "runs") if r.state == "failed"]
+    assert len(failed) == 1 and "train.eval_batch_size=256" in failed[0].status["reason"]
