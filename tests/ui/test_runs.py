@@ -200,7 +200,7 @@ def test_damaged_folders_are_listed_and_delete_asks_first(trained_run: Path, sec
             assert "not valid JSON" in status_text(screen)
             await show_only(screen, pilot, "half-config")
             await pilot.press("r")  # resume: the engine's one-line refusal, no traceback
-            await wait_for(pilot, lambda: "no resumable checkpoint" in status_text(screen))
+            await wait_for(pilot, lambda: "no checkpoint to resume from" in status_text(screen))
             await show_only(screen, pilot, "")
             await pilot.press("a")  # compare everything: the damaged ones have no curves, nothing raises
             assert len(screen.selected) == 5
