@@ -7,19 +7,25 @@ happen there) or in child processes (training, through `engine.launch`).
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from textual.app import App
 from textual.binding import Binding
+from textual.screen import Screen
 
-from console.screens.evaluate import EvaluateScreen
-from console.screens.help import HelpScreen
-from console.screens.launch import LaunchScreen
-from console.screens.monitor import MonitorScreen
-from console.screens.presets import PresetsScreen
-from console.screens.runs import RunsScreen
 from console.palette import PresetCommands, RunCommands
+
+
+def _lazy(module: str, name: str) -> Callable[[], Screen[Any]]:
+    """A screen factory that imports its module when the screen is first shown (the app opens faster)."""
+
+    def make() -> Screen[Any]:
+        return getattr(importlib.import_module(f"console.screens.{module}"), name)()
+
+    return make
 
 
 class ConsoleApp(App[None]):
@@ -27,8 +33,9 @@ class ConsoleApp(App[None]):
 
     TITLE = "imgcls-console"
     CSS_PATH = "app.tcss"
-    SCREENS = {"launch": LaunchScreen, "monitor": MonitorScreen, "runs": RunsScreen,
-               "evaluate": EvaluateScreen, "presets": PresetsScreen}
+    SCREENS = {"launch": _lazy("launch", "LaunchScreen"), "monitor": _lazy("monitor", "MonitorScreen"),
+               "runs": _lazy("runs", "RunsScreen"), "evaluate": _lazy("evaluate", "EvaluateScreen"),
+               "presets": _lazy("presets", "PresetsScreen")}
     MODES = {name: name for name in SCREENS}
     DEFAULT_MODE = "launch"
     COMMANDS = App.COMMANDS | {PresetCommands, RunCommands}
@@ -55,25 +62,27 @@ class ConsoleApp(App[None]):
     def monitor_run(self, run_dir: Path, handle: Any = None) -> None:
         """Show a run (new, running, finished or started headless) in Monitor and follow it; `handle` is the
         `engine.launch.RunHandle` of a run launched from the app (its exit and error are then known)."""
-        self.get_screen("monitor", MonitorScreen).follow_run(Path(run_dir), handle)
+        self.get_screen("monitor").follow_run(Path(run_dir), handle)  # type: ignore[attr-defined]
         self.switch_mode("monitor")
 
     def evaluate_refs(self, refs: list[str]) -> None:
         """Open Evaluate with these checkpoint references (RUN, RUN:best, RUN:all, a k-fold group) picked."""
-        self.get_screen("evaluate", EvaluateScreen).pick(refs)
+        self.get_screen("evaluate").pick(refs)  # type: ignore[attr-defined]
         self.switch_mode("evaluate")
 
     def launch_experiment(self, experiment: str, overrides: list[str] | None = None) -> None:
         """Open Launch with this experiment (preset name or YAML path) and overrides composed."""
-        self.get_screen("launch", LaunchScreen).compose_experiment(experiment, overrides or [])
+        self.get_screen("launch").compose_experiment(experiment, overrides or [])  # type: ignore[attr-defined]
         self.switch_mode("launch")
 
     def show_preset(self, kind: str, name: str) -> None:
         """Open Presets on one preset."""
-        self.get_screen("presets", PresetsScreen).show_preset(kind, name)
+        self.get_screen("presets").show_preset(kind, name)  # type: ignore[attr-defined]
         self.switch_mode("presets")
 
     def action_help(self) -> None:
+        from console.screens.help import HelpScreen
+
         self.push_screen(HelpScreen())
 
 

@@ -25,10 +25,8 @@ class NavBar(Static):
         self.update(self._markup())
 
     def _current(self) -> str:
-        for mode, screen_type in getattr(self.app, "SCREENS", {}).items():
-            if isinstance(screen_type, type) and isinstance(self.screen, screen_type):
-                return mode
-        return ""
+        """The mode of the screen this bar is on (`MonitorScreen` -> `monitor`)."""
+        return type(self.screen).__name__.removesuffix("Screen").lower()
 
     def _markup(self) -> str:
         current = self._current()

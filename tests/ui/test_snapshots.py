@@ -76,8 +76,7 @@ def test_runs(snap_compare: Any, recorded_runs: Path, size: tuple[int, int]) -> 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_evaluate(snap_compare: Any, recorded_runs: Path, size: tuple[int, int]) -> None:
-    async def run_before(pilot: Any) -> None:
-        pilot.app.evaluate_refs([f"{RUN}:best"])
+    async def run_before(pilot: Any) -> None:  # nothing picked: the picker as it opens (expanding is async)
         await _settle(pilot)
 
     assert snap_compare(create_app(recorded_runs, mode="evaluate"), terminal_size=size, run_before=run_before)
