@@ -27,7 +27,7 @@ from textual.widgets import (
 )
 from textual.worker import Worker, WorkerState
 
-from console.common import fmt_count
+from console.fmt import fmt_count
 from console.screens.launch_composition import (
     FIELDS, PRECISIONS, PRESET_NAME, SECTION_KINDS, Composition, config_value, field_id, field_override,
     override_key, preview_key, save_user_preset,

@@ -25,6 +25,8 @@ from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
+from console.fmt import fmt_num, fmt_pct
+from console.fmt import fmt_seconds as fmt_s
 from console.run_model import RunModel, last_good_checkpoint
 from console.widgets.nav import NavBar
 
@@ -51,22 +53,6 @@ class RunUpdate(Message):
         super().__init__()
         self.run_dir, self.events, self.status = run_dir, events, status
         self.failure, self.restarted = failure, restarted
-
-
-def fmt_pct(value: Any) -> str:
-    return f"{100 * value:.2f}%" if isinstance(value, (int, float)) and value == value else "-"
-
-
-def fmt_num(value: Any, digits: int = 4) -> str:
-    return f"{value:.{digits}g}" if isinstance(value, (int, float)) else "-"
-
-
-def fmt_s(value: Any) -> str:
-    if not isinstance(value, (int, float)):
-        return "-"
-    minutes, seconds = divmod(int(round(value)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else (f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s")
 
 
 class MonitorScreen(Screen[None]):

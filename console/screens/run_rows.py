@@ -18,6 +18,7 @@ from engine.compare import MISSING, differing_keys, run_config
 from engine.errors import EngineError
 from engine.kfold import list_groups, read_record
 from engine.runs import epoch_rows, list_runs, read_status
+from console.fmt import fmt_pct, fmt_seconds
 
 RUN = "run"
 KFOLD = "k-fold"
@@ -153,8 +154,8 @@ def cell_texts(row: RunRow) -> dict[str, str]:
     epochs = (f"{row.epoch}/{row.epochs} folds" if row.kind == KFOLD
               else f"{row.epoch if row.epoch is not None else '-'}/{row.epochs if row.epochs is not None else '-'}")
     return {"state": row.state, "name": row.name + ("/" if row.kind == KFOLD else ""), "model": row.model or "-",
-            "data": row.data or "-", "best_val_acc": _pct(row.best_val_acc), "test_acc": _pct(row.test_acc),
-            "epochs": epochs, "wall_s": _duration(row.wall_s),
+            "data": row.data or "-", "best_val_acc": fmt_pct(row.best_val_acc), "test_acc": fmt_pct(row.test_acc),
+            "epochs": epochs, "wall_s": fmt_seconds(row.wall_s),
             "started": _date(row.started),
             "tags": " ".join(row.tags)}
 
@@ -165,20 +166,6 @@ def _date(started: float | None) -> str:
         return "-"
     when = time.localtime(started)
     return time.strftime("%m-%d %H:%M" if when.tm_year == time.localtime().tm_year else "%Y-%m-%d", when)
-
-
-def _pct(value: float | None) -> str:
-    """0.9731 -> '97.31%'; missing -> '-'."""
-    return f"{100 * value:.2f}%" if value is not None else "-"
-
-
-def _duration(seconds: float | None) -> str:
-    """83.2 -> '1m23s'; missing -> '-'."""
-    if seconds is None:
-        return "-"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else (f"{minutes}m{secs:02d}s" if minutes else f"{secs}s")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Static
 from textual_plotext import PlotextPlot
 
-from console.common import fmt_count
+from console.fmt import fmt_count
 from engine.preview import DataSummary, ModelCost, SchedulePreview
 
 SAMPLE_PIXELS = 16  # sample images are drawn 16 px wide: 16 columns x 8 rows
