@@ -309,3 +309,49 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+class RunningRuns:
+    """Which runs of a runs folder are training now, cheaply enough to ask every few seconds with thousands of
+    runs: a status.json is read again only when its modification time changed (a running one each time, so a
+    killed process is noticed)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._seen: dict[Path, tuple[float, str]] = {}  # status path -> (mtime, state)
+
+    def scan(self) -> list[Path]:
+        """The run folders whose state is `starting` or `running`."""
+        found: list[Path] = []
+        for run_dir in self._candidates():
+            path = RunFolder(run_dir).status
+            try:
+                mtime = path.stat().st_mtime
+            except OSError:
+                continue
+            known = self._seen.get(path)
+            if known is None or known[0] != mtime or known[1] in ("running", "starting"):
+                try:
+                    state = str(read_status(run_dir).get("state"))
+                except (RunError, OSError):
+                    state = "unknown"
+                self._seen[path] = (mtime, state)
+            if self._seen[path][1] in ("running", "starting"):
+                found.append(run_dir)
+        return found
+
+    def _candidates(self) -> list[Path]:
+        try:
+            children = [c for c in self.root.iterdir() if c.is_dir()]
+        except OSError:
+            return []
+        runs: list[Path] = []
+        for child in children:
+            if RunFolder(child).status.exists() or RunFolder(child).config.exists():
+                runs.append(child)
+            else:
+                try:
+                    runs.extend(p for p in child.iterdir() if p.is_dir())  # k-fold group members
+                except OSError:
+                    continue
+        return runs

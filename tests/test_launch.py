@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +94,26 @@ def test_a_failure_in_the_child_keeps_the_folder_marked_failed(isolated_dirs: Pa
     assert events[-1].type == "run_end" and events[-1]["state"] == "failed"
     assert "broken.png" in (handle.failure() or "")
     assert json.loads((handle.run_dir / "status.json").read_text())["state"] == "failed"
+
+
+def test_running_runs_rereads_only_what_changed(isolated_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.runs as runs_module
+    from engine.runs import RunningRuns, write_status
+
+    root = isolated_dirs / "runs"
+    for index, state in enumerate(["finished", "running", "failed"]):
+        folder = root / f"run-{index}"
+        folder.mkdir(parents=True)
+        write_status(folder, {"state": state, "pid": os.getpid(), "host": socket.gethostname()})
+    group_member = root / "exp-kfold-1" / "exp-fold0-1"
+    group_member.mkdir(parents=True)
+    write_status(group_member, {"state": "running", "pid": os.getpid(), "host": socket.gethostname()})
+    scanner = RunningRuns(root)
+    assert sorted(p.name for p in scanner.scan()) == ["exp-fold0-1", "run-1"]
+    reads: list[Path] = []
+    original = runs_module.read_status
+    monkeypatch.setattr(runs_module, "read_status", lambda d: reads.append(d) or original(d))
+    assert sorted(p.name for p in scanner.scan()) == ["exp-fold0-1", "run-1"]
+    assert sorted(p.name for p in reads) == ["exp-fold0-1", "run-1"]  # finished ones are not read again
+    write_status(root / "run-1", {"state": "finished"})
+    assert [p.name for p in scanner.scan()] == ["exp-fold0-1"]

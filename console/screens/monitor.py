@@ -73,6 +73,7 @@ class MonitorScreen(Screen[None]):
         self.selected: Path | None = None
         self._dirty = False  # the title line is out of date
         self._charts_dirty = False  # charts and epoch table are out of date
+        self._running: Any = None  # engine.runs.RunningRuns of the runs folder, made in the discovery worker
         self.dismissed: set[Path] = set()  # runs closed with `x`: never followed again by discovery
 
     def compose(self) -> ComposeResult:
@@ -135,12 +136,14 @@ class MonitorScreen(Screen[None]):
     def _discover_running(self) -> None:
         """Follow the runs of the runs folder that are training now (started headless, before the app, or
         from another terminal while it is open); the selection moves only when nothing was followed."""
-        from engine.runs import list_runs
+        from engine.runs import RunningRuns
 
         app: Any = self.app
-        for run in list_runs(app.runs_root):
-            path = run.path.resolve()
-            if run.state in ("running", "starting") and path not in self.followed and path not in self.dismissed:
+        if self._running is None or self._running.root != app.runs_root:
+            self._running = RunningRuns(app.runs_root)
+        for run_dir in self._running.scan():
+            path = run_dir.resolve()
+            if path not in self.followed and path not in self.dismissed:
                 self.app.call_from_thread(self.follow_run, path, None, self.selected is not None)
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="poll")
