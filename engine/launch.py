@@ -144,7 +144,7 @@ def _spawn(run_dir: Path, args: list[str], nproc: int) -> RunHandle:
                    "-m", "engine.launch", *args]
     else:
         command = [sys.executable, "-m", "engine.launch", *args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "IMGCLS_LAUNCHED": "1"}  # engine.runner.LAUNCHED_ENV
     with open(folder.output_log, "ab") as log:
         offset = log.tell()
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

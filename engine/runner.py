@@ -255,15 +255,16 @@ def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None,
 
 
 def _clear_stale_stop_request(path: Path) -> None:
-    """A stop file older than this process is a request for an earlier session of the run: drop it."""
-    try:
-        if path.stat().st_mtime < _PROCESS_START:
-            path.unlink()
-    except FileNotFoundError:
-        pass
+    """A stop file left from an earlier session of the run (a `train`/`resume` started by hand): drop it. A run
+    launched by engine.launch keeps it: the launcher cleared it before starting the process, so one found now was
+    asked for while the process was starting."""
+    if os.environ.get(LAUNCHED_ENV) != "1":
+        path.unlink(missing_ok=True)
 
 
-_PROCESS_START = time.time()
+LAUNCHED_ENV = "IMGCLS_LAUNCHED"  # set by engine.launch for the training processes it starts
+
+
 
 
 def _record_outcome(trainer: Trainer, events: EventWriter, exc: BaseException, resume_from: Path | None) -> None:

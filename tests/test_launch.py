@@ -117,3 +117,11 @@ def test_running_runs_rereads_only_what_changed(isolated_dirs: Path, monkeypatch
     assert sorted(p.name for p in reads) == ["exp-fold0-1", "run-1"]  # finished ones are not read again
     write_status(root / "run-1", {"state": "finished"})
     assert [p.name for p in scanner.scan()] == ["exp-fold0-1"]
+
+
+def test_a_stop_asked_while_the_run_is_still_starting_is_honoured(isolated_dirs: Path) -> None:
+    handle = launch_run(resolve_experiment("quickstart", ["train.epochs=500"]), isolated_dirs / "runs")
+    assert request_stop(handle.run_dir)  # the child is still importing torch
+    assert handle.wait(240) == 130
+    status = read_status(handle.run_dir)
+    assert status["state"] == "interrupted" and status["epoch"] < 500
