@@ -98,7 +98,7 @@ class RunModel:
         self.step = 0
 
     def _on_lr_drop(self, event: Mapping[str, Any]) -> None:
-        self.lr_drops.append(float(event["epoch"]) + 0.0)
+        self.lr_drops.append(float(event["epoch"]))
 
     def _on_checkpoint(self, event: Mapping[str, Any]) -> None:
         self.checkpoints[str(event["name"])] = int(event["epoch"])

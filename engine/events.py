@@ -73,9 +73,6 @@ EVENT_SPECS: dict[str, EventSpec] = {
                           "wall_s": OPT_NUMBER}),
 }
 
-# type -> its fields, for documentation (`EVENT_SPECS` is the definition)
-EVENT_TYPES: dict[str, str] = {name: ", ".join(sorted(spec.fields())) for name, spec in EVENT_SPECS.items()}
-
 Listener = Callable[[dict[str, Any]], None]
 
 

@@ -282,13 +282,7 @@ class MonitorScreen(Screen[None]):
         xs, losses, _ = model.thinned_steps()
         if xs:
             plt.plot(xs, losses, label="train (steps)", color="gray", marker="braille")
-        epochs = sorted(model.rows)
-        for key, label, color in (("train_loss", "train", "blue"), ("val_loss", "val", "red")):
-            points = [(e, model.rows[e][key]) for e in epochs if _finite(model.rows[e].get(key))]
-            if points:
-                plt.plot([p[0] for p in points], [p[1] for p in points], label=label, color=color, marker="dot")
-        epoch_losses = [model.rows[e][k] for e in epochs for k in ("train_loss", "val_loss")
-                        if _finite(model.rows[e].get(k))]
+        epoch_losses = _plot_epochs(plt, model, "loss")
         if len(epoch_losses) >= 2:  # the first steps' loss would flatten every later epoch: clip the axis
             plt.ylim(0, 1.3 * max(epoch_losses))
         self._marks(plt, model)
@@ -299,11 +293,7 @@ class MonitorScreen(Screen[None]):
         plt = plot.plt
         plt.clear_figure()  # data and axis limits of the previous drawing (maybe of another run)
         plt.title("accuracy")
-        epochs = sorted(model.rows)
-        for key, label, color in (("train_acc", "train", "blue"), ("val_acc", "val", "red")):
-            points = [(e, 100 * model.rows[e][key]) for e in epochs if _finite(model.rows[e].get(key))]
-            if points:
-                plt.plot([p[0] for p in points], [p[1] for p in points], label=label, color=color, marker="dot")
+        _plot_epochs(plt, model, "acc", scale=100)
         self._marks(plt, model)
         plot.refresh()
 
@@ -424,8 +414,23 @@ class MonitorScreen(Screen[None]):
             plot.refresh()
 
 
+def _plot_epochs(plt: Any, model: RunModel, metric: str, scale: float = 1.0) -> list[float]:
+    """Plot train_<metric> and val_<metric> per epoch; the values plotted."""
+    plotted: list[float] = []
+    for split, color in (("train", "blue"), ("val", "red")):
+        points = [(e, scale * row[f"{split}_{metric}"]) for e, row in sorted(model.rows.items())
+                  if _finite(row.get(f"{split}_{metric}"))]
+        if points:
+            plt.plot([p[0] for p in points], [p[1] for p in points], label=split, color=color, marker="dot")
+            plotted.extend(p[1] for p in points)
+    return plotted
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and value == value and abs(value) != float("inf")
+
+
+_NVML_STATE = "unknown"  # NVML (nvidia-ml-py): unknown until first tried, then ready or absent
 
 
 def device_summary() -> str:
@@ -444,12 +449,15 @@ def device_summary() -> str:
 
 def gpu_lines() -> list[str]:
     """One line per GPU from nvidia-ml-py; nothing where it or a driver is absent."""
-    try:
-        import pynvml
-    except ImportError:
+    global _NVML_STATE
+    if _NVML_STATE == "absent":
         return []
     try:
-        pynvml.nvmlInit()
+        import pynvml
+
+        if _NVML_STATE == "unknown":  # initialised once, not on every refresh
+            pynvml.nvmlInit()
+            _NVML_STATE = "ready"
         lines = []
         for index in range(pynvml.nvmlDeviceGetCount()):
             device = pynvml.nvmlDeviceGetHandleByIndex(index)
@@ -457,5 +465,6 @@ def gpu_lines() -> list[str]:
             memory = pynvml.nvmlDeviceGetMemoryInfo(device)
             lines.append(f"GPU{index} {util.gpu}% · {memory.used / 2**30:.1f}/{memory.total / 2**30:.0f} GiB")
         return lines
-    except Exception:  # noqa: BLE001 - no driver, no permission: the panel just shows less
+    except Exception:  # noqa: BLE001 - no package, no driver, no permission: the panel just shows less
+        _NVML_STATE = "absent"
         return []

@@ -6,24 +6,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
-from typer.testing import CliRunner
 
-from console.cli import app
 from engine import checkpoint as ckpt
 from engine.presets import resolve_experiment
 from engine.runner import start_run
-
-
-def invoke(*args: str) -> Any:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    assert "Traceback" not in result.output
-    return result
+from tests.reliability.cli import invoke
 
 
 def nan_batch_norm_weights(source: Path, target: Path) -> Path:

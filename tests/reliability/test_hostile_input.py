@@ -6,29 +6,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
-
-from console.cli import app
-
-
-def invoke(*args: str) -> Any:
-    """Run a CLI command in-process; it must end by its own exit, never by an exception's traceback."""
-    result = CliRunner().invoke(app, list(args))
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    assert "Traceback" not in result.output
-    return result
-
-
-def error_line(result: Any) -> str:
-    """The one `error:` line of a refused command (exit status 2)."""
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.output
-    return lines[0]
+from tests.reliability.cli import error_line, invoke
 
 
 def runs_left(root: Path) -> list[Path]:

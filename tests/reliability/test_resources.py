@@ -12,17 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from console.cli import app
 from engine import checkpoint as ckpt
-
-
-def invoke(*args: str) -> Any:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    assert "Traceback" not in result.output
-    return result
+from tests.reliability.cli import invoke
 
 
 def _mount(folder: Path, size_kb: int, *, remount: bool = False) -> bool:
