@@ -46,7 +46,8 @@ def set_backbone_trainable(model: nn.Module, trainable: bool) -> None:
 
 def _read_file(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from a .safetensors or torch file (weights only; nested 'state_dict'/'model' unwrapped)."""
-    from engine.checkpoint import load_safetensors, load_torch_values, read_verified
+    from engine.checkpoint import read_verified
+    from engine.safe_load import load_safetensors, load_torch_values
     from engine.errors import CheckpointError
 
     if not path.is_file():
