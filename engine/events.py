@@ -41,6 +41,8 @@ EVENT_SPECS: dict[str, EventSpec] = {
     "run_start": EventSpec("a training process started (or resumed) in this folder",
                            {"run": (str,), "name": (str,), "pid": (int,)},
                            {"config_hash": OPT_STR, "parent": OPT_STR, "resumed_from": OPT_STR, "host": OPT_STR}),
+    "environment": EventSpec("what this start or resume ran with (engine.provenance.collect_environment)",
+                             {"env": (dict,)}),
     "data_progress": EventSpec("decoding a data set into its image table (first use only)",
                                {"done": (int,), "total": (int,)}, {"stage": OPT_STR}),
     "data_ready": EventSpec("the image table and splits are ready",

@@ -19,6 +19,7 @@ from engine.config import ExperimentConfig, with_absolute_paths
 from engine.errors import CheckpointError, EngineError
 from engine.events import EventWriter
 from engine.presets import content_hash
+from engine.runs import RunFolder
 from engine.runtime import StopRequest, pick_device
 from engine.train import Trainer, config_dict
 
@@ -147,7 +148,6 @@ def _plan_resume(run_dir: Path, overrides: list[str] | None) -> tuple[Experiment
 
 def _record_refusal(run_dir: Path, exc: BaseException) -> None:
     """A refused resume is an event of the run (its status and config stay as they were)."""
-    from engine.runs import RunFolder
 
     if not distributed.from_environment().is_main or not RunFolder(run_dir).events.parent.is_dir():
         return
@@ -208,8 +208,6 @@ def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None,
     """
     import socket
 
-    from engine.runs import RunFolder
-
     info = distributed.from_environment()
     folder = RunFolder(run_dir)
     stop = stop or StopRequest()
@@ -222,6 +220,8 @@ def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None,
         events.emit("run_start", run=str(run_dir), name=run_dir.name, pid=os.getpid(), host=socket.gethostname(),
                     config_hash=content_hash(config_dict(config)), parent=parent,
                     resumed_from=str(resume_from) if resume_from else None)
+        if info.is_main:
+            _record_environment(folder, events, trainer.device)
         for note in notes or []:
             events.emit("warning", message=note)
         trainer.setup(resume_from=resume_from)
@@ -252,6 +252,16 @@ def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None,
             folder.stop_request.unlink(missing_ok=True)
         distributed.shutdown(info)
     return {"run_dir": str(run_dir), **status}
+
+
+def _record_environment(folder: RunFolder, events: EventWriter, device: object) -> None:
+    """What this start or resume runs with: an event each time, and environment.json from the first start."""
+    from engine.provenance import collect_environment, write_environment
+
+    env = collect_environment(str(device))
+    events.emit("environment", env=env)
+    if not folder.environment.exists():
+        write_environment(folder.environment, env)
 
 
 def _clear_stale_stop_request(path: Path) -> None:

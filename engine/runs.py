@@ -1,8 +1,9 @@
 """The run directory: its layout, and creating, listing, reading and finding runs.
 
 A run folder holds `config.yaml` (fully resolved), `events.jsonl` (append-only), `status.json` (replaced
-atomically), `checkpoints/`, `evals/`, `plots/`, `notes.json` (note and tags), `output.log` (what a launched
-training process printed) and, while a graceful stop is pending, `stop-request`. It is the only state shared
+atomically), `checkpoints/`, `evals/`, `plots/`, `environment.json` (what the run was made with, written by
+engine.provenance), `notes.json` (note and tags), `output.log` (what a launched training process printed) and,
+while a graceful stop is pending, `stop-request`. It is the only state shared
 between a training process and any viewer; this module is the only one that spells those names
 (`RunFolder`).
 """
@@ -56,6 +57,10 @@ class RunFolder:
     @property
     def plots(self) -> Path:
         return self.path / "plots"
+
+    @property
+    def environment(self) -> Path:
+        return self.path / "environment.json"
 
     @property
     def notes(self) -> Path:
