@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -59,5 +60,34 @@ app.command()(cli_eval.predict)
 app.command()(cli_eval.kfold)
 app.command()(cli_eval.report)
 
+
+
+def main() -> None:
+    """The `imgcls-console` program: the CLI, then a quiet exit. Once a command is over (a stopped run is saved
+    and recorded), a Ctrl-C during the interpreter's shutdown quits at once instead of printing an atexit
+    KeyboardInterrupt traceback."""
+    try:
+        app()
+    finally:
+        exit_quietly_on_interrupt()
+
+
+def exit_quietly_on_interrupt() -> None:
+    """From now on SIGINT/SIGTERM end the process at once with 128+signal, after flushing what was printed."""
+    import signal
+    import sys
+
+    def handler(signum: int, frame: object) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(128 + signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+
+
 if __name__ == "__main__":
-    app()
+    main()
