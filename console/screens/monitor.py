@@ -9,11 +9,13 @@ The worker never touches a widget.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -29,6 +31,10 @@ from console.fmt import fmt_num, fmt_pct
 from console.fmt import fmt_seconds as fmt_s
 from console.run_model import RunModel, last_good_checkpoint
 from console.widgets.nav import NavBar
+
+# One legend line for every chart: labels drawn inside small plotext charts would cover their data.
+LEGEND = ("[blue]●[/] train  [red]●[/] val  [bright_black]⠒[/] steps  [cyan]⠒[/] lr  "
+          "[green]│[/] best ckpt  [dark_orange]│[/] LR drop")
 
 STATE_MARKS = {"running": "[green]●[/]", "starting": "[cyan]◌[/]", "stopping": "[yellow]◍[/]",
                "finished": "[blue]✓[/]", "failed": "[red]✗[/]", "diverged": "[red]↯[/]",
@@ -75,6 +81,7 @@ class MonitorScreen(Screen[None]):
         self._charts_dirty = False  # charts and epoch table are out of date
         self._running: Any = None  # engine.runs.RunningRuns of the runs folder, made in the discovery worker
         self.dismissed: set[Path] = set()  # runs closed with `x`: never followed again by discovery
+        self._texts: dict[str, str] = {}  # what each text widget shows (updated only on change)
 
     def compose(self) -> ComposeResult:
         yield NavBar()
@@ -87,6 +94,7 @@ class MonitorScreen(Screen[None]):
                 yield Static("No run followed yet: start one in Launch (F2) or open one from Runs (F4).",
                              id="title")
                 yield ProgressBar(id="progress", show_eta=False)
+                yield Static(LEGEND, id="legend")
                 with Grid(id="charts"):
                     yield PlotextPlot(id="loss")
                     yield PlotextPlot(id="acc")
@@ -203,7 +211,7 @@ class MonitorScreen(Screen[None]):
             if run_dir not in self.followed:
                 continue
             mark = STATE_MARKS.get(model.state, STATE_MARKS["unknown"])
-            options.add_option(Option(f"{mark} {model.name}", id=str(run_dir)))
+            options.add_option(Option(_run_label(mark, model.name), id=str(run_dir)))
             if run_dir == self.selected:
                 highlighted = options.option_count - 1
         if highlighted is not None:
@@ -212,9 +220,10 @@ class MonitorScreen(Screen[None]):
     @on(OptionList.OptionHighlighted, "#followed")
     def _select(self, event: OptionList.OptionHighlighted) -> None:
         if event.option.id is not None and Path(event.option.id) != self.selected:
-            self.selected = Path(event.option.id)  # a key press: answer it in this frame
+            self.selected = Path(event.option.id)  # a key press: the title answers in this frame,
             self.redraw()
-            self.redraw_charts()
+            self._charts_dirty = False
+            self.call_after_refresh(self.redraw_charts)  # the charts (slower to draw) in the next one
 
     def _redraw_if_dirty(self) -> None:
         if self._dirty:
@@ -232,9 +241,18 @@ class MonitorScreen(Screen[None]):
         model = self.models.get(self.selected) if self.selected else None
         if model is None:
             return
-        self.query_one("#title", Static).update(self._title(model))
-        self.query_one("#progress", ProgressBar).update(total=100, progress=round(100 * model.fraction, 1))
-        self.query_one("#messages", Static).update(self._messages(model))
+        self._set_text("#title", self._title(model))
+        progress = round(100 * model.fraction, 1)
+        bar = self.query_one("#progress", ProgressBar)
+        if bar.progress != progress or bar.total != 100:
+            bar.update(total=100, progress=progress)
+        self._set_text("#messages", self._messages(model))
+
+    def _set_text(self, selector: str, text: str) -> None:
+        """Update a Static only when its text changes (each update costs a layout pass of the screen)."""
+        if self._texts.get(selector) != text:
+            self._texts[selector] = text
+            self.query_one(selector, Static).update(text)
 
     def redraw_charts(self) -> None:
         """Draw the selected run's charts and epoch table (twice a second at most)."""
@@ -281,7 +299,7 @@ class MonitorScreen(Screen[None]):
         plt.title("loss")
         xs, losses, _ = model.thinned_steps()
         if xs:
-            plt.plot(xs, losses, label="train (steps)", color="gray", marker="braille")
+            plt.plot(xs, losses, color="gray", marker="braille")
         epoch_losses = _plot_epochs(plt, model, "loss")
         if len(epoch_losses) >= 2:  # the first steps' loss would flatten every later epoch: clip the axis
             plt.ylim(0, 1.3 * max(epoch_losses))
@@ -304,7 +322,7 @@ class MonitorScreen(Screen[None]):
         plt.title("learning rate")
         xs, _, lrs = model.thinned_steps()
         if xs:
-            plt.plot(xs, lrs, label="lr", color="cyan", marker="braille")
+            plt.plot(xs, lrs, color="cyan", marker="braille")
         for x in model.lr_drops:
             plt.vline(x, "orange")
         plot.refresh()
@@ -319,8 +337,6 @@ class MonitorScreen(Screen[None]):
                           fmt_s(row.get("epoch_s")), key=str(epoch))
 
     def _messages(self, model: RunModel) -> str:
-        from rich.markup import escape
-
         lines = []
         if model.error:
             kept = last_good_checkpoint(model.run_dir)
@@ -336,7 +352,7 @@ class MonitorScreen(Screen[None]):
         return "\n".join(lines)
 
     def _update_device(self) -> None:
-        self.query_one("#device", Static).update(device_summary())
+        self._set_text("#device", device_summary())
 
     # --- actions ---
 
@@ -403,10 +419,9 @@ class MonitorScreen(Screen[None]):
 
     def _clear(self) -> None:
         """Nothing followed: an empty screen saying how to follow a run."""
-        self.query_one("#title", Static).update("No run followed: start one in Launch (F2) or open one from "
-                                                "Runs (F4).")
+        self._set_text("#title", "No run followed: start one in Launch (F2) or open one from Runs (F4).")
         self.query_one("#progress", ProgressBar).update(total=100, progress=0)
-        self.query_one("#messages", Static).update("")
+        self._set_text("#messages", "")
         self.query_one("#epochs", DataTable).clear()
         for plot_id in ("loss", "acc", "lr"):
             plot = self.query_one(f"#{plot_id}", PlotextPlot)
@@ -421,9 +436,17 @@ def _plot_epochs(plt: Any, model: RunModel, metric: str, scale: float = 1.0) -> 
         points = [(e, scale * row[f"{split}_{metric}"]) for e, row in sorted(model.rows.items())
                   if _finite(row.get(f"{split}_{metric}"))]
         if points:
-            plt.plot([p[0] for p in points], [p[1] for p in points], label=split, color=color, marker="dot")
+            plt.plot([p[0] for p in points], [p[1] for p in points], color=color, marker="dot")
             plotted.extend(p[1] for p in points)
     return plotted
+
+
+def _run_label(mark: str, name: str) -> str:
+    """`✓ quickstart` over a dim `20260101-090000`: a narrow side panel wraps names at their timestamp."""
+    found = re.fullmatch(r"(.+)-(\d{8}-\d{6})", name)
+    if found is None:
+        return f"{mark} {escape(name)}"
+    return f"{mark} {escape(found.group(1))}\n  [dim]{found.group(2)}[/]"
 
 
 def _finite(value: Any) -> bool:
