@@ -294,6 +294,9 @@ class LaunchScreen(Screen[None]):
             with picker.prevent(Select.Changed):
                 picker.value = name if name in [i.name for i in self._catalog.get(kind, [])] else Select.NULL
             about = self._description(kind, name) if name else "inline: " + self._inline_summary(kind)
+            edits = self.composition.edits_of(kind)
+            if name and edits:  # the preset's words, and what the fields changed in it
+                about = f"edited: {', '.join(edits)} · {about}"
             if kind == "model" and self._model_cost is not None:
                 cost = self._model_cost
                 macs = fmt_count(cost.macs) if cost.macs is not None else "?"

@@ -69,6 +69,12 @@ class Composition:
         sections = [text for key, text in self.overrides.items() if key in SECTION_KINDS]
         return sections + [text for key, text in self.overrides.items() if key not in SECTION_KINDS]
 
+    def edits_of(self, kind: str) -> list[str]:
+        """`lr 0.05`, … : the overrides that change keys inside section `kind` (a preset's description no
+        longer tells their values)."""
+        return [f"{key.removeprefix(kind + '.')} {text.partition('=')[2].strip()}"
+                for key, text in self.overrides.items() if key.startswith(kind + ".")]
+
     def extra(self) -> list[str]:
         """Overrides the pickers and fields do not show (given by the CLI or the palette)."""
         shown = {*SECTION_KINDS, *(key for key, _ in FIELDS)}
