@@ -123,6 +123,7 @@ class PresetsScreen(Screen[None]):
         """List the presets (in a worker); the keyboard starts in the tree."""
         tree = self.query_one("#presets-tree", Tree)
         tree.show_root = False
+        tree.guide_depth = 2  # narrow guides: long preset names fit a narrow column
         tree.focus()
         self.action_reload()
 
