@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from console import cli_data, cli_eval, cli_presets, cli_runs, cli_schedule, cli_train
-from console.common import install_warning_handler
+from console.common import CommandGroup, install_warning_handler
 
 install_warning_handler()
 
@@ -21,6 +21,7 @@ app = typer.Typer(
     invoke_without_command=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    cls=CommandGroup,  # several KEY=VALUE after one --set
 )
 
 

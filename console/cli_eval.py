@@ -29,6 +29,14 @@ class Combine(str, Enum):
     vote = "vote"
 
 
+class Ids(str, Enum):
+    """How `predict` writes image ids (engine.predict.id_style)."""
+
+    auto = "auto"
+    name = "name"
+    stem = "stem"
+
+
 TtaOption = Annotated[str | None, typer.Option(
     "--tta", help="Test-time augmentation: none, flip, flip+shift (4 shifts of 2 px), shift:3 (of 3 px), "
                   "random:8 (8 passes of the training augmentations), flip+random:4 (default: the run's eval.tta).",
@@ -214,8 +222,8 @@ def ensemble(
 @reports_errors
 def predict(
     refs: RefsArgument,
-    images: Annotated[Path, typer.Option("--images", help="Folder of unlabeled images (id = file name "
-                                                          "without suffix).")],
+    images: Annotated[Path, typer.Option("--images", help="Folder of unlabeled images (one row per image, "
+                                                          "its id taken from the file name: see --ids).")],
     out: Annotated[Path, typer.Option("--out", help="CSV to write: one row per image (id, predicted class).")],
     combine: CombineOption = None,
     tta: TtaOption = None,
@@ -226,13 +234,16 @@ def predict(
     json_out: JsonOption = False,
     skip_bad_images: Annotated[bool, typer.Option("--skip-bad-images", help="Leave unreadable images out of the "
                                                   "CSV (listed on stderr) instead of stopping.")] = False,
+    ids: Annotated[Ids, typer.Option("--ids", help="Image ids in the CSV: name keeps the extension (10000.jpg), "
+                                     "stem drops it (10000), auto follows the run's training CSV (name when its "
+                                     "file names have extensions; stem for runs not trained on a CSV).")] = Ids.auto,
 ) -> None:
     """Predict a folder of images with one checkpoint or an ensemble; writes the submission CSV."""
     from engine.predict import predict_folder
 
     members = _refs(runs_dir, refs)
     summary = predict_folder(members, images, out, _options("test", tta, no_ema, device, overrides),
-                             combine.value if combine else None, skip_bad_images=skip_bad_images)
+                             combine.value if combine else None, skip_bad_images=skip_bad_images, ids=ids.value)
     if summary["skipped"]:
         err_console.print(f"[yellow]warning:[/] {len(summary['skipped'])} unreadable images have no row in "
                           f"{summary['out']}: {', '.join(summary['skipped'][:10])}", highlight=False)
@@ -241,6 +252,10 @@ def predict(
         return
     out_console.print(f"{summary['images']} predictions by {len(summary['members'])} checkpoint(s) "
                       f"(tta {summary['tta']}, {summary['combine']}) written to {summary['out']}", highlight=False)
+    kept, other = ("with", "stem") if summary["ids"] == "name" else ("without", "name")
+    err_console.print(f"note: ids {kept} extension (e.g. {summary['first_id']}), {summary['ids_why']}"
+                      + ("" if ids != Ids.auto else f"; --ids {other} for the other form"), highlight=False,
+                      soft_wrap=True)
 
 
 @reports_errors

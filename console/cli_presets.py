@@ -52,11 +52,14 @@ def list_cmd(kind: Annotated[str | None, typer.Argument(metavar="[KIND]", help="
     show_params = kind == "model"
     if show_params:
         table.add_column("params", justify="right")
-    for info in list_presets(kind):
-        row = [info.kind, info.name, info.origin, info.description]
+    presets = sorted(list_presets(kind), key=lambda info: not info.origin.startswith("user"))  # stable: kind, name
+    for index, info in enumerate(presets):
+        row = [info.kind, escape(info.name), info.origin, escape(info.description)]
         if show_params:
             row.append(fmt_count(_preset_params(info.name, info.path)))
-        table.add_row(*row)
+        last_user = info.origin.startswith("user") and (index + 1 == len(presets)
+                                                        or not presets[index + 1].origin.startswith("user"))
+        table.add_row(*row, end_section=last_user)  # a rule between the user's presets and the built-in ones
     out_console.print(table)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -11,9 +13,13 @@ from console.common import (
     JsonOption, RunsDirOption, err_console, escape, fmt_count, fmt_pct, fmt_seconds, out_console, print_json,
     reports_errors,
 )
+from console.fmt import NO_VALUE, fmt_fixed, fmt_num, fmt_text, plural, terminal_width
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from engine.annotations import Annotations
+    from engine.runs import RunInfo
 
 app = typer.Typer(help="List and inspect runs (one folder per run).", no_args_is_help=True)
 
@@ -28,40 +34,49 @@ def list_cmd(
     tag: Annotated[str | None, typer.Option("--tag", help="Only runs carrying this tag.")] = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Table of runs: name, state, data, model, epochs, best val acc, test acc, params, time, tags."""
-    from rich.table import Table
-
-    from engine.runs import list_runs
-    from engine.runs import runs_dir as pick_runs_dir
-
+    """Table of runs: name, state, data, model preset, epochs, best val acc, test acc, params, time, tags."""
+    from engine.annotations import check_tag, matches_tag, read_annotations
+    from engine.compare import model_preset_label, model_presets
     from engine.errors import RunError
-    from engine.runs import STATES
+    from engine.runs import STATES, list_runs
+    from engine.runs import runs_dir as pick_runs_dir
 
     if state is not None and state not in STATES:
         raise RunError(f"--state {state}: not a run state; states are {', '.join(STATES)}")
-    from engine.annotations import check_tag, matches_tag, read_annotations
-
     if tag is not None:
         tag = check_tag(tag)
     root = pick_runs_dir(runs_dir)
     annotated = [(r, read_annotations(r.path)) for r in list_runs(root) if state is None or r.state == state]
     annotated = [(r, a) for r, a in annotated if tag is None or matches_tag(a, tag)]
+    presets = model_presets()
+    models = [model_preset_label(r.path, presets) for r, _a in annotated]
     if json_out:
-        print_json([{"name": r.name, "path": str(r.path), **r.status, "note": a.note, "tags": a.tags}
-                    for r, a in annotated])
+        print_json([{"name": r.name, "path": str(r.path), **r.status, "model_preset": m, "note": a.note,
+                     "tags": a.tags} for (r, a), m in zip(annotated, models)])
         return
     if not annotated:
         out_console.print(f"no runs in {root}" + (f" tagged {tag}" if tag else ""), highlight=False)
         return
+    print_run_list(annotated, models)
+
+
+def print_run_list(annotated: list[tuple[RunInfo, Annotations]], models: list[str | None]) -> None:
+    """The `runs list` table; the model column names the model preset (`name*`: changed), else the architecture."""
+    from rich.table import Table
+
     table = Table("name", "state", "data", "model", "epochs", "best val acc", "test acc", "params", "time", "tags")
-    for run, notes in annotated:
+    for (run, notes), model in zip(annotated, models):
         s = run.status
         style = STATE_STYLE.get(run.state, "")
-        table.add_row(escape(run.name), f"[{style}]{run.state}[/]" if style else run.state, run.data, run.model,
-                      f"{s.get('epoch', '-')}/{s.get('epochs', '-')}", fmt_pct(s.get("best_val_acc")),
-                      fmt_pct(s.get("test_acc")), fmt_count(s.get("params")), fmt_seconds(s.get("wall_s")),
-                      escape(" ".join(notes.tags)))
+        table.add_row(escape(run.name), f"[{style}]{run.state}[/]" if style else run.state, run.data or NO_VALUE,
+                      escape(model or run.model or NO_VALUE),
+                      f"{fmt_text(s.get('epoch'))}/{fmt_text(s.get('epochs'))}",
+                      fmt_pct(s.get("best_val_acc")), fmt_pct(s.get("test_acc")), fmt_count(s.get("params")),
+                      fmt_seconds(s.get("wall_s")), escape(" ".join(notes.tags)))
     out_console.print(table)
+    if any(m and m.endswith("*") for m in models):
+        out_console.print("model*: that preset with settings changed (`runs show RUN --config` has them all)",
+                          highlight=False)
 
 
 @app.command()
@@ -69,65 +84,126 @@ def list_cmd(
 def show(
     run: Annotated[str, typer.Argument(metavar="RUN", help="Run name, unique prefix, folder, or 'latest'.")],
     runs_dir: RunsDirOption = None,
+    config: Annotated[bool, typer.Option("--config", help="Also print the run's full config.yaml (last).")] = False,
     json_out: JsonOption = False,
 ) -> None:
-    """A run's status, config and per-epoch metrics (a k-fold group: its per-fold table and ensemble)."""
-    from rich.table import Table
-
-    from engine.checkpoint import list_checkpoints
+    """A run's status and metrics, what made it, its epochs, checkpoints and evaluations (a k-fold group: its
+    per-fold table and ensemble); `--config` adds the resolved config."""
     from engine.compare import group_match
-    from engine.ensemble import list_evals
-    from engine.runs import epoch_rows, read_status, resolve_run
+    from engine.runs import resolve_run
     from engine.runs import runs_dir as pick_runs_dir
 
     group = group_match(pick_runs_dir(runs_dir), run)
     if group is not None:
-        from console.cli_eval import show_kfold
-        from engine.kfold import read_record
-
-        from engine.annotations import read_annotations
-
-        record = read_record(group)
-        notes = read_annotations(group)
-        if json_out:
-            print_json({**record, "note": notes.note, "tags": notes.tags})
-            return
-        show_kfold(record)
-        print_annotations(notes)
+        show_group(group, json_out)
         return
     run_dir = resolve_run(pick_runs_dir(runs_dir), run)
-    status = read_status(run_dir)
-    rows = epoch_rows(run_dir)
-    checkpoints = list_checkpoints(run_dir)
-    evals = list_evals(run_dir)
+    if json_out:
+        print_json(run_summary(run_dir))
+        return
+    show_run(run_dir, with_config=config)
+
+
+def show_group(group: Path, json_out: bool) -> None:
+    """`runs show` of a k-fold group: its record (per-fold table, ensemble), note and tags, what made its folds."""
+    from console.cli_eval import show_kfold
     from engine.annotations import read_annotations
+    from engine.kfold import read_record
+    from engine.provenance import describe_environment, read_environment
+    from engine.runs import RunFolder
+
+    record = read_record(group)
+    notes = read_annotations(group)
+    if json_out:
+        print_json({**record, "note": notes.note, "tags": notes.tags})
+        return
+    show_kfold(record)
+    print_annotations(notes)
+    envs = [read_environment(RunFolder(group / str(fold.get("run"))).environment) for fold in record["per_fold"]]
+    if len({tuple(describe_environment(env)) for env in envs}) > 1:
+        out_console.print("made with: differs between the folds (`runs show FOLD` for each)", highlight=False)
+    elif envs:
+        print_environment(envs[0])
+
+
+def run_summary(run_dir: Path) -> dict[str, Any]:
+    """What `runs show --json` prints: status, epochs, checkpoints, evaluations, environment, note and tags."""
+    from engine.annotations import read_annotations
+    from engine.checkpoint import list_checkpoints
+    from engine.ensemble import list_evals
+    from engine.provenance import read_environment
+    from engine.runs import RunFolder, epoch_rows, read_status
 
     notes = read_annotations(run_dir)
-    if json_out:
-        print_json({"run_dir": str(run_dir), "status": status, "epochs": rows,
-                    "checkpoints": [{"name": c["name"], "epoch": c.get("epoch")} for c in checkpoints],
-                    "evals": evals, "note": notes.note, "tags": notes.tags})
+    return {"run_dir": str(run_dir), "status": read_status(run_dir), "epochs": epoch_rows(run_dir),
+            "checkpoints": [{"name": c["name"], "epoch": c.get("epoch")} for c in list_checkpoints(run_dir)],
+            "evals": list_evals(run_dir), "environment": read_environment(RunFolder(run_dir).environment),
+            "note": notes.note, "tags": notes.tags}
+
+
+def show_run(run_dir: Path, *, with_config: bool) -> None:
+    """The human form of `runs show`: status and metrics first, then what made the run, the epochs, checkpoints
+    and evaluations; the config only when asked for."""
+    from engine.annotations import read_annotations
+    from engine.runs import RunFolder
+
+    summary = run_summary(run_dir)
+    status = summary["status"]
+    out_console.print(f"[bold]{escape(run_dir.name)}[/]  {status.get('state')}  ({escape(str(run_dir))})",
+                      highlight=False)
+    out_console.print(status_line(status), highlight=False)
+    print_annotations(read_annotations(run_dir))
+    print_environment(summary["environment"])
+    print_epochs(summary["epochs"])
+    checkpoints = summary["checkpoints"]
+    if checkpoints:
+        out_console.print("checkpoints: " + ", ".join(f"{c['name']} (epoch {fmt_text(c.get('epoch'))})"
+                                                      for c in checkpoints), highlight=False)
+    if summary["evals"]:
+        show_evals(summary["evals"])
+    config_path = RunFolder(run_dir).config
+    if not config_path.is_file():
         return
-    out_console.print(f"[bold]{run_dir.name}[/]  {status.get('state')}  ({run_dir})", highlight=False)
-    out_console.print(f"best {status.get('best_metric')} {_f(status.get('best_value'))} at epoch {status.get('best_epoch')};"
-                      f" test acc {fmt_pct(status.get('test_acc'))}; {fmt_count(status.get('params'))} params;"
-                      f" {fmt_seconds(status.get('wall_s'))}", highlight=False)
-    print_annotations(notes)
-    config_path = run_dir / "config.yaml"
-    if config_path.is_file():
+    if with_config:
         out_console.rule("config.yaml")
         out_console.print(config_path.read_text(encoding="utf-8"), highlight=False, markup=False)
+    else:
+        out_console.print(f"config: {escape(str(config_path))} (--config prints it)", highlight=False)
+
+
+def status_line(status: dict[str, Any]) -> str:
+    """`best val_loss 0.0133 at epoch 4; best val acc 97.31%; test acc 96.50%; 21.5K params; 3s`."""
+    metric = status.get("best_metric")
+    best = status.get("best_value")
+    shown = fmt_pct(best) if isinstance(metric, str) and metric.endswith("acc") else fmt_fixed(best)
+    return (f"best {fmt_text(metric)} {shown} at epoch {fmt_text(status.get('best_epoch'))}; "
+            f"best val acc {fmt_pct(status.get('best_val_acc'))}; test acc {fmt_pct(status.get('test_acc'))}; "
+            f"{fmt_count(status.get('params'))} params; {fmt_seconds(status.get('wall_s'))}")
+
+
+def print_environment(env: dict[str, Any] | None) -> None:
+    """The short `made with` block (one line when the run predates environment records)."""
+    from engine.provenance import describe_environment
+
+    rows = describe_environment(env)
+    if not rows:
+        out_console.print("made with: not recorded", highlight=False)
+        return
+    out_console.print("made with:", highlight=False)
+    for label, value in rows:
+        out_console.print(f"  {label:<9} {escape(value)}", highlight=False)
+
+
+def print_epochs(rows: list[dict[str, Any]]) -> None:
+    """The per-epoch table of `runs show`."""
+    from rich.table import Table
+
     table = Table("epoch", "train loss", "train acc", "val loss", "val acc", "lr", "time", title="epochs")
     for row in rows:
-        table.add_row(str(row["epoch"]), _f(row.get("train_loss")), fmt_pct(row.get("train_acc")),
-                      _f(row.get("val_loss")), fmt_pct(row.get("val_acc")), f"{row.get('lr', 0):.3g}",
+        table.add_row(str(row["epoch"]), fmt_fixed(row.get("train_loss")), fmt_pct(row.get("train_acc")),
+                      fmt_fixed(row.get("val_loss")), fmt_pct(row.get("val_acc")), fmt_num(row.get("lr"), 3),
                       fmt_seconds(row.get("epoch_s")))
     out_console.print(table)
-    if checkpoints:
-        out_console.print("checkpoints: " + ", ".join(f"{c['name']} (epoch {c.get('epoch')})" for c in checkpoints),
-                          highlight=False)
-    if evals:
-        show_evals(evals)
 
 
 def print_annotations(notes: Annotations) -> None:
@@ -145,15 +221,11 @@ def show_evals(evals: list[dict]) -> None:
     table = Table("checkpoint", "epoch", "split", "tta", "combine", "ema", "accuracy", "top-5", "loss", "images",
                   title="evaluations")
     for record in evals:
-        table.add_row(str(record.get("checkpoint")), str(record.get("epoch", "-")), str(record.get("split")),
-                      str(record.get("tta")), str(record.get("combine")), "yes" if record.get("use_ema") else "no",
-                      fmt_pct(record.get("accuracy")), fmt_pct(record.get("top5")), _f(record.get("loss")),
-                      str(record.get("count", "-")))
+        table.add_row(fmt_text(record.get("checkpoint")), fmt_text(record.get("epoch")),
+                      fmt_text(record.get("split")), fmt_text(record.get("tta")), fmt_text(record.get("combine")),
+                      "yes" if record.get("use_ema") else "no", fmt_pct(record.get("accuracy")),
+                      fmt_pct(record.get("top5")), fmt_fixed(record.get("loss")), fmt_text(record.get("count")))
     out_console.print(table)
-
-
-def _f(value: object) -> str:
-    return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
 
 
 StateFilter = Annotated[str | None, typer.Option("--state", help="Only runs in this state (finished, failed, ...).")]
@@ -168,37 +240,177 @@ def compare(
     sort: Annotated[str | None, typer.Option("--sort", help="Sort by a metric (test_acc, best_val_acc, wall_s, "
                                                             "params, ...) or a differing config key.")] = None,
     descending: Annotated[bool, typer.Option("--desc", help="Sort from largest to smallest.")] = False,
+    all_keys: Annotated[bool, typer.Option("--all", help="Every config key as its own column, the same ones too, "
+                                                         "at full width (for a file or `less -S`).")] = False,
     state: StateFilter = None,
     data: DataFilter = None,
     model: ModelFilter = None,
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Runs side by side: the config keys that differ between them, and their metrics."""
-    from rich.table import Table
+    """Runs side by side: their metrics and the config keys that differ between them, fitted to the terminal
+    (one column per key; per config section, or all in one column, when that is too wide)."""
+    import click
 
-    from engine.compare import compare_runs, select_runs
+    from engine.compare import compare_runs, run_config, select_runs
     from engine.runs import runs_dir as pick_runs_dir
 
     chosen = select_runs(pick_runs_dir(runs_dir), list(runs or []), state=state, data=data, model=model)
-    result = compare_runs(chosen, sort=sort, descending=descending)
+    result = compare_runs(chosen, sort=sort, descending=descending, all_keys=all_keys)
     if json_out:
         print_json(result)
         return
     if not chosen:
         out_console.print("no runs match", highlight=False)
         return
-    from rich.table import Column
+    configs = [run_config(Path(row["path"])) for row in result["rows"]]
+    context = click.get_current_context(silent=True)
+    width = terminal_width(context.terminal_width if context else None)
+    layout = full_layout(result, configs) if all_keys else fit_layout(result, configs, width)
+    print_at_width(layout.table(), max(width, layout.width()) if all_keys else width)
+    print_at_width(escape("\n".join(compare_notes(result, layout, all_keys))), width)
 
-    widest = max(len(row["name"]) for row in result["rows"])  # names stay whole: they are what tells runs apart
-    table = Table(Column("run", no_wrap=True, min_width=widest), "state", "best val acc", "test acc", "epochs",
-                  "params", "time", *result["keys"])
-    for row in result["rows"]:
-        m = row["metrics"]
-        table.add_row(row["name"], m["state"], fmt_pct(m["best_val_acc"]), fmt_pct(m["test_acc"]),
-                      str(m.get("epoch", "-")), fmt_count(m["params"]), fmt_seconds(m["wall_s"]),
-                      *[_value(row["config"][k]) for k in result["keys"]])
-    out_console.print(table)
+
+@dataclass
+class TableColumn:
+    """One column of a fitted table: its cells and the narrowest it may be (wrapping cells beyond that)."""
+
+    header: str
+    cells: list[str]
+    cap: int | None = None  # the column may be squeezed to this many characters (None: never squeezed)
+    justify: str = "left"
+    no_wrap: bool = False  # run names: never broken
+
+    @property
+    def natural(self) -> int:
+        return max(len(line) for text in [self.header, *self.cells] for line in text.splitlines() or [""])
+
+    @property
+    def title(self) -> str:
+        """The header, broken after its section (`model` / `batch_norm`) when the column may be narrower."""
+        narrow = self.cap is not None and len(self.header) > self.cap
+        return self.header.replace(".", "\n", 1) if narrow else self.header
+
+    @property
+    def least(self) -> int:
+        """The narrowest width: the natural one for unsqueezable columns (rich keeps those whole), else the cap."""
+        return self.natural if self.cap is None else min(self.natural, self.cap)
+
+
+@dataclass
+class CompareLayout:
+    """The columns chosen for `runs compare`, and how (grouping: see engine.compare.config_columns)."""
+
+    columns: list[TableColumn]
+    grouping: str
+    dropped: list[str]  # metric columns left out to fit
+    hidden_state: str | None  # the one state of every run, when the state column was left out
+
+    def width(self, least: bool = False) -> int:
+        """Characters the table needs (borders and padding included) at natural or at least width."""
+        return sum(c.least if least else c.natural for c in self.columns) + 3 * len(self.columns) + 1
+
+    def table(self) -> Table:
+        """The rich table (run names never wrapped, config cells wrapped or folded)."""
+        from rich.table import Column, Table
+
+        columns = [Column(escape(c.title), no_wrap=c.no_wrap, min_width=c.least, overflow="fold",
+                          justify=c.justify) for c in self.columns]  # type: ignore[arg-type]
+        table = Table(*columns)
+        for index in range(len(self.columns[0].cells)):
+            table.add_row(*[escape(c.cells[index]) for c in self.columns])
+        return table
+
+
+OPTIONAL_METRICS = ("epochs", "params", "time")  # left out first when the terminal is narrow
+CONFIG_CAPS = {"key": 12, "section": 14, "one": 24}
+LAYOUTS = (("key", True), ("key", False), ("section", True), ("section", False), ("one", False))
+
+
+def metric_columns(result: dict[str, Any], optional: bool) -> tuple[list[TableColumn], str | None]:
+    """The run and metric columns (a state all runs share, and metrics no run has, are left out)."""
+    rows = result["rows"]
+    metrics = [r["metrics"] for r in rows]
+    states = {m["state"] for m in metrics}
+    columns = [TableColumn("run", [r["name"] for r in rows], no_wrap=True)]
+    if len(states) > 1:
+        columns.append(TableColumn("state", [m["state"] for m in metrics]))
+    candidates = [("best val acc", [fmt_pct(m["best_val_acc"]) for m in metrics]),
+                  ("test acc", [fmt_pct(m["test_acc"]) for m in metrics])]
+    if optional:
+        candidates += [("epochs", [fmt_text(m.get("epoch")) for m in metrics]),
+                       ("params", [fmt_count(m["params"]) for m in metrics]),
+                       ("time", [fmt_seconds(m["wall_s"]) for m in metrics])]
+    columns += [TableColumn(h, cells, justify="right") for h, cells in candidates if set(cells) != {NO_VALUE}]
+    return columns, (next(iter(states)) if len(states) == 1 else None)
+
+
+def fit_layout(result: dict[str, Any], configs: list[dict[str, Any]], width: int) -> CompareLayout:
+    """The first layout of LAYOUTS whose table fits `width` columns (else the narrowest)."""
+    from engine.compare import config_columns
+
+    layout = None
+    for grouping, optional in LAYOUTS:
+        columns, state = metric_columns(result, optional)
+        joiner = "\n" if grouping == "section" else "; "  # a narrow section column lists one setting a line
+        columns += [TableColumn(h, cells, cap=CONFIG_CAPS[grouping])
+                    for h, cells in config_columns(configs, result["keys"], grouping, joiner)]
+        layout = CompareLayout(columns, grouping, [] if optional else _optional_shown(result), state)
+        if layout.width(least=True) <= width:
+            return layout
+    assert layout is not None
+    layout = shorten_names(layout)
+    settings = layout.columns[-1]
+    if settings.cap is not None:  # the settings column takes what is left, wrapping its text
+        settings.cap = max(8, width - (layout.width() - settings.natural))
+    return layout
+
+
+def _optional_shown(result: dict[str, Any]) -> list[str]:
+    """The optional metric columns a layout with them would show (what leaving them out leaves out)."""
+    return [c.header for c in metric_columns(result, True)[0] if c.header in OPTIONAL_METRICS]
+
+
+def full_layout(result: dict[str, Any], configs: list[dict[str, Any]]) -> CompareLayout:
+    """`--all`: every metric, and every config key under its full dotted name, nothing squeezed."""
+    from engine.compare import compact_value
+
+    columns, state = metric_columns(result, True)
+    columns += [TableColumn(key, [compact_value(c.get(key), key) for c in configs]) for key in result["keys"]]
+    return CompareLayout(columns, "key", [], state)
+
+
+def shorten_names(layout: CompareLayout) -> CompareLayout:
+    """Run names without their time stamp, when that keeps them apart (the last resort of a narrow terminal)."""
+    names = layout.columns[0].cells
+    stems = [re.sub(r"-\d{8}-\d{6}(-\d+)?$", "", name) for name in names]
+    if len(set(stems)) == len(stems):
+        layout.columns[0] = TableColumn("run (no time stamp)", stems, no_wrap=True)
+    return layout
+
+
+def print_at_width(renderable: object, width: int) -> None:
+    """Print on stdout laid out for `width` columns (wider than the shared console for `--all`)."""
+    from rich.console import Console
+
+    Console(width=width, highlight=False).print(renderable)
+
+
+def compare_notes(result: dict[str, Any], layout: CompareLayout, all_keys: bool) -> list[str]:
+    """The lines under the table: the shared state, what differs, and what was folded to fit."""
+    count = len(result["keys"])
+    runs = len(result["rows"])
+    lines = [f"{plural(runs, 'run')}, {'all ' if runs > 1 else ''}{layout.hidden_state}"] if layout.hidden_state else []
+    if all_keys:
+        return lines + [f"{plural(count, 'config key')} (--all)"]
+    if not count:
+        return lines + ["the runs' configs are the same"]
+    said = f"{plural(count, 'config key')} {'differs' if count == 1 else 'differ'}"
+    if layout.grouping != "key":
+        said += "; grouped by section to fit" if layout.grouping == "section" else "; in one column to fit"
+    if layout.dropped:
+        said += f"; {', '.join(layout.dropped)} left out"
+    return lines + [said + (" (--all: one column per key)" if layout.grouping != "key" or layout.dropped else "")]
 
 
 @app.command()
@@ -225,16 +437,13 @@ def diff(
     if not rows:
         out_console.print(f"{path_a.name} and {path_b.name} have the same config", highlight=False)
         return
-    table = Table("key", path_a.name, path_b.name)
+    from engine.compare import compact_value
+
+    table = Table("key", escape(path_a.name), escape(path_b.name))
     for row in rows:
-        table.add_row(row["key"], _value(row["a"]), _value(row["b"]))
+        table.add_row(row["key"], escape(compact_value(row["a"], row["key"])),
+                      escape(compact_value(row["b"], row["key"])))
     out_console.print(table)
-
-
-def _value(value: object) -> str:
-    import json
-
-    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 RunArgument = Annotated[str, typer.Argument(metavar="RUN", help="Run or k-fold group: name, unique prefix or folder.")]

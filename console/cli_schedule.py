@@ -3,47 +3,85 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from console.common import JsonOption, OverrideOption, err_console, out_console, print_json, reports_errors
+from console.common import (
+    JsonOption, OverrideOption, RunsDirOption, err_console, out_console, print_json, reports_errors,
+)
 
-app = typer.Typer(help="Preview an experiment's LR schedule without training.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from engine.config import ExperimentConfig
+    from engine.preview import SchedulePreview
+
+app = typer.Typer(help="Preview the LR schedule of an experiment or a run without training.", no_args_is_help=True)
+
+ExtendScheduleOption = Annotated[str | None, typer.Option(
+    "--extend-schedule", metavar="SHAPE",
+    help="How the LR goes on past the epochs the schedule was planned over, when train.epochs grows (finished "
+         "epochs never change): constant (the default) holds the LR reached; cosine or polynomial decay from it to "
+         "0 over the added epochs; continue carries the schedule's own formula on (a cosine rises again); or a "
+         "schedule preset without warmup, e.g. exponential-0.7, step-30 or multistep-10 (its epochs counted from "
+         "the extension's start).", show_default=False)]
 
 
 @app.callback()
 def schedule_group() -> None:
-    """Preview an experiment's LR schedule without training."""
+    """Preview the LR schedule of an experiment or a run without training."""
 
 
 @app.command()
 @reports_errors
 def preview(
-    experiment: Annotated[str, typer.Argument(metavar="EXPERIMENT", help="Experiment preset name or YAML file.")],
+    experiment: Annotated[str, typer.Argument(
+        metavar="EXPERIMENT|RUN", help="Experiment preset name or YAML file, or a run: its schedule as recorded, "
+                                       "extensions included (an experiment preset of the name wins).")],
     overrides: OverrideOption = None,
-    steps_per_epoch: Annotated[int | None, typer.Option(help="Optimizer steps per epoch (default: from the data).")] = None,
+    steps_per_epoch: Annotated[int | None, typer.Option(
+        help="Optimizer steps per epoch (default: a run's own, else from the data).")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        "--epochs", metavar="N", min=1, help="Preview N epochs as `resume RUN --set train.epochs=N` would train "
+                                             "them: planned epochs keep their LR, the rest follow --extend-schedule.")
+    ] = None,
+    extend_schedule: ExtendScheduleOption = None,
+    runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Print the LR of every epoch (and a text chart) as the run would see it."""
-    from engine.lr_find import plain_chart
-    from engine.presets import resolve_experiment
-    from engine.preview import schedule_preview, steps_per_epoch_from_data
+    from engine.optim import with_epochs
+    from engine.preview import preview_target, run_steps_per_epoch, schedule_preview, steps_per_epoch_from_data
+    from engine.runs import runs_dir as pick_runs_dir
 
-    config = resolve_experiment(experiment, overrides or [])
-    steps = steps_per_epoch if steps_per_epoch is not None else steps_per_epoch_from_data(config)
+    config, run_dir = preview_target(experiment, overrides or [], pick_runs_dir(runs_dir))
+    if epochs is not None or extend_schedule:
+        config = with_epochs(config, epochs if epochs is not None else config.train.epochs, extend_schedule)
+    steps = steps_per_epoch or (run_steps_per_epoch(run_dir, config) if run_dir else None)
+    steps = steps or steps_per_epoch_from_data(config)
     preview = schedule_preview(config, steps)
-    series, drops = preview.series, preview.drops
     if json_out:
-        print_json({"experiment": config.name, "steps_per_epoch": steps, "series": series, "drops": drops,
-                    "note": preview.note, "warning": preview.warning})
+        print_json({"experiment": config.name, "run": run_dir.name if run_dir else None, "epochs": config.train.epochs,
+                    "steps_per_epoch": steps, "series": preview.series, "drops": preview.drops,
+                    "plan": preview.plan, "pieces": preview.pieces, "note": preview.note, "warning": preview.warning})
         return
-    out_console.print(f"{config.name}: {config.schedule.name} schedule, {config.train.epochs} epochs x {steps} steps,"
+    _show_preview(config, preview, run_dir.name if run_dir else config.name)
+
+
+def _show_preview(config: ExperimentConfig, preview: SchedulePreview, title: str) -> None:
+    """The preview as text: a header, a chart, the LR of each epoch (extension segments marked), the drops."""
+    from engine.lr_find import plain_chart
+
+    series, drops, steps = preview.series, preview.drops, preview.steps_per_epoch
+    out_console.print(f"{title}: {config.schedule.name} schedule, {config.train.epochs} epochs x {steps} steps,"
                       f" peak lr {config.optim.lr:g}", highlight=False)
+    if preview.plan:
+        out_console.print(f"  {preview.plan}", highlight=False)
     for line in plain_chart([x for x, _ in series], [y for _, y in series]):
         out_console.print("  |" + line, highlight=False)
+    starts = dict(preview.pieces[1:])  # first epoch of each extension segment -> its shape
     for epoch, lr in enumerate(preview.epoch_lrs):
-        out_console.print(f"  epoch {epoch + 1:>4}  lr {lr:.6g}", highlight=False)
+        mark = f"  <- extension: {starts[epoch]}" if epoch in starts else ""
+        out_console.print(f"  epoch {epoch + 1:>4}  lr {lr:.6g}{mark}", highlight=False)
     if drops:
         out_console.print("  lr drops at the start of epochs: " + ", ".join(f"{d + 1:g}" for d in drops),
                           highlight=False)

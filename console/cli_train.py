@@ -7,14 +7,18 @@ from typing import Annotated, Any
 
 import typer
 
-from console.common import JsonOption, OverrideOption, RunsDirOption, err_console, escape, print_json, reports_errors
+from console.common import (
+    RUN_RULE, JsonOption, OverrideOption, RunsDirOption, WeightsNote, err_console, escape, print_json, reports_errors,
+)
+from console.cli_schedule import ExtendScheduleOption
 
 SUMMARY_KEYS = ("run_dir", "state", "reason", "epochs", "epoch", "best_val_acc", "best_epoch", "test_acc",
                 "test_loss", "params", "macs", "wall_s")
 EXIT_CODES = {"finished": 0, "failed": 1, "diverged": 3}
 NameOption = Annotated[str | None, typer.Option(
-    "--name", metavar="NAME", help="Name of the run: its folder is NAME-<date>-<time> (default: the experiment's "
-                                   "name).", show_default=False)]
+    "--name", metavar="NAME", help="Name of the run: its folder is NAME-<date>-<time> and config.yaml's `name` is "
+                                   "NAME, its `experiment` the experiment's name (default: the experiment's name).",
+    show_default=False)]
 
 
 def _summary(status: dict[str, Any]) -> dict[str, Any]:
@@ -65,16 +69,16 @@ def train(
     name: NameOption = None,
 ) -> None:
     """Train an experiment in the foreground; progress on stderr, results in a new run folder."""
-    import dataclasses
     import os
 
+    from engine.config import renamed
     from engine.presets import resolve_experiment
     from engine.runs import runs_dir as pick_runs_dir
     from engine.runner import start_run
 
     config = resolve_experiment(experiment, overrides or [])
     if name:
-        config = dataclasses.replace(config, name=name)
+        config = renamed(config, name)  # config.yaml keeps the experiment's name too
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         from engine.distributed import Dist, per_rank_batch
 
@@ -82,7 +86,8 @@ def train(
         _check_gpus(config.train.device, nproc)
         _launch_torchrun(nproc, experiment, overrides or [], runs_dir, json_out, quiet, name)
     root = pick_runs_dir(runs_dir)
-    _drive(json_out, quiet, lambda listeners, stop: start_run(config, root, listeners=listeners, stop=stop))
+    note = WeightsNote(quiet=quiet)
+    _drive(json_out, quiet, lambda listeners, stop: start_run(config, root, listeners=[*listeners, note], stop=stop))
 
 
 @reports_errors
@@ -92,21 +97,28 @@ def resume(
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
+    extend_schedule: ExtendScheduleOption = None,
 ) -> None:
-    """Continue an interrupted or finished run exactly from its last checkpoint (--set train.epochs=N extends it;
-    a schedule spread over train.epochs, such as cosine or onecycle, is then spread over the new length)."""
+    """Continue an interrupted or finished run exactly from its last checkpoint.
+
+    --set train.epochs=N extends it without changing its past: the LR schedule keeps the length it was planned
+    over, and the epochs past it follow a new segment that starts from the LR reached (by default it holds that
+    LR; --extend-schedule picks another). The extension is recorded in the run's config (schedule.plan_epochs,
+    schedule.extend), so its config.yaml re-runs it and later resumes are exact. See the plan first with
+    `schedule preview RUN --epochs N`.
+    """
     from engine.runs import resolve_run
     from engine.runs import runs_dir as pick_runs_dir
     from engine.runner import resume_run
 
     run_dir = resolve_run(pick_runs_dir(runs_dir), run)
-    _drive(json_out, quiet,
-           lambda listeners, stop: resume_run(Path(run_dir), overrides=overrides, listeners=listeners, stop=stop))
+    _drive(json_out, quiet, lambda listeners, stop: resume_run(Path(run_dir), overrides=overrides, listeners=listeners,
+                                                               stop=stop, extend=extend_schedule))
 
 
 @reports_errors
 def finetune(
-    source: Annotated[str, typer.Argument(metavar="RUN[:CHECKPOINT]", help="RUN[:CHECKPOINT] whose weights start the new run (default best).")],
+    source: Annotated[str, typer.Argument(metavar="RUN[:CHECKPOINT]", help="RUN[:CHECKPOINT] whose weights start the new run (default best). " + RUN_RULE)],
     experiment: Annotated[str | None, typer.Argument(metavar="[EXPERIMENT]", help="Experiment for the new run (default: the run's own config).")] = None,
     overrides: OverrideOption = None,
     runs_dir: RunsDirOption = None,
@@ -114,11 +126,11 @@ def finetune(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
     name: NameOption = None,
 ) -> None:
-    """Start a new run from a checkpoint's weights with a new optimizer, schedule or augmentation."""
-    import dataclasses
-
+    """Start a new run from a checkpoint's weights: a new optimizer, schedule or augmentation, or another data set
+    (transfer learning: every tensor is loaded, and the head is replaced when the classes differ). The model must
+    be the run's; images are converted to its channels with --set data.channels=N."""
     from engine.checkpoint import checkpoint_dir, load_checkpoint
-    from engine.config import from_dict, to_dict
+    from engine.config import from_dict, renamed, to_dict
     from engine.members import parse_ref
     from engine.presets import apply_overrides, resolve_experiment
     from engine.runs import read_config
@@ -131,14 +143,15 @@ def finetune(
     load_checkpoint(folder, with_state=False)  # damaged weights are refused before any run folder exists
     if experiment is None:
         base = read_config(run_dir)
-        config = from_dict(apply_overrides({**to_dict(base), "name": f"{base.name}-ft"}, overrides or []), "--set")
+        config = from_dict(apply_overrides(to_dict(renamed(base, f"{base.name}-ft")), overrides or []), "--set")
     else:
         config = resolve_experiment(experiment, overrides or [])
     if name:
-        config = dataclasses.replace(config, name=name)
+        config = renamed(config, name)
     parent = f"{run_dir.name}:{folder.name}"
+    note = WeightsNote(parent, quiet=quiet)
     _drive(json_out, quiet, lambda listeners, stop: finetune_run(folder, config, root, parent=parent,
-                                                                 listeners=listeners, stop=stop))
+                                                                 listeners=[*listeners, note], stop=stop))
 
 
 def _launch_torchrun(nproc: int, experiment: str, overrides: list[str], runs_dir: Path | None, json_out: bool,

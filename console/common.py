@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from console.fmt import fmt_bytes, fmt_count, fmt_num, fmt_pct, fmt_seconds  # noqa: F401 - re-exported
 
@@ -29,23 +31,38 @@ RunsDirOption = Annotated[
 OverrideOption = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", metavar="KEY=VALUE",
-                 help="Override a config value, e.g. --set optim.lr=0.2 (repeatable); --set model=PRESET swaps a section."),
+                 help="Override a config value, e.g. --set optim.lr=0.2 (repeatable; several KEY=VALUE may follow one "
+                      "--set: --set data.root=DIR data.csv_file=FILE); --set model=PRESET swaps a section."),
 ]
+SET_FLAGS = ("--set", "-s")
+KEY_VALUE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*=")  # a dotted config key and `=`: another value of the same --set
+# The rule by which RUN arguments name runs (engine.runs.REFERENCE_RULE), for the commands' --help.
+RUN_RULE = ("A run is named by its folder (path or name), or by its short name, the name it was started with "
+            "(quickstart for quickstart-20260101-090000): that picks its newest run, and says which. Derived runs "
+            "are named apart (X-ft-…, X-kfold-…/X-fold0-…), so they never make X ambiguous. A unique prefix works "
+            "too; 'latest' is the newest run.")
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout (nothing else).")]
 
 
+NOTED_LOGGERS = ("engine.runs",)  # their info messages (which run a short name picked) are `note:` lines
+
+
 class WarningsToStderr(logging.Handler):
-    """The engine's logged warnings (a user preset shadowing a built-in, ...) as `warning:` lines on stderr."""
+    """The engine's logged warnings (a user preset shadowing a built-in, ...) as `warning:` lines on stderr, and
+    the notes of NOTED_LOGGERS as `note:` lines."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        err_console.print(f"[yellow]warning:[/] {escape(record.getMessage())}", highlight=False, soft_wrap=True)
+        label = "[yellow]warning:[/]" if record.levelno >= logging.WARNING else "note:"
+        err_console.print(f"{label} {escape(record.getMessage())}", highlight=False, soft_wrap=True)
 
 
 def install_warning_handler() -> None:
-    """Route the `engine` loggers' warnings to stderr, once."""
+    """Route the `engine` loggers' warnings (and NOTED_LOGGERS' notes) to stderr, once."""
     engine_log = logging.getLogger("engine")
     if not any(isinstance(h, WarningsToStderr) for h in engine_log.handlers):
-        engine_log.addHandler(WarningsToStderr(logging.WARNING))
+        engine_log.addHandler(WarningsToStderr(logging.INFO))
+    for name in NOTED_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 def reports_errors(func: F) -> F:
@@ -73,3 +90,51 @@ def print_json(payload: Any) -> None:
 
     sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
     sys.stdout.flush()
+
+
+def expand_overrides(args: list[str]) -> list[str]:
+    """`--set A=1 B=2` as `--set A=1 --set B=2`: the KEY=VALUE words after a --set value are more values of it
+    (a word not shaped KEY=VALUE, an option or `--` ends them). A value with spaces or `=` is one word, as before."""
+    expanded: list[str] = []
+    after_set = expecting_value = False
+    for index, arg in enumerate(args):
+        if arg == "--":
+            return expanded + args[index:]
+        if expecting_value:
+            expanded.append(arg)
+            expecting_value, after_set = False, True
+            continue
+        if after_set and KEY_VALUE.match(arg):
+            expanded += ["--set", arg]
+            continue
+        expanded.append(arg)
+        after_set = arg.startswith("--set=") or (arg.startswith("-s") and len(arg) > 2 and arg[2] != "-")
+        expecting_value = arg in SET_FLAGS
+    return expanded
+
+
+class CommandGroup(TyperGroup):
+    """The root command group: reads several KEY=VALUE after one --set (`expand_overrides`) in every command."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, expand_overrides(args))
+
+
+class WeightsNote:
+    """An event listener printing one line when pretrained weights are loaded: all of them, or which head
+    tensors were left new for this data's classes (fine-tuning on another data set)."""
+
+    def __init__(self, shown_as: str | None = None, *, quiet: bool = False) -> None:
+        self.shown_as = shown_as
+        self.quiet = quiet
+        self.classes: int | None = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        from engine.transfer import describe_loaded
+
+        if event.get("type") == "data_ready":
+            self.classes = event.get("classes")
+        elif event.get("type") == "weights_loaded" and not self.quiet:
+            line = describe_loaded(self.shown_as or str(event.get("source")), list(event.get("replaced") or []),
+                                   self.classes)
+            err_console.print(escape(line), highlight=False, soft_wrap=True)

@@ -10,6 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from console.common import fmt_count, fmt_pct
 
+REPORTED_BY_THE_COMMAND = ("failed", "diverged")  # end states the commands print themselves, after the run
+
 
 class ProgressListener:
     """An event listener for `engine.train`; a context manager that owns the live display."""
@@ -106,7 +108,13 @@ class ProgressListener:
         self.console.print(f"[yellow]warning:[/] {escape(event['message'])}", highlight=False, soft_wrap=True)
 
     def on_run_end(self, event: dict[str, Any]) -> None:
-        self.console.print(f"{event['state']} ({event['reason']}) after {event['epochs_done']} epochs", highlight=False, soft_wrap=True)
+        """How the run ended; a failure or divergence is left to the command, which reports it once (with
+        --quiet too): `train` prints `diverged: REASON`, a failed run's error is its `error:` line."""
+        if event["state"] in REPORTED_BY_THE_COMMAND:
+            return
+        done = event["epochs_done"]
+        self.console.print(f"{event['state']} ({event['reason']}) after {done} epoch{'' if done == 1 else 's'}",
+                           highlight=False, soft_wrap=True)
 
 
 def _num(value: Any) -> str:

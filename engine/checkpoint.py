@@ -433,8 +433,10 @@ def check_classes(folder: Path, classes: list[str], what: str) -> None:
         raise CheckpointError(f"{what}: " + classes_mismatch(saved, f"the checkpoint {folder}", classes, "the data"))
 
 
-def load_checkpoint(folder: Path, *, with_state: bool = True, verify: bool = True) -> Checkpoint:
-    """Load a checkpoint folder, verifying each file's sha256 against its meta.
+def load_checkpoint(folder: Path, *, with_state: bool = True, verify: bool = True,
+                    with_weights: bool = True) -> Checkpoint:
+    """Load a checkpoint folder, verifying each file's sha256 against its meta (without `with_weights`: only its
+    meta and config, one version of both, for a cheap look; `weights` is then empty).
 
     A save of the same name may swap the folder while it is read (a viewer reading `last` during training):
     then the read starts again on the folder that holds the name now. A checkpoint deleted while it is read is
@@ -443,7 +445,7 @@ def load_checkpoint(folder: Path, *, with_state: bool = True, verify: bool = Tru
     name = folder.name.removeprefix(".old-")
     for _attempt in range(8):
         try:
-            return _load_once(folder, with_state=with_state, verify=verify)
+            return _load_once(folder, with_state=with_state, verify=verify, with_weights=with_weights)
         except Exception as exc:  # noqa: BLE001 - retried only when the folder moved away under the read
             if folder.is_dir() and not isinstance(exc, _Swapped):
                 raise
@@ -451,7 +453,7 @@ def load_checkpoint(folder: Path, *, with_state: bool = True, verify: bool = Tru
                 raise CheckpointError(f"{folder}: the checkpoint was deleted while it was read") from None
             folder = readable_folder(folder.parent, name)
     try:
-        return _load_once(folder, with_state=with_state, verify=verify)
+        return _load_once(folder, with_state=with_state, verify=verify, with_weights=with_weights)
     except _Swapped:
         raise CheckpointError(f"{folder}: the checkpoint vanished or was replaced again and again while it was "
                               "read (deleted, or saved continuously?); read it again") from None
@@ -496,8 +498,9 @@ def _still_there(folder: Path, folder_fd: int) -> bool:
         return False
 
 
-def _load_once(folder: Path, *, with_state: bool, verify: bool) -> Checkpoint:
-    files = _read_files(folder, (META, WEIGHTS, EMA, CONFIG) + ((STATE,) if with_state else ()))
+def _load_once(folder: Path, *, with_state: bool, verify: bool, with_weights: bool = True) -> Checkpoint:
+    skipped = (() if with_state else (STATE,)) + (() if with_weights else (WEIGHTS, EMA))  # not read, not checked
+    files = _read_files(folder, tuple(f for f in (META, WEIGHTS, EMA, CONFIG, STATE) if f not in skipped))
     if META not in files:
         if not folder.is_dir() or (folder.parent / f".old-{folder.name}").is_dir():
             raise _Swapped(str(folder))
@@ -506,7 +509,7 @@ def _load_once(folder: Path, *, with_state: bool, verify: bool) -> Checkpoint:
     digests = meta["sha256"]
     if verify:
         for file in CHECKPOINT_FILES:
-            if file == STATE and not with_state:
+            if file in skipped:
                 continue
             expected = digests.get(file)
             if file in files and expected is None:
@@ -519,9 +522,9 @@ def _load_once(folder: Path, *, with_state: bool, verify: bool) -> Checkpoint:
             if hashlib.sha256(files[file]).hexdigest() != expected:
                 raise CheckpointError(f"{folder / file}: content does not match its recorded sha256 (corrupt or "
                                       "modified); it is not used")
-    if WEIGHTS not in files:
+    if WEIGHTS not in files and with_weights:
         raise CheckpointError(f"{folder / WEIGHTS}: missing from the checkpoint")
-    weights = load_safetensors(files[WEIGHTS], folder / WEIGHTS)
+    weights = load_safetensors(files[WEIGHTS], folder / WEIGHTS) if with_weights else {}
     ema = load_safetensors(files[EMA], folder / EMA) if EMA in files else None
     state = None
     if STATE in files:

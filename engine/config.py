@@ -108,6 +108,23 @@ class OptimConfig:
 
 
 @dataclass
+class ScheduleSegment:
+    """A schedule appended after a run's planned epochs when it is extended (`resume --extend-schedule`): it
+    starts from the LR the schedule had reached, so no epoch's LR changes and the LR never jumps."""
+
+    epochs: int = doc("length of the segment in epochs", 1)
+    name: Literal["constant", "continue", "step", "multistep", "exponential", "polynomial", "cosine"] = doc(
+        "shape from the LR reached: constant holds it, continue carries the schedule before on (cosine rises "
+        "again past t_max), the others decay from it", "constant")
+    step_size: int = doc("step: epochs between LR drops (counted from the segment's start)", 30)
+    milestones: list[int] = doc("multistep: epochs (counted from the segment's start) of the LR drops",
+                                factory=list)
+    gamma: float = doc("step/multistep/exponential: LR multiplier per drop (per epoch for exponential)", 0.1)
+    power: float = doc("polynomial: decay exponent (to 0 at the segment's end)", 1.0)
+    min_lr: float = doc("cosine: LR at the segment's end", 0.0)
+
+
+@dataclass
 class ScheduleConfig:
     """The learning-rate schedule; epochs-based fields count epochs even when stepped per batch."""
 
@@ -131,6 +148,11 @@ class ScheduleConfig:
     patience: int = doc("plateau: epochs without improvement before the LR drops", 5)
     cooldown: int = doc("plateau: epochs to wait after a drop before watching again", 0)
     threshold: float = doc("plateau: relative improvement that counts", 1e-4)
+    plan_epochs: int | None = doc("epochs the schedule is spread over (cosine, polynomial, onecycle); None = "
+                                  "train.epochs. `resume` sets it when a run's length changes, so finished "
+                                  "epochs keep their LR", None)
+    extend: list[ScheduleSegment] = doc("segments appended after plan_epochs by `resume --set train.epochs=N` "
+                                        "(see --extend-schedule), in order", factory=list)
 
 
 @dataclass
@@ -192,6 +214,8 @@ class ExperimentConfig:
     """A fully resolved experiment: what `config.yaml` in a run folder holds."""
 
     name: str = doc("experiment name (run folders are named after it)", "experiment")
+    experiment: str | None = doc("the experiment a renamed run was composed from (`train --name NAME` keeps it "
+                                 "here); unset when the run bears its experiment's name", None)
     description: str = doc("one line about the experiment", "")
     data: DataConfig = doc("data", factory=DataConfig)
     model: ModelConfig = doc("model", factory=ModelConfig)
@@ -219,6 +243,30 @@ PRESET_KINDS = ("data", "model", "augment", "optim", "schedule", "experiment")
 # ---------------------------------------------------------------- validation
 
 
+class ConfigErrors(ConfigError):
+    """Several problems of one file found in one pass: a head line, then one line per problem (each naming its
+    file and dotted key)."""
+
+    def __init__(self, problems: list[str], source: str | None = None) -> None:
+        self.problems = list(problems)
+        head = f"{source}: {len(problems)} errors" if source else f"{len(problems)} errors"
+        super().__init__("\n".join([f"{head}:", *(f"  {problem}" for problem in problems)]))
+
+
+def problems_of(exc: ConfigError) -> list[str]:
+    """The problems a ConfigError reports: each of a ConfigErrors, else its one message."""
+    return list(exc.problems) if isinstance(exc, ConfigErrors) else [str(exc)]
+
+
+def raise_problems(problems: list[str], source: str | None = None) -> None:
+    """Raise nothing for no problem, a ConfigError for one (its message unchanged), ConfigErrors for several."""
+    unique = list(dict.fromkeys(problems))
+    if len(unique) == 1:
+        raise ConfigError(unique[0])
+    if unique:
+        raise ConfigErrors(unique, source)
+
+
 def _where(source: str | None, dotted: str) -> str:
     return f"{source}: {dotted}" if source else dotted
 
@@ -241,14 +289,20 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(value: Any, tp: Any, dotted: str, source: str | None) -> Any:
-    """Check `value` against type `tp`; return it (ints widened to float). Raise ConfigError naming the key."""
+def _coerce(value: Any, tp: Any, dotted: str, source: str | None, problems: list[str] | None = None) -> Any:
+    """Check `value` against type `tp`; return it (ints widened to float). Raise ConfigError naming the key; a
+    section's problems go to `problems` (when given) and its bad keys keep their defaults."""
     if tp is Any:
         return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{_where(source, dotted)}: expected a mapping, got {value!r}")
-        return _build(tp, value, dotted, source)
+        if problems is not None:
+            return _build(tp, value, dotted, source, problems)
+        found: list[str] = []
+        section = _build(tp, value, dotted, source, found)
+        raise_problems(found, source)
+        return section
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)
@@ -315,38 +369,65 @@ def _type_error(value: Any, tp: Any, dotted: str, source: str | None) -> ConfigE
     )
 
 
-def _build(cls: type, raw: dict[str, Any], prefix: str, source: str | None) -> Any:
+def _build(cls: type, raw: dict[str, Any], prefix: str, source: str | None, problems: list[str]) -> Any:
+    """`cls` from `raw`; every unknown key and bad value is added to `problems` (the field keeps its default), so
+    one pass names them all."""
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
         if key not in hints:
-            raise ConfigError(f"{_where(source, dotted)}: unknown key{did_you_mean(str(key), names)}")
-        kwargs[key] = _coerce(value, hints[key], dotted, source)
+            problems.append(f"{_where(source, dotted)}: unknown key{did_you_mean(str(key), names)}")
+            continue
+        try:
+            kwargs[key] = _coerce(value, hints[key], dotted, source, problems)
+        except ConfigError as exc:
+            problems.extend(problems_of(exc))
     return cls(**kwargs)
 
 
 def section_from_dict(kind: str, raw: dict[str, Any], source: str | None = None) -> Any:
-    """Validate one section (e.g. the content of a `presets/optim/*.yaml`) into its dataclass."""
+    """Validate one section (e.g. the content of a `presets/optim/*.yaml`) into its dataclass; every problem of
+    it is listed at once."""
     return _coerce(raw, SECTION_TYPES[kind], kind, source)
 
 
+def build_checked(raw: dict[str, Any], source: str | None = None, *,
+                  semantics: bool = True) -> tuple[ExperimentConfig, list[str]]:
+    """The experiment config of `raw` with every problem found (bad keys keep their defaults), without raising."""
+    raw = {k: v for k, v in raw.items() if k not in ("schema_version", "content_hash")}
+    problems: list[str] = []
+    config = _build(ExperimentConfig, raw, "", source, problems)
+    if semantics:
+        problems.extend(semantic_problems(config, source))
+    return config, problems
+
+
 def from_dict(raw: dict[str, Any], source: str | None = None, *, semantics: bool = True) -> ExperimentConfig:
-    """Validate a fully composed experiment dict into an `ExperimentConfig` (unknown keys rejected).
+    """Validate a fully composed experiment dict into an `ExperimentConfig` (unknown keys rejected; every
+    problem listed at once).
 
     `semantics=False` checks keys and types only (for one override of several, whose partners come later).
     """
-    raw = {k: v for k, v in raw.items() if k not in ("schema_version", "content_hash")}
-    config = _build(ExperimentConfig, raw, "", source)
-    if semantics:
-        check_semantics(config, source)
+    config, problems = build_checked(raw, source, semantics=semantics)
+    raise_problems(problems, source)
     return config
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    """The plain-dict form of a config (what `config.yaml` holds)."""
-    return dataclasses.asdict(config)
+    """The plain-dict form of a config (what `config.yaml` holds); an unset `experiment` is left out."""
+    plain = dataclasses.asdict(config)
+    if isinstance(config, ExperimentConfig) and config.experiment is None:
+        del plain["experiment"]
+    return plain
+
+
+def renamed(config: ExperimentConfig, name: str) -> ExperimentConfig:
+    """`config` as a run named `name` (`--name`), keeping the name of the experiment it was composed from."""
+    if name == config.name:
+        return config
+    return dataclasses.replace(config, name=name, experiment=config.experiment or config.name)
 
 
 def with_absolute_paths(config: ExperimentConfig) -> ExperimentConfig:
@@ -372,10 +453,17 @@ DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
 
 
 def check_semantics(config: ExperimentConfig, source: str | None = None) -> None:
-    """Checks that span a field's type: ranges and cross-field rules."""
+    """Checks that span a field's type: ranges and cross-field rules; every failed one is listed."""
+    raise_problems(semantic_problems(config, source), source)
+
+
+def semantic_problems(config: ExperimentConfig, source: str | None = None) -> list[str]:
+    """The failed range and cross-field rules of a config, each naming the file and the dotted key."""
+    problems: list[str] = []
+
     def need(ok: bool, dotted: str, message: str) -> None:
         if not ok:
-            raise ConfigError(f"{_where(source, dotted)}: {message}")
+            problems.append(f"{_where(source, dotted)}: {message}")
 
     need(config.train.epochs >= 1, "train.epochs", "must be at least 1")
     need(re.fullmatch(DEVICE_PATTERN, config.train.device) is not None, "train.device",
@@ -424,6 +512,7 @@ def check_semantics(config: ExperimentConfig, source: str | None = None) -> None
     need(0.0 <= config.train.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)")
     if config.schedule.name == "multistep":
         need(bool(config.schedule.milestones), "schedule.milestones", "multistep needs at least one milestone")
+    return problems
 
 
 def field_docs(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:

@@ -179,10 +179,10 @@ def _quick_score(members: list[ViewLogits], how: str) -> tuple[float, float]:
 
 
 def greedy_select(refs: list[CheckpointRef], options: EvalOptions, how: str, *,
-                  progress: Progress | None = None) -> tuple[list[int], list[dict[str, Any]], str]:
+                  progress: Progress | None = None) -> tuple[list[int], list[dict[str, Any]], dict[str, Any]]:
     """Forward selection on `options.split`: add the member that most improves (accuracy, then lower loss)
     until none does. Returns the chosen indices (in order added), each step (the member added, the scores,
-    how many candidates were tried) and why the selection stopped."""
+    how many candidates were tried) and why the selection stopped (`greedy_stop`)."""
     progress = or_default(progress)
     members = member_predictions(refs, options, progress)
     chosen: list[int] = []
@@ -191,12 +191,12 @@ def greedy_select(refs: list[CheckpointRef], options: EvalOptions, how: str, *,
     while len(chosen) < len(members):
         step_best = _greedy_step(members, chosen, how, progress.prefixed(f"step {len(trace) + 1}: "))
         if step_best[0] <= best:
-            return chosen, trace, _stop_reason(options.split, best, step_best[0], refs[step_best[1]].label)
+            return chosen, trace, greedy_stop(options.split, best, step_best[0], refs[step_best[1]].label)
         best = step_best[0]
         chosen.append(step_best[1])
         trace.append({"added": refs[step_best[1]].label, "accuracy": best[0], "loss": -best[1],
                       "tried": len(members) - len(chosen) + 1})
-    return chosen, trace, f"every candidate was added ({len(members)}); each one improved the {options.split} score"
+    return chosen, trace, greedy_stop(options.split, best, None, None, total=len(members))
 
 
 def _greedy_step(members: list[ViewLogits], chosen: list[int], how: str,
@@ -213,10 +213,27 @@ def _greedy_step(members: list[ViewLogits], chosen: list[int], how: str,
     return step_best
 
 
-def _stop_reason(split: str, best: tuple[float, float], tried: tuple[float, float], label: str) -> str:
-    """Why greedy selection stopped: the best remaining candidate did not beat the ensemble so far."""
-    return (f"stopped: the best remaining candidate, {label}, would give {split} accuracy {100 * tried[0]:.2f}% "
-            f"/ loss {-tried[1]:.4f}, not better than {100 * best[0]:.2f}% / {-best[1]:.4f}")
+def greedy_stop(split: str, best: tuple[float, float], tried: tuple[float, float] | None, label: str | None, *,
+                total: int = 0) -> dict[str, Any]:
+    """Why greedy selection stopped, as data and as a sentence (`message`): `no_gain` when the best remaining
+    candidate (`label`, scoring `tried`) would not beat the ensemble so far (`best`), `all_added` when none is
+    left. Scores are (accuracy, -loss)."""
+    accuracy, loss = best[0], -best[1]
+    if tried is None:
+        return {"reason": "all_added", "accuracy": accuracy, "loss": loss,
+                "message": f"every candidate was added ({total}); each one improved the {split} score "
+                           f"(accuracy {100 * accuracy:.2f}%, loss {loss:.4f} with all of them)"}
+    with_accuracy, with_loss = tried[0], -tried[1]
+    if with_accuracy < accuracy:
+        why = f"would lower {split} accuracy from {100 * accuracy:.2f}% to {100 * with_accuracy:.2f}%"
+    elif with_loss > loss:
+        why = (f"would keep {split} accuracy at {100 * accuracy:.2f}% but raise {split} loss from {loss:.4f} to "
+               f"{with_loss:.4f}")
+    else:
+        why = f"would change neither {split} accuracy ({100 * accuracy:.2f}%) nor loss ({loss:.4f})"
+    return {"reason": "no_gain", "candidate": label, "accuracy": accuracy, "loss": loss,
+            "candidate_accuracy": with_accuracy, "candidate_loss": with_loss,
+            "message": f"stopped: the best remaining candidate, {label}, {why}"}
 
 
 def ensemble_key(refs: list[CheckpointRef], options: EvalOptions, how: str) -> str:
@@ -255,7 +272,7 @@ def evaluate_ensemble(refs: list[CheckpointRef], options: EvalOptions, combine_h
                                                progress=progress.prefixed(f"greedy on {greedy_split}: "))
         refs = [refs[i] for i in chosen]
         selection = {"split": greedy_split, "candidates": [r.label for r in candidates], "trace": trace,
-                     "stopped": stopped}
+                     "stopped": stopped["message"], "stop": stopped}
     members = member_predictions(refs, options, progress)
     metrics = _scored(members, how, refs[0].classes)
     key = ensemble_key(refs, options, how)

@@ -10,10 +10,9 @@ from typing import Any
 
 import torch
 
-from engine import checkpoint as ckpt
 from engine.config import DataConfig, ExperimentConfig, to_dict
 from engine.errors import CheckpointError, EngineError, classes_mismatch
-from engine.members import CheckpointRef, EvalOptions, effective_ema, eval_device, split_indices
+from engine.members import CheckpointRef, EvalOptions, effective_ema, eval_device, pinned, release, split_indices
 from engine.progress import Progress, or_default
 
 _DATASETS: OrderedDict[str, Any] = OrderedDict()
@@ -57,13 +56,12 @@ class MemberRuntime:
 
 def load_model(ref: CheckpointRef, channels: int, image_size: int, *, use_ema: bool,
                device: torch.device, channels_last: bool) -> torch.nn.Module:
-    """The checkpoint's model (EMA weights when asked) in eval mode on `device`; pretrained files not needed."""
+    """The checkpoint's model (EMA weights when asked) in eval mode on `device`; pretrained files not needed.
+    The weights are those of the version `pinned` read whole (the one a cache key was made from), never a newer
+    save of a run still training; the in-memory copy is dropped once the model holds them."""
     from engine.models import create_model
 
-    loaded = ckpt.load_checkpoint(ref.folder, with_state=False)
-    if loaded.meta.get("sha256") != ref.meta.get("sha256"):  # the cache key was made from the older meta
-        raise CheckpointError(f"{ref.label}: the checkpoint was replaced while being evaluated (is the run still "
-                              "training?); evaluate again")
+    loaded = pinned(ref)
     weights = loaded.ema if (use_ema and loaded.ema is not None) else loaded.weights
     spec = ref.config.model
     model = create_model(spec.name, len(ref.classes), channels, image_size, spec.dropout, **spec.options)
@@ -74,6 +72,7 @@ def load_model(ref: CheckpointRef, channels: int, image_size: int, *, use_ema: b
         first = lines[1] if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)  # the first tensor
         raise CheckpointError(f"{ref.label}: its weights do not fit model {spec.name!r} built for {channels} "
                               f"channel(s), {image_size} px and {len(ref.classes)} classes ({first})") from None
+    release(ref)
     model = model.to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -22,7 +22,7 @@ import torch
 
 from engine import checkpoint as ckpt
 from engine.config import ExperimentConfig, from_dict, to_dict
-from engine.errors import CheckpointError, ConfigError, DataError, RunError, classes_mismatch
+from engine.errors import CheckpointError, ConfigError, DataError, EngineError, RunError, classes_mismatch
 from engine.progress import Progress, or_default
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class CheckpointRef:
     name: str
     meta: dict[str, Any]
     config: ExperimentConfig
+    snapshot: ckpt.Checkpoint | None = field(default=None, repr=False, compare=False)  # see `pinned`
 
     @property
     def folder(self) -> Path:
@@ -78,9 +79,8 @@ def parse_ref(runs_root: Path, text: str) -> CheckpointRef:
 
 def checkpoint_ref(run_dir: Path, name: str | None = None, *, shown_as: str | None = None) -> CheckpointRef:
     """The checkpoint `name` of a run folder (None: best, else last), with its meta and training config."""
-    from engine.presets import load_mapping
-
     available = [m.get("name") for m in ckpt.list_checkpoints(run_dir)]
+    asked = name
     if name is None:  # a damaged `best` is named as such, never passed over for `last`
         name = "best" if "best" in available or ckpt.checkpoint_dir(run_dir, "best").is_dir() else "last"
     epoch_number = re.fullmatch(r"(?:epoch-?)?(\d+)", name)
@@ -90,18 +90,77 @@ def checkpoint_ref(run_dir: Path, name: str | None = None, *, shown_as: str | No
     if name not in available:
         if folder.is_dir():  # there, but its record is damaged: say so, naming the file
             ckpt.read_meta(folder)
-        shown = ", ".join(sorted(str(a) for a in available)) or "none"
-        raise CheckpointError(f"{shown_as or run_dir}: run {run_dir.name} has no checkpoint {name!r} (it has: {shown})")
-    meta = ckpt.read_meta(folder)
-    if (folder / ckpt.CONFIG).is_file():
-        ckpt.verified_digest(folder, meta, ckpt.CONFIG)  # the config a member is rebuilt from is checked too
-        config_path = folder / ckpt.CONFIG
-    else:
-        config_path = run_dir / "config.yaml"
-    config = from_dict(load_mapping(config_path), str(config_path))
+        raise CheckpointError(missing_checkpoint_message(run_dir, name if asked else None, available,
+                                                         shown_as or str(run_dir)))
+    meta, config = read_record(run_dir, name)
     if not meta.get("classes"):
         raise CheckpointError(f"{folder / ckpt.META}: records no class names; cannot evaluate it")
     return CheckpointRef(run_dir, name, meta, config)
+
+
+RECORD_READS = 5  # a checkpoint saved again while its record is read is read again, this many times at most
+
+
+def read_record(run_dir: Path, name: str) -> tuple[dict[str, Any], ExperimentConfig]:
+    """The meta of a run's checkpoint `name` and the config it was trained with (its own config.yaml, verified,
+    else the run's), of one version: a save of that name while they are read (a run still training) makes them
+    be read again, so a record is never checked against the files of another version."""
+    from engine.presets import load_mapping
+
+    for _attempt in range(RECORD_READS):
+        record = ckpt.load_checkpoint(ckpt.checkpoint_dir(run_dir, name), with_state=False, with_weights=False)
+        own = ckpt.CONFIG in record.meta["sha256"]  # its config.yaml, verified with the meta it was read with
+        path = record.path / ckpt.CONFIG if own else run_dir / "config.yaml"
+        try:
+            config = from_dict(load_mapping(path), str(path))
+        except ConfigError:
+            if _same_version(run_dir, name, record.meta):
+                raise
+            continue  # the folder was swapped while the file was parsed: read the new version
+        if _same_version(run_dir, name, record.meta):
+            return record.meta, config
+    raise CheckpointError(f"{run_dir / 'checkpoints' / name}: saved again each time its record was read (a run "
+                          "saving continuously?); read it again")
+
+
+def _same_version(run_dir: Path, name: str, meta: dict[str, Any]) -> bool:
+    """Whether checkpoint `name` still holds the version whose record is `meta` (every save writes a new one)."""
+    try:
+        return ckpt.read_meta(ckpt.checkpoint_dir(run_dir, name)) == meta
+    except CheckpointError:
+        return False
+
+
+def pinned(ref: CheckpointRef) -> ckpt.Checkpoint:
+    """The checkpoint's files read into memory once, as one version verified against its sha256 record: what an
+    evaluation of `ref` hashes and loads. A save of the same name since `ref` was read (a run still training)
+    is taken whole: `ref.meta` becomes its record (so results name the epoch evaluated), never a mix of two."""
+    for _attempt in range(RECORD_READS):
+        if ref.snapshot is not None:
+            return ref.snapshot
+        loaded = ckpt.load_checkpoint(ckpt.checkpoint_dir(ref.run_dir, ref.name), with_state=False)
+        same_config = loaded.meta["sha256"].get(ckpt.CONFIG) == ref.meta["sha256"].get(ckpt.CONFIG)
+        if same_config:
+            ref.meta, ref.snapshot = loaded.meta, loaded
+        else:  # a resume changed the run's config since: its record is read again, then its files
+            ref.meta, ref.config = read_record(ref.run_dir, ref.name)
+    raise CheckpointError(f"{ref.label}: its config changed each time it was read (a run resumed again and "
+                          "again?); evaluate again")
+
+
+def release(ref: CheckpointRef) -> None:
+    """Drop the files `pinned` holds in memory (an evaluation of many checkpoints keeps one at a time)."""
+    ref.snapshot = None
+
+
+def missing_checkpoint_message(run_dir: Path, asked: str | None, available: list[Any], shown_as: str) -> str:
+    """Why a checkpoint cannot be found: the one asked for (or the default, best else last) and what the run has."""
+    names = [str(a) for a in available]  # by epoch, so the last one is the latest
+    wanted = repr(asked) if asked else "'best' (the default) or 'last'"
+    if not names:
+        return f"{shown_as}: run {run_dir.name} has no checkpoint {wanted}: it has no checkpoints at all"
+    hint = "" if asked else f"; name one, e.g. {run_dir.name}:{names[-1]}"
+    return f"{shown_as}: run {run_dir.name} has no checkpoint {wanted} (it has: {', '.join(names)}){hint}"
 
 
 ALL_CHECKPOINTS = "all"
@@ -223,20 +282,12 @@ def cache_key(ref: CheckpointRef, options: EvalOptions, config: ExperimentConfig
 
 
 def verified_weights_digest(ref: CheckpointRef, file: str) -> str:
-    """The sha256 of the weights file as it is now, checked against the checkpoint's record (a cache keyed by
-    it can never answer for damaged or replaced weights). A record replaced since `ref` was read (a save while
-    evaluating) is said as such; a file that does not match its record is refused."""
-    try:
-        return ckpt.verified_digest(ref.folder, ref.meta, file)
-    except CheckpointError:
-        try:
-            current = ckpt.read_meta(ref.folder)
-        except CheckpointError:
-            current = None
-        if current is not None and current.get("sha256") != ref.meta.get("sha256"):
-            raise CheckpointError(f"{ref.label}: the checkpoint was replaced while being evaluated (is the run "
-                                  "still training?); evaluate again") from None
-        raise
+    """The sha256 of the weights file an evaluation of `ref` loads: that of the files `pinned` read and checked
+    against their record (a cache keyed by it can never answer for damaged or replaced weights)."""
+    snapshot = pinned(ref)
+    if file == ckpt.EMA and snapshot.ema is None:
+        raise CheckpointError(f"{ref.folder / file}: missing from the checkpoint")
+    return str(snapshot.meta["sha256"][file])
 
 
 def eval_device(config: ExperimentConfig, options: EvalOptions) -> Any:
@@ -329,12 +380,24 @@ def ensure_inside(run_dir: Path | None, folder: Path) -> None:
 
 def view_logits(ref: CheckpointRef, options: EvalOptions, progress: Progress | None = None) -> ViewLogits:
     """The member's view logits on `options.split`: from the cache, else computed (reporting progress per batch,
-    cancellable between batches) and cached. Warnings about the TTA are logged and collected in `progress`."""
+    cancellable between batches) and cached. Warnings about the TTA are logged and collected in `progress`.
+    The checkpoint is read once, whole (`pinned`): a run saving it again meanwhile changes nothing here."""
+    progress = or_default(progress)
+    progress.check()
+    try:
+        return _view_logits(ref, options, progress)
+    finally:
+        release(ref)
+
+
+def _view_logits(ref: CheckpointRef, options: EvalOptions, progress: Progress) -> ViewLogits:
+    """view_logits of one pinned version of the checkpoint."""
     from engine.augment import tta_views
     from engine.augment.tta import unseen_views
 
-    progress = or_default(progress)
-    progress.check()
+    listed_epoch = ref.meta.get("epoch")
+    pinned(ref)
+    note_live_checkpoint(ref, listed_epoch, progress)
     config = eval_config(ref, options)
     tta = effective_tta(ref, options)
     views = tta_views(tta)
@@ -357,6 +420,26 @@ def view_logits(ref: CheckpointRef, options: EvalOptions, progress: Progress | N
     result = ViewLogits(logits, labels, views, key, False)
     write_cache(path, result, ref.run_dir)
     return result
+
+
+REWRITTEN_CHECKPOINTS = ("last", "best")  # names a training run saves again and again
+
+
+def note_live_checkpoint(ref: CheckpointRef, listed_epoch: Any, progress: Progress) -> None:
+    """Say which epoch was evaluated when the run is still training (its checkpoints keep changing) or the
+    checkpoint was saved again since it was listed."""
+    from engine.runs import read_status
+
+    try:
+        training = read_status(ref.run_dir).get("state") in ("running", "starting")
+    except EngineError:  # an unreadable status only costs the note
+        training = False
+    epoch = ref.meta.get("epoch")
+    rewritten = ref.name in REWRITTEN_CHECKPOINTS  # epoch-NNN checkpoints never change once saved
+    if (training and rewritten) or epoch != listed_epoch:
+        why = ("the run is still training" if training
+               else f"it was saved again since it was listed (epoch {listed_epoch})")
+        progress.warn(f"{ref.label}: {why}; evaluated its checkpoint of epoch {epoch}, read whole as saved then", log)
 
 
 def split_indices(dataset: Any, split: str, where: str) -> torch.Tensor:

@@ -82,7 +82,12 @@ def most_confused(matrix: torch.Tensor, classes: list[str], top: int = 10) -> li
 
 
 def classification_metrics(combined: Combined, labels: torch.Tensor, classes: list[str]) -> dict[str, Any]:
-    """Accuracy, top-5, loss, per-class precision/recall/F1, the confusion matrix and the most confused pairs."""
+    """Accuracy, top-5, loss, per-class precision/recall/F1, the confusion matrix and the most confused pairs.
+
+    `macro_f1` is the mean F1 over every class of the model, a class with no images and no predictions counting
+    as 0. sklearn's `f1_score(average="macro")` averages only the classes present in the labels or predictions;
+    `f1_score(..., labels=range(C), average="macro", zero_division=0)` gives ours.
+    """
     num_classes = combined.scores.shape[1]
     if num_classes != len(classes):
         raise ValueError(f"{num_classes} score columns but {len(classes)} class names")

@@ -13,21 +13,29 @@ per batch over epochs * steps_per_epoch steps.
 Warmup ramps the LR linearly from lr * warmup_start_factor to lr over warmup_epochs (per step with
 `interval: step`, per whole epoch with `interval: epoch`); the main schedule starts when warmup ends, so its
 epoch counts (milestones, step_size, t_max) are measured from the end of warmup, as torch's SequentialLR does.
-Past t_max, cosine keeps following the cosine curve (back up again), exactly as CosineAnnealingLR does.
+Past t_max, cosine keeps following the cosine curve (back up again), exactly as CosineAnnealingLR does. Past the
+planned epochs (after the last step) every schedule holds the LR of its last step, as onecycle does.
 
 A param group may carry an `lr_scale` entry (default 1.0): its LR is the schedule's LR times that scale.
+
+Extending a run (`resume --set train.epochs=N` past its plan) never re-spreads the schedule: the schedule keeps
+the length it was planned over (`schedule.plan_epochs`), and each extension is a segment appended after it
+(`schedule.extend`) that starts from the LR of the last step before it, so finished epochs keep their LR and the
+LR never jumps. A segment holds that LR (constant, the default), carries the formula before it on (continue),
+or decays from it (cosine, polynomial, exponential, step, multistep).
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 from typing import Any
 
 import torch
 from torch import nn
 
-from engine.config import OptimConfig, ScheduleConfig
+from engine.config import ExperimentConfig, OptimConfig, ScheduleConfig, ScheduleSegment
 from engine.errors import CheckpointError, ConfigError, ModelError
 
 # Modules whose weights are scales/shifts, not filters: excluded from weight decay with no_decay_norm_bias.
@@ -139,11 +147,23 @@ def clip_gradients(model: nn.Module, max_norm: float | None) -> torch.Tensor | N
 # ---------------------------------------------------------------- schedules
 
 
+def planned_epochs(cfg: ScheduleConfig, epochs: int) -> int:
+    """The epochs the schedule (before any extension segment) is spread over: plan_epochs, else the run's."""
+    return int(cfg.plan_epochs) if cfg.plan_epochs is not None else int(epochs)
+
+
 def check_schedule_config(cfg: ScheduleConfig, *, epochs: int, steps_per_epoch: int, base_lr: float) -> None:
     """Range and cross-field checks of the schedule section for a run of `epochs`; raise ConfigError."""
     _need(epochs >= 1, "train.epochs", f"must be at least 1, got {epochs}")
     _need(steps_per_epoch >= 1, "steps_per_epoch", f"must be at least 1, got {steps_per_epoch}")
     _need(base_lr > 0, "optim.lr", f"must be positive, got {base_lr}")
+    _need(cfg.plan_epochs is None or cfg.plan_epochs >= 1, "schedule.plan_epochs",
+          f"must be at least 1 or null (train.epochs), got {cfg.plan_epochs}")
+    _need(cfg.plan_epochs is not None or not cfg.extend, "schedule.plan_epochs",
+          "schedule.extend appends segments after plan_epochs, so it needs plan_epochs")
+    for index, segment in enumerate(cfg.extend):
+        check_segment(segment, f"schedule.extend[{index}]")
+    epochs = planned_epochs(cfg, epochs)
     warmup = cfg.warmup_epochs
     _need(warmup >= 0, "schedule.warmup_epochs", f"must be >= 0, got {warmup}")
     _need(0 <= cfg.warmup_start_factor <= 1, "schedule.warmup_start_factor", "must be in [0, 1]")
@@ -168,6 +188,37 @@ def check_schedule_config(cfg: ScheduleConfig, *, epochs: int, steps_per_epoch: 
     _need(bool(cfg.metric), "schedule.metric", "must name a validation metric, e.g. val_loss")
 
 
+def check_segment(segment: ScheduleSegment, dotted: str) -> None:
+    """Range checks of one extension segment; raise ConfigError naming its dotted key."""
+    _need(segment.epochs >= 1, f"{dotted}.epochs", f"must be at least 1, got {segment.epochs}")
+    _need(segment.step_size >= 1, f"{dotted}.step_size", f"must be at least 1, got {segment.step_size}")
+    _need(segment.gamma > 0, f"{dotted}.gamma", f"must be positive, got {segment.gamma}")
+    _need(segment.power >= 0, f"{dotted}.power", f"must be >= 0, got {segment.power}")
+    _need(segment.min_lr >= 0, f"{dotted}.min_lr", f"must be >= 0, got {segment.min_lr}")
+    _need(all(m >= 0 for m in segment.milestones), f"{dotted}.milestones", "epochs must be >= 0")
+    _need(segment.name != "multistep" or bool(segment.milestones), f"{dotted}.milestones",
+          "multistep needs a milestone (a schedule preset names them, e.g. --extend-schedule multistep-10)")
+
+
+def segment_lr(segment: ScheduleSegment, start_lr: float, t: float) -> float:
+    """The LR of an extension segment t epochs after its start, starting from start_lr (`continue` is resolved by
+    LRSchedule, not here); cosine and polynomial reach their end value (min_lr, 0) at the segment's end."""
+    c, fraction = segment, min(t / segment.epochs, 1.0)
+    if c.name == "constant":
+        return start_lr
+    if c.name == "step":
+        return start_lr * c.gamma ** math.floor(t / c.step_size)
+    if c.name == "multistep":
+        return start_lr * c.gamma ** bisect.bisect_right(sorted(c.milestones), t)
+    if c.name == "exponential":
+        return start_lr * c.gamma**t
+    if c.name == "polynomial":
+        return start_lr * (1.0 - fraction) ** c.power
+    if c.name == "cosine":
+        return c.min_lr + (start_lr - c.min_lr) * (1 + math.cos(math.pi * fraction)) / 2
+    raise ConfigError(f"schedule.extend: unknown segment {c.name!r}")
+
+
 def _cosine_anneal(start: float, end: float, fraction: float) -> float:
     """Half-cosine from start (fraction 0) to end (fraction 1), OneCycleLR's annealing."""
     return end + (start - end) / 2.0 * (math.cos(math.pi * fraction) + 1)
@@ -187,8 +238,10 @@ class LRSchedule:
         self.epochs = int(epochs)
         self.steps_per_epoch = int(steps_per_epoch)
         self.base_lr = float(base_lr)
+        self._plan = planned_epochs(cfg, epochs)
+        self._segments = segment_starts(cfg, epochs)
         self._warmup = float(cfg.warmup_epochs)
-        self._main_epochs = self.epochs - self._warmup
+        self._main_epochs = self._plan - self._warmup
         self._t_max = float(cfg.t_max) if cfg.t_max is not None else self._main_epochs
         self._milestones = sorted(cfg.milestones)
         self._per_step = cfg.interval == "step" or cfg.name == "onecycle"
@@ -212,7 +265,7 @@ class LRSchedule:
         """Advance to the next epoch; plateau watches metrics[cfg.metric] (ignored while warming up)."""
         self._epoch += 1
         self._step_in_epoch = 0
-        if self.cfg.name == "plateau" and self._epoch > self._warmup:
+        if self.cfg.name == "plateau" and self._epoch > self._warmup and self._planned_at(float(self._epoch)):
             if self.cfg.metric not in metrics:
                 raise ConfigError(
                     f"schedule.metric: plateau watches {self.cfg.metric!r} but the epoch reported only "
@@ -266,9 +319,37 @@ class LRSchedule:
             group["lr"] = lr * group.get("lr_scale", 1.0)
 
     def _current_lr(self) -> float:
-        if self.cfg.name == "onecycle":
-            return self._onecycle_lr()
         t = self.epoch_position()
+        step = 1.0 / self.steps_per_epoch if self._per_step else 1.0
+        end = self._plan + sum(segment.epochs for _, segment in self._segments)
+        t = min(t, end - step)  # past everything planned (after the last step), its last step's LR is held
+        return self._piece_lr(self._piece_at(t), t)
+
+    def _piece_at(self, t: float) -> int:
+        """Which piece holds time t: -1 for the planned schedule, else the index of its extension segment."""
+        return bisect.bisect_right([start for start, _ in self._segments], t) - 1
+
+    def _planned_at(self, t: float) -> bool:
+        """Whether time t follows the planned schedule's formula (in its plan, or in `continue` segments of it)."""
+        index = self._piece_at(t)
+        while index >= 0 and self._segments[index][1].name == "continue":
+            index -= 1
+        return index < 0
+
+    def _piece_lr(self, index: int, t: float) -> float:
+        """The LR at time t by piece `index`'s formula; a segment starts from the LR of the last step before it."""
+        if index < 0:
+            return self._planned_lr(t)
+        start, segment = self._segments[index]
+        if segment.name == "continue":
+            return self._piece_lr(index - 1, t)
+        last_step = start - (1.0 / self.steps_per_epoch if self._per_step else 1.0)
+        return segment_lr(segment, self._piece_lr(index - 1, last_step), t - start)
+
+    def _planned_lr(self, t: float) -> float:
+        """The planned schedule's LR at time t (warmup, then the main schedule)."""
+        if self.cfg.name == "onecycle":
+            return self._onecycle_lr(t)
         if t < self._warmup:
             start = self.cfg.warmup_start_factor
             return self.base_lr * (start + (1.0 - start) * t / self._warmup)
@@ -293,10 +374,10 @@ class LRSchedule:
             return self._plateau_lr
         raise ConfigError(f"schedule.name: unknown schedule {c.name!r}")
 
-    def _onecycle_lr(self) -> float:
-        """OneCycleLR (cosine annealing, two phases) at the current optimizer step, held at its end value."""
-        total = self.epochs * self.steps_per_epoch
-        step = min(self._epoch * self.steps_per_epoch + min(self._step_in_epoch, self.steps_per_epoch), total - 1)
+    def _onecycle_lr(self, t: float) -> float:
+        """OneCycleLR (cosine annealing, two phases) at the optimizer step of time t, held at its end value."""
+        total = self._plan * self.steps_per_epoch
+        step = min(round(t * self.steps_per_epoch), total - 1)
         peak = self.base_lr
         start = peak / ONECYCLE_DIV_FACTOR
         end = start / ONECYCLE_FINAL_DIV_FACTOR
@@ -326,6 +407,96 @@ class LRSchedule:
                 self._plateau_lr = reduced
             self._plateau_cooldown = c.cooldown
             self._plateau_num_bad = 0
+
+
+# ---------------------------------------------------------------- extension
+
+
+EXTENSION_SHAPES = ("constant", "continue", "cosine", "polynomial", "exponential", "step", "multistep")
+SEGMENT_FIELDS = ("step_size", "milestones", "gamma", "power", "min_lr")  # what a schedule preset gives a segment
+
+
+def segment_starts(cfg: ScheduleConfig, epochs: int) -> list[tuple[float, ScheduleSegment]]:
+    """(start epoch, segment) of each extension segment: the first starts where the plan ends."""
+    start, starts = planned_epochs(cfg, epochs), []
+    for segment in cfg.extend:
+        starts.append((float(start), segment))
+        start += segment.epochs
+    return starts
+
+
+def extension_segment(spec: str) -> ScheduleSegment:
+    """The segment `--extend-schedule SPEC` names: a shape (constant, continue, cosine, ...) with its defaults, or
+    a schedule preset (name or file) whose shape and fields it takes; refusals name what to use instead."""
+    from engine.config import section_from_dict
+    from engine.presets import load_section_preset
+
+    source = f"--extend-schedule {spec}"
+    if spec in EXTENSION_SHAPES:
+        _need(spec != "multistep", source, "multistep needs milestones: name a schedule preset that sets them "
+                                           "(e.g. multistep-10; they count from the extension's start)")
+        return ScheduleSegment(name=spec)  # type: ignore[arg-type]
+    try:
+        preset = section_from_dict("schedule", load_section_preset("schedule", spec), spec)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: not a shape ({', '.join(EXTENSION_SHAPES)}) nor a usable schedule preset: "
+                          f"{exc}") from None
+    _need(preset.name in EXTENSION_SHAPES, source,
+          f"a {preset.name} schedule cannot continue from the LR reached (it would jump); use one of "
+          f"{', '.join(EXTENSION_SHAPES)}")
+    _need(not preset.warmup_epochs, source, "the preset warms up, which would drop the LR and ramp it up again; "
+          "use a preset without warmup_epochs")
+    segment = ScheduleSegment(name=preset.name, **{k: getattr(preset, k) for k in SEGMENT_FIELDS})
+    check_segment(segment, source)
+    return segment
+
+
+def extend_schedule(cfg: ScheduleConfig, *, old_epochs: int, new_epochs: int,
+                    segment: ScheduleSegment | None = None) -> ScheduleConfig:
+    """The schedule of a run whose train.epochs changes from old_epochs to new_epochs, such that no planned epoch's
+    LR changes: the plan keeps its length (plan_epochs), and epochs past everything planned become a new
+    segment (`segment`, default constant: the LR reached is held). A shorter run stops early in its plan."""
+    planned = planned_epochs(cfg, old_epochs) + sum(s.epochs for s in cfg.extend)
+    if new_epochs == old_epochs or new_epochs <= planned:
+        if segment is not None:
+            raise ConfigError(f"--extend-schedule: the schedule is planned over {planned} epochs and "
+                              f"train.epochs={new_epochs} does not go past them; extend with "
+                              f"--set train.epochs={planned + 10} (say) --extend-schedule {segment.name}")
+        if new_epochs == old_epochs:
+            return cfg
+        return dataclasses.replace(cfg, plan_epochs=planned_epochs(cfg, old_epochs))
+    added = dataclasses.replace(segment or ScheduleSegment(), epochs=new_epochs - planned)
+    return dataclasses.replace(cfg, plan_epochs=planned_epochs(cfg, old_epochs), extend=[*cfg.extend, added])
+
+
+def extend_run(before: ExperimentConfig, after: ExperimentConfig, spec: str | None = None) -> ExperimentConfig:
+    """`after` (a run's config with its new train.epochs) with the schedule of `before` extended, never re-spread
+    (`extend_schedule`; `spec` as `--extend-schedule` takes it): what a resume trains and a preview shows."""
+    segment = extension_segment(spec) if spec else None
+    schedule = extend_schedule(before.schedule, old_epochs=before.train.epochs, new_epochs=after.train.epochs,
+                               segment=segment)
+    return dataclasses.replace(after, schedule=schedule)
+
+
+def with_epochs(config: ExperimentConfig, epochs: int, spec: str | None = None) -> ExperimentConfig:
+    """`config` extended (or shortened) to `epochs` the way `resume --set train.epochs=N` does it."""
+    longer = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=epochs))
+    return extend_run(config, longer, spec)
+
+
+def describe_extension(cfg: ScheduleConfig, epochs: int) -> str | None:
+    """One line on a schedule's plan and extension segments (None without segments), for resume and previews."""
+    if not cfg.extend:
+        return None
+    parts = [f"{cfg.name} over epochs 1-{min(planned_epochs(cfg, epochs), epochs)}"]
+    for start, segment in segment_starts(cfg, epochs):
+        if start >= epochs:  # a run shortened within its plan never reaches it
+            break
+        span = f"epochs {int(start) + 1}-{min(int(start) + segment.epochs, epochs)}"
+        how = {"constant": "holding the LR reached", "continue": "continuing the schedule before"}.get(
+            segment.name, f"{segment.name} from the LR reached")
+        parts.append(f"{span} {how}")
+    return "schedule: " + ", then ".join(parts)
 
 
 # ---------------------------------------------------------------- preview
@@ -365,7 +536,7 @@ def preview_note(cfg: ScheduleConfig) -> str | None:
 
 def unused_milestones_note(cfg: ScheduleConfig, epochs: int) -> str | None:
     """A warning when multistep milestones lie past the end of the run (they count from the end of warmup)."""
-    main = epochs - cfg.warmup_epochs
+    main = min(planned_epochs(cfg, epochs), epochs) - cfg.warmup_epochs
     late = [m for m in cfg.milestones if m >= main]
     if cfg.name != "multistep" or not late:
         return None

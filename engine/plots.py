@@ -110,20 +110,51 @@ def plot_confusion(matrix: list[list[int]], classes: list[str], path: Path, titl
 
 
 def plot_bars(labels: list[str], series: dict[str, list[float | None]], path: Path, title: str) -> Path:
-    """Grouped bars, one group per label (run) and one bar per series (val acc, test acc, ...)."""
+    """Grouped accuracy bars (see `bar_figure`) saved as a PNG."""
+    return _save(bar_figure(labels, series, title), path)
+
+
+def bar_figure(labels: list[str], series: dict[str, list[float | None]], title: str) -> Any:
+    """Grouped bars of accuracies (fractions), one group per label (run) and one bar per series (val acc, test
+    acc, ...): a percent axis zoomed to the values (97% and 99% look different) and each value written on its
+    bar; a missing value draws no bar."""
+    from matplotlib.ticker import FuncFormatter
+
     figure = _figure(max(6.0, 0.8 * len(labels) + 3), 4.5)
     axis = figure.subplots()
     width = 0.8 / max(1, len(series))
     for index, (name, values) in enumerate(series.items()):
         xs = [i + index * width for i in range(len(labels))]
-        axis.bar(xs, [v if v is not None else 0.0 for v in values], width, label=name)
+        percents = [100 * v if isinstance(v, (int, float)) else math.nan for v in values]
+        bars = axis.bar(xs, percents, width, label=name)
+        axis.bar_label(bars, labels=[f"{p:.2f}%" if p == p else "" for p in percents], fontsize=7,
+                       rotation=90 if len(labels) * len(series) > 12 else 0, padding=2)
     axis.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))], labels=labels, rotation=30, ha="right",
                     fontsize=7)
-    axis.set_ylim(0, 1.12)  # room above 100% bars for the legend
-    axis.legend(fontsize=8, loc="upper center", ncols=max(1, len(series)), frameon=False)
+    low, high = accuracy_range([v for values in series.values() for v in values])
+    axis.set_ylim(low, high)
+    axis.set_yticks([t for t in axis.get_yticks() if low <= t <= 100])  # the room above 100% gets no ticks
+    axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _position: f"{value:g}%"))
+    axis.set_ylabel("accuracy" if low == 0 else f"accuracy (axis from {low:g}%)")
+    axis.legend(fontsize=8, loc="upper left", ncols=max(1, len(series)), frameon=False,
+                bbox_to_anchor=(0, 1.0))
     axis.grid(axis="y", alpha=0.3)
     axis.set_title(title)
-    return _save(figure, path)
+    return figure
+
+
+def accuracy_range(values: list[float | None]) -> tuple[float, float]:
+    """The percent axis for accuracies: from a round number below the lowest (0 when they spread widely), to a
+    little above the highest, leaving room for the written values and the legend."""
+    present = [100 * v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not present:
+        return 0.0, 100.0
+    lowest, highest = min(present), max(present)
+    spread = max(highest - lowest, 1.0)
+    low = math.floor((lowest - spread) / 5) * 5
+    low = 0.0 if low < 20 else float(low)  # a wide spread keeps the honest 0-based axis
+    high = highest + 0.25 * (highest - low) + 1
+    return low, high
 
 
 def _loss_spans_decades(runs: list[tuple[str, list[dict[str, Any]], list[float]]]) -> bool:

@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from engine.errors import CheckpointError, DataError
+from engine.config import DataConfig
+from engine.errors import CheckpointError, ConfigError, DataError
 from engine.members import CheckpointRef, EvalOptions, check_same_classes, effective_tta, eval_config
 from engine.metrics import combine
 
@@ -41,6 +42,62 @@ def member_image_logits(ref: CheckpointRef, images_dir: Path, options: EvalOptio
     return logits, list(ids)
 
 
+ID_STYLES = ("auto", "name", "stem")  # how `predict` writes image ids: follow the training CSV, 10000.jpg, 10000
+
+
+def _training_csv_values(data: DataConfig) -> tuple[Path, list[str]]:
+    """The training CSV and the values of its file column (OSError/csv.Error/DataError when it cannot be read)."""
+    from engine.data.paths import resolve_under
+
+    if data.root is None or data.csv_file is None:
+        raise DataError("data.root / data.csv_file are not set")
+    path = resolve_under(Path(data.root).expanduser(), data.csv_file)
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        if data.file_column not in (reader.fieldnames or []):
+            raise DataError(f"no column `{data.file_column}` (data.file_column)")
+        return path, [(row.get(data.file_column) or "").strip() for row in reader]
+
+
+def id_style(data: DataConfig, wanted: str = "auto") -> tuple[str, str]:
+    """How `predict` writes image ids, and why: `name` keeps the extension (10000.jpg), `stem` drops it (10000).
+    `auto` follows the run's training CSV (`name` when most of its file names carry an image extension); a run
+    not trained on a CSV gets `stem`, and so does one whose CSV cannot be read here (with a warning)."""
+    from engine.data.decode import IMAGE_SUFFIXES
+
+    if wanted not in ID_STYLES:
+        raise ConfigError(f"--ids {wanted!r}: expected one of {', '.join(ID_STYLES)}")
+    if wanted != "auto":
+        return wanted, f"as --ids {wanted} asks"
+    if data.source != "csv":
+        return "stem", f"since the run was not trained on a CSV (data.source {data.source})"
+    try:
+        path, values = _training_csv_values(data)
+    except (OSError, csv.Error, DataError, UnicodeDecodeError) as exc:
+        log.warning("the run's training CSV (data.csv_file %s) cannot be read here (%s); ids are written without "
+                    "extension: pass --ids name to keep it", data.csv_file, getattr(exc, "strerror", None) or exc)
+        return "stem", "since the training CSV could not be read"
+    with_suffix = sum(Path(v).suffix.lower() in IMAGE_SUFFIXES for v in values)
+    style = "name" if values and with_suffix * 2 > len(values) else "stem"
+    example = values[0] if values else ""
+    return style, f"as in the training CSV {path} (e.g. {example})"
+
+
+def output_ids(stems: list[str], images_dir: Path, style: str) -> list[str]:
+    """The ids written for images known by their stems: the stems, or the full file names for style `name`."""
+    if style != "name":
+        return stems
+    names = image_names(images_dir)
+    return [names[stem] for stem in stems]
+
+
+def image_names(images_dir: Path) -> dict[str, str]:
+    """Image file name by stem, for the images of a folder (stems are unique: `load_unlabeled` checks it)."""
+    from engine.data.decode import is_image_file
+
+    return {p.stem: p.name for p in Path(images_dir).expanduser().iterdir() if p.is_file() and is_image_file(p)}
+
+
 def submission_text(ids: list[str], labels: list[str], header: tuple[str, str]) -> str:
     """CSV text: a header row, then one (image id, predicted class name) row per image."""
     buffer = io.StringIO()
@@ -51,18 +108,22 @@ def submission_text(ids: list[str], labels: list[str], header: tuple[str, str]) 
 
 
 def predict_folder(refs: list[CheckpointRef], images_dir: Path, out_csv: Path, options: EvalOptions,
-                   combine_how: str | None = None, *, skip_bad_images: bool = False) -> dict[str, Any]:
+                   combine_how: str | None = None, *, skip_bad_images: bool = False,
+                   ids: str = "auto") -> dict[str, Any]:
     """Predict every image of `images_dir` with the ensemble of `refs` and write `out_csv` (id, label name).
 
-    The header is the training CSV's column names (data.file_column, data.label_column: Id,Category by default).
+    The header is the training CSV's column names (data.file_column, data.label_column: Id,Category by default);
+    the ids keep or drop the file extension as `ids` says (see `id_style`: auto follows the training CSV).
     An unreadable image stops the prediction (a submission must have every row) unless `skip_bad_images`,
-    and then the skipped ids are returned under `skipped`.
+    and then the skipped file names are returned under `skipped`.
     """
     from engine.ensemble import non_finite_images
     from engine.runs import atomic_write_text
 
     classes = check_same_classes(refs)
     how = combine_how or refs[0].config.eval.combine
+    data = refs[0].config.data
+    style, style_why = id_style(data, ids)
     started = time.perf_counter()
     stacks, ids = [], None
     for ref in refs:
@@ -85,14 +146,15 @@ def predict_folder(refs: list[CheckpointRef], images_dir: Path, out_csv: Path, o
                         ref.label, bad, len(ids))
     predictions = combine(torch.cat(stacks), how).predictions.tolist()
     labels = [classes[p] for p in predictions]
-    data = refs[0].config.data
+    written = output_ids(ids, Path(images_dir), style)
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_csv, submission_text(ids, labels, (data.file_column, data.label_column)))
+    atomic_write_text(out_csv, submission_text(written, labels, (data.file_column, data.label_column)))
     counts = {name: labels.count(name) for name in classes}
-    from engine.data.decode import is_image_file
-
-    every_id = {p.stem for p in Path(images_dir).expanduser().iterdir() if p.is_file() and is_image_file(p)}
+    predicted = set(ids)
+    skipped = sorted(name for stem, name in image_names(Path(images_dir)).items() if stem not in predicted)
     return {"out": str(out_csv), "images": len(ids), "members": [r.label for r in refs],
             "tta": effective_tta(refs[0], options), "combine": how, "predicted_counts": counts,
-            "skipped": sorted(every_id - set(ids)), "seconds": round(time.perf_counter() - started, 3)}
+            "ids": style, "ids_why": style_why, "first_id": written[0] if written else None,
+            "skipped": skipped,
+            "seconds": round(time.perf_counter() - started, 3)}

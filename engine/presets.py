@@ -27,7 +27,7 @@ from engine.errors import ConfigError, did_you_mean
 
 log = logging.getLogger(__name__)
 
-EXPERIMENT_KEYS = {"name", "description", "base", *cfg.SECTION_TYPES}
+EXPERIMENT_KEYS = {"name", "experiment", "description", "base", *cfg.SECTION_TYPES}
 
 
 @dataclass(frozen=True)
@@ -339,38 +339,63 @@ def _resolve_section(kind: str, value: Any, source: str) -> dict[str, Any]:
 
 
 def _compose_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """The composed raw dict of an experiment file (its `base` chain and section presets merged)."""
+    """The composed raw dict of an experiment file (its `base` chain and section presets merged); every
+    problem of the file (keys, types, ranges; with any problem, also the deep checks) is listed at once."""
+    composed, problems = _compose_collecting(path, seen)
+    config, found = cfg.build_checked(composed, str(path))
+    problems += found
+    if problems:  # the file is refused anyway: name everything wrong with it, the deep checks included
+        problems += [p for p in _deep_problems(config, str(path)) if not _same_key(p, problems, str(path))]
+    cfg.raise_problems(problems, str(path))
+    return composed
+
+
+def _compose_collecting(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], list[str]]:
+    """The composed raw dict of an experiment file and the problems met composing it (unknown top-level keys,
+    sections or presets that cannot be used: those sections are left out)."""
     if path.resolve() in seen:
         chain = " -> ".join(str(p) for p in (*seen, path))
         raise ConfigError(f"{path}: base experiments form a cycle: {chain}")
     raw = load_mapping(path)
-    for key in raw:
-        if key not in EXPERIMENT_KEYS and key not in ("schema_version", "content_hash"):
-            raise ConfigError(f"{path}: {key}: unknown key{did_you_mean(str(key), sorted(EXPERIMENT_KEYS))}")
+    problems = [f"{path}: {key}: unknown key{did_you_mean(str(key), sorted(EXPERIMENT_KEYS))}" for key in raw
+                if key not in EXPERIMENT_KEYS and key not in ("schema_version", "content_hash")]
     composed: dict[str, Any] = {}
     base = raw.get("base")
-    if base is not None:
-        if not isinstance(base, str):
-            raise ConfigError(f"{path}: base: expected an experiment preset name, got {base!r}")
+    if base is not None and not isinstance(base, str):
+        problems.append(f"{path}: base: expected an experiment preset name, got {base!r}")
+    elif base is not None:
         try:
             base_path = find_preset("experiment", base)
         except ConfigError as exc:
             raise ConfigError(f"{path}: base: {exc}") from None
-        composed = _compose_raw(base_path, (*seen, path.resolve()))
+        composed, base_problems = _compose_collecting(base_path, (*seen, path.resolve()))
+        problems += base_problems
         composed.pop("description", None)
         composed.pop("name", None)  # a child is named after its own file unless it says otherwise
+        composed.pop("experiment", None)
     for key, value in raw.items():
         if key in cfg.SECTION_TYPES:
-            section = _resolve_section(key, value, str(path))
+            try:
+                section = _resolve_section(key, value, str(path))
+            except ConfigError as exc:
+                problems += cfg.problems_of(exc)
+                continue
             if isinstance(value, str) or (isinstance(value, dict) and "preset" in value):
                 composed[key] = section  # a section chosen by preset replaces the inherited one
             else:
                 composed[key] = _deep_merge(composed.get(key, {}), section)
-        elif key in ("name", "description"):
+        elif key in ("name", "experiment", "description"):
             composed[key] = value
     composed.setdefault("name", path.stem)
-    cfg.from_dict(composed, str(path))
-    return composed
+    return composed, problems
+
+
+def _same_key(problem: str, problems: list[str], source: str | None) -> bool:
+    """Whether `problem` ("file: dotted.key: message") is about a key some entry of `problems` already names
+    (optim.lr is range-checked by the config and again by the optimizer)."""
+    file = f"{source}: " if source else ""
+    key = file + problem.removeprefix(file).split(": ", 1)[0]
+    return any(other.startswith(key + ": ") for other in problems)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -424,19 +449,31 @@ def resolve_experiment(name: str, overrides: list[str] | None = None) -> cfg.Exp
 
 def validate_deep(config: cfg.ExperimentConfig, source: str | None) -> None:
     """Checks owned by other modules: augmentation ops, model options, optimizer and schedule ranges (these
-    import torch), so `presets validate` refuses what a run would refuse."""
+    import torch), so `presets validate` refuses what a run would refuse; each failed check is listed."""
+    cfg.raise_problems(_deep_problems(config, source), source)
+
+
+def _deep_problems(config: cfg.ExperimentConfig, source: str | None) -> list[str]:
+    """The first problem of each deep check (ops, model, optimizer, schedule), each naming file and key."""
     from engine.augment import check_ops
     from engine.models import check_model_config
     from engine.optim import check_optim_config, check_schedule_config
 
-    check_ops(config.augment.ops, source)
-    check_model_config(config.model, source)
-    try:
-        check_optim_config(config.optim)
-        check_schedule_config(config.schedule, epochs=config.train.epochs, steps_per_epoch=1,
-                              base_lr=config.optim.lr)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}" if source else str(exc)) from None
+    file = f"{source}: " if source else ""
+    checks = [  # (check, prefix): the optimizer's checks name the key only, so the file is added
+        (lambda: check_ops(config.augment.ops, source), ""),
+        (lambda: check_model_config(config.model, source), ""),
+        (lambda: check_optim_config(config.optim), file),
+        (lambda: check_schedule_config(config.schedule, epochs=config.train.epochs, steps_per_epoch=1,
+                                       base_lr=config.optim.lr), file),
+    ]
+    problems: list[str] = []
+    for check, prefix in checks:
+        try:
+            check()
+        except ConfigError as exc:
+            problems += [prefix + p for p in cfg.problems_of(exc) if not _same_key(prefix + p, problems, source)]
+    return problems
 
 
 def detect_kind(path: Path, raw: dict[str, Any]) -> str:

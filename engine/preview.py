@@ -24,6 +24,8 @@ class SchedulePreview:
     drops: list[float]  # epochs (floats, 0-based) where a stepped schedule drops the LR
     note: str | None  # the preview is not exact (plateau)
     warning: str | None  # part of the schedule never applies (late milestones)
+    plan: str | None = None  # the planned schedule and its extension segments, when a run was extended
+    pieces: list[tuple[int, str]] = field(default_factory=list)  # (first epoch, 0-based; shape) of each piece
 
     @property
     def epoch_lrs(self) -> list[float]:
@@ -92,15 +94,53 @@ def steps_per_epoch_from_data(config: ExperimentConfig) -> int:
 
 
 def schedule_preview(config: ExperimentConfig, steps: int) -> SchedulePreview:
-    """The LR of every optimizer step as the run's own LRSchedule would set it, with drops marked."""
-    from engine.optim import lr_drops, preview_note, preview_schedule, unused_milestones_note
+    """The LR of every optimizer step as the run's own LRSchedule would set it (extension segments included),
+    with drops marked."""
+    from engine.optim import (describe_extension, lr_drops, preview_note, preview_schedule, segment_starts,
+                              unused_milestones_note)
     from engine.train import STEPPED_SCHEDULES
 
-    series = preview_schedule(config.schedule, base_lr=config.optim.lr, epochs=config.train.epochs,
-                              steps_per_epoch=steps)
-    drops = lr_drops(series) if config.schedule.name in STEPPED_SCHEDULES else []
-    return SchedulePreview(steps, series, drops, preview_note(config.schedule),
-                           unused_milestones_note(config.schedule, config.train.epochs))
+    schedule, epochs = config.schedule, config.train.epochs
+    series = preview_schedule(schedule, base_lr=config.optim.lr, epochs=epochs, steps_per_epoch=steps)
+    pieces = [(0, schedule.name)] + [(int(start), seg.name) for start, seg in segment_starts(schedule, epochs)]
+    stepped = any(name in STEPPED_SCHEDULES for _, name in pieces)
+    return SchedulePreview(steps, series, lr_drops(series) if stepped else [], preview_note(schedule),
+                           unused_milestones_note(schedule, epochs), describe_extension(schedule, epochs),
+                           [(first, name) for first, name in pieces if first < epochs])
+
+
+def preview_target(target: str, overrides: list[str], runs_root: Path) -> tuple[ExperimentConfig, Path | None]:
+    """What `schedule preview` shows: an experiment (preset name or YAML file) with `overrides`, else a run's
+    recorded config (extensions included) and its folder. An experiment preset of the name wins over a run."""
+    from engine.errors import ConfigError, RunError, did_you_mean
+    from engine.presets import find_preset, list_presets, resolve_experiment
+    from engine.runs import list_runs, read_config, resolve_run
+
+    try:
+        find_preset("experiment", target)
+    except ConfigError:
+        try:
+            run_dir = resolve_run(runs_root, target)
+        except RunError:
+            names = [p.name for p in list_presets("experiment")] + [r.name for r in list_runs(runs_root)]
+            raise ConfigError(f"no experiment preset or run named {target!r}{did_you_mean(target, names)} (see "
+                              f"`imgcls-console presets list experiment` and `imgcls-console runs list`)") from None
+        if overrides:
+            raise ConfigError(f"--set {overrides[0]}: a run's schedule is previewed as it was recorded; preview an "
+                              "extension with --epochs N (and --extend-schedule)")
+        return read_config(run_dir), run_dir
+    return resolve_experiment(target, overrides), None
+
+
+def run_steps_per_epoch(run_dir: Path, config: ExperimentConfig) -> int | None:
+    """The optimizer steps per epoch a run trained with (from its epoch_start events); None before its first."""
+    from engine.events import read_events
+    from engine.runs import RunFolder
+
+    batches = None
+    for event in read_events(RunFolder(run_dir).events, {"epoch_start"}):
+        batches = int(event["steps"])
+    return None if batches is None else max(1, -(-batches // config.optim.accumulate))
 
 
 def split_counts(labels: Any, splits: dict[str, Any], num_classes: int) -> dict[str, list[int]]:

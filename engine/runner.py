@@ -83,16 +83,18 @@ def train_prepared(run_dir: Path, *, listeners: list[Any] | None = None, stop: S
 
 
 def resume_run(run_dir: Path, *, overrides: list[str] | None = None, listeners: list[Any] | None = None,
-               stop: StopRequest | None = None) -> dict[str, Any]:
-    """Continue a run from its `last` checkpoint, exactly; `overrides` may extend it (e.g. train.epochs).
+               stop: StopRequest | None = None, extend: str | None = None) -> dict[str, Any]:
+    """Continue a run from its `last` checkpoint, exactly; `overrides` may extend it (e.g. train.epochs): epochs
+    past its schedule's plan follow a new segment (`extend`, default constant; see engine.optim.extend_schedule).
 
     The run folder's lock is taken first: a second resume (or any writer) is refused at once. A resume refused
     before training leaves status.json and config.yaml as they were and records the attempt as an event."""
-    from engine.runs import RunLock
+    from engine.optim import describe_extension
+    from engine.runs import RunLock, read_config
 
     with _main_rank_lock(RunLock(run_dir)):
         try:
-            config, point = _plan_resume(run_dir, overrides)
+            config, point = _plan_resume(run_dir, overrides, extend)
         except EngineError as exc:
             _record_refusal(run_dir, exc)
             raise
@@ -104,14 +106,19 @@ def resume_run(run_dir: Path, *, overrides: list[str] | None = None, listeners: 
         from engine.runs import write_config
 
         note = point.note()  # a damaged `last` passed over: which checkpoint, and what it costs
+        extended = config.schedule.extend != read_config(run_dir).schedule.extend
+        plan = describe_extension(config.schedule, config.train.epochs) if extended else None  # the LR from here
         return _drive(config, run_dir, listeners, stop, resume_from=point.folder, on_ready=record_config,
-                      notes=[note] if note else [])
+                      notes=[n for n in (note, plan) if n])
 
 
-def _plan_resume(run_dir: Path, overrides: list[str] | None) -> tuple[ExperimentConfig, ckpt.ResumePoint]:
-    """The config a resume continues with and the checkpoint folder it starts from; refusals raise."""
+def _plan_resume(run_dir: Path, overrides: list[str] | None,
+                 extend: str | None = None) -> tuple[ExperimentConfig, ckpt.ResumePoint]:
+    """The config a resume continues with (its schedule extended, never re-spread, when train.epochs grows) and
+    the checkpoint folder it starts from; refusals raise."""
     from engine.config import from_dict, to_dict
     from engine.errors import RunError
+    from engine.optim import extend_run
     from engine.presets import apply_overrides, load_mapping
     from engine.runs import read_config, read_status
 
@@ -119,7 +126,7 @@ def _plan_resume(run_dir: Path, overrides: list[str] | None) -> tuple[Experiment
     if status.get("state") == "running":
         raise RunError(f"{run_dir.name} is still training (pid {status.get('pid')} on {status.get('host')}); "
                        "stop it first (Ctrl-C there, or kill -TERM the pid)")
-    config = read_config(run_dir)
+    config = before = read_config(run_dir)
     point = ckpt.resume_point(run_dir)
     folder = point.folder
     saved = from_dict(load_mapping(folder / ckpt.CONFIG), str(folder / ckpt.CONFIG))
@@ -140,6 +147,7 @@ def _plan_resume(run_dir: Path, overrides: list[str] | None) -> tuple[Experiment
                 else f"train.epochs={config.train.epochs} would end it before that")
         raise CheckpointError(f"{run_dir.name} has trained {done} epochs{partly}: {what}; extend it with "
                               f"--set train.epochs={done + 10} (say) or use `finetune`")
+    config = extend_run(before, config, extend)
     changes = incompatible_changes(to_dict(saved), to_dict(config))
     if changes:
         raise CheckpointError("cannot resume: the config differs from the checkpoint's in " + "; ".join(changes))
@@ -175,19 +183,22 @@ class _main_rank_lock:
 
 def finetune_config(source: Path, config: ExperimentConfig) -> ExperimentConfig:
     """`config` starting from the weights of checkpoint folder `source` (they become its `model.pretrained`,
-    so its config.yaml re-runs it as it was); refused when the architecture or the data differ."""
+    so its config.yaml re-runs it as it was). The data may differ (transfer learning: a head for other classes
+    is replaced when the weights are loaded); what cannot work is refused by `engine.transfer.check_finetune`."""
     import dataclasses
 
-    from engine.config import from_dict, to_dict
+    from engine.config import from_dict
     from engine.presets import load_mapping
+    from engine.transfer import check_finetune
 
     saved = from_dict(load_mapping(source / ckpt.CONFIG), str(source / ckpt.CONFIG))
-    changes = [c for c in incompatible_changes(to_dict(saved), to_dict(config)) if not c.startswith("data.root")]
-    if changes:
-        raise CheckpointError("cannot fine-tune: the new config differs from the checkpoint's in " + "; ".join(changes))
+    check_finetune(saved, config, source)
     # the weights that were evaluated: EMA ones when the run kept them and evaluated with them
     weights = source / ckpt.EMA if (source / ckpt.EMA).is_file() and saved.eval.use_ema else source / ckpt.WEIGHTS
-    return dataclasses.replace(config, model=dataclasses.replace(config.model, pretrained=str(weights.resolve())))
+    # a new run plans its schedule over its own epochs: an extension of the source run is not inherited
+    schedule = dataclasses.replace(config.schedule, plan_epochs=None, extend=[])
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, pretrained=str(weights.resolve())),
+                               schedule=schedule)
 
 
 def finetune_run(source: Path, config: ExperimentConfig, runs_root: Path, *, parent: str,

@@ -11,6 +11,7 @@ between a training process and any viewer; this module is the only one that spel
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -23,6 +24,8 @@ from typing import Any
 from engine import config as cfg
 from engine.errors import RunError, did_you_mean
 from engine.events import read_events
+
+log = logging.getLogger(__name__)
 
 STATES = ("starting", "running", "finished", "failed", "interrupted", "diverged")
 FINAL_STATES = ("finished", "failed", "interrupted", "diverged")
@@ -232,21 +235,49 @@ def _started(status: dict[str, Any]) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
+STAMPED = re.compile(r"(?P<short>.+)-\d{8}-\d{6}(?:-\d{1,3})?")  # <name>-<YYYYmmdd-HHMMSS>[-n], see create_run
+
+
+def short_name(folder_name: str) -> str:
+    """A run or k-fold group folder's name without its date stamp: the name it was started with."""
+    match = STAMPED.fullmatch(Path(folder_name).name)
+    return match.group("short") if match else Path(folder_name).name
+
+
+def newest_named(folders: list[Path], name: str, what: str = "runs") -> Path:
+    """The newest of `folders` (oldest first), all of short name `name`; says which when there is a choice."""
+    if len(folders) > 1:
+        log.info("%s: %s (the newest of %d %s of that name)", name, folders[-1].name, len(folders), what)
+    return folders[-1]
+
+
 def resolve_run(root: Path, name: str) -> Path:
-    """Find a run by folder path, exact name, or unique prefix; errors list close names."""
+    """Find a run by folder path, exact folder name, short name (the name it was started with: its newest run,
+    logged when several share it; derived runs X-ft-…, X-fold0-… have names of their own) or unique prefix
+    (`latest`: the newest run); errors list close names."""
     direct = Path(name).expanduser()
     if is_run_dir(direct):
         return direct
-    names = [r.name for r in list_runs(root)]
-    if name in names:
-        return root / name
+    runs = list_runs(root)  # oldest first
+    names = [r.name for r in runs]
+    exact = [r.path for r in runs if name in (r.name, Path(r.name).name)]
+    if exact:
+        return exact[-1]
+    named = [r.path for r in runs if short_name(r.name) == name]
+    if named:
+        return newest_named(named, name)
+    if name == "latest" and runs:
+        return runs[-1].path
     matches = [n for n in names if n.startswith(name) or Path(n).name.startswith(name)]
     if len(matches) == 1:
         return root / matches[0]
     if len(matches) > 1:
-        raise RunError(f"{name!r} matches several runs: {', '.join(matches[:8])}")
-    if name == "latest" and names:
-        return list_runs(root)[-1].path
+        counts: dict[str, int] = {}
+        for match in matches:
+            counts[short_name(match)] = counts.get(short_name(match), 0) + 1
+        shown = ", ".join(f"{short} ({n} runs)" if n > 1 else short for short, n in list(counts.items())[:8])
+        raise RunError(f"{name!r} matches several runs: {shown}; give one of these names (its newest run) "
+                       "or more of a folder name")
     raise RunError(f"no run {name!r} in {root}{did_you_mean(name, names)}")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -135,6 +134,8 @@ def build_parts(config: ExperimentConfig, device: torch.device, events: EventWri
                 counts={"train": len(dataset.train_idx), "val": len(dataset.val_idx), "test": len(dataset.test_idx)},
                 image_size=dataset.image_size, channels=dataset.channels, info=dataset.info,
                 resident=bool(getattr(train_loader, "resident", False)), load_s=round(time.perf_counter() - clock, 3))
+    for note in check_split_sizes(config, len(dataset.train_idx), len(dataset.val_idx)):
+        events.emit("warning", message=note)
     skipped = int(dataset.info.get("skipped", 0) or 0)
     if skipped:
         shown = ", ".join(map(str, dataset.info.get("skipped_files", [])[:5]))
@@ -188,15 +189,56 @@ def build_parts(config: ExperimentConfig, device: torch.device, events: EventWri
                          {"image_size": dataset.image_size, "channels": dataset.channels, "mean": mean, "std": std})
 
 
-def _load_pretrained(model: torch.nn.Module, spec: str, classes: list[str], events: EventWriter) -> None:
-    """Load `model.pretrained`; a checkpoint of this tool must have the same classes in the same order."""
-    from engine.checkpoint import check_classes
-    from engine.models import load_pretrained
+def check_split_sizes(config: ExperimentConfig, train_images: int, val_images: int) -> list[str]:
+    """Warnings for splits smaller than the config assumes (no validation image, a batch larger than the training
+    split): the run still trains, and each warning says what it loses and what to change. A DataError for what
+    would silently act on nothing (a plateau schedule or early stopping watching a missing validation metric)."""
+    notes = []
+    if val_images == 0:
+        note = _no_validation_note(config, train_images)
+        if note:
+            notes.append(note)
+    if config.train.batch_size > train_images:
+        limited = f" (data.limit={config.data.limit})" if config.data.limit is not None else ""
+        notes.append(f"train.batch_size={config.train.batch_size} exceeds the {train_images} training images"
+                     f"{limited}: each epoch is one batch of {train_images}, one optimizer step; lower "
+                     f"train.batch_size{' or raise data.limit' if limited else ''}")
+    return notes
 
-    path = Path(spec).expanduser()
-    if path.is_file():
-        check_classes(path.parent, classes, f"model.pretrained: {spec}")
-    replaced = load_pretrained(model, spec, num_classes=len(classes))
+
+def _no_validation_note(config: ExperimentConfig, train_images: int) -> str | None:
+    """The warning for a run without validation images (None when asked for: val_fraction 0), or a DataError
+    when a plateau schedule or early stopping watches a validation metric."""
+    from engine.errors import DataError
+
+    data = config.data
+    if data.val_fraction > 0:
+        limit = f"data.limit={data.limit}" if data.limit is not None else "the split"
+        cause = (f"{limit} leaves no validation images (data.val_fraction {data.val_fraction:g} of {train_images} "
+                 "images holds none out)")
+        fix = "raise data.limit or data.val_fraction, or set data.val_fraction: 0 to train without validation"
+    else:
+        cause, fix = "data.val_fraction is 0 (no validation images)", "set data.val_fraction, e.g. 0.1"
+    plateau = config.schedule.metric if config.schedule.name == "plateau" else None
+    watching = [f"{key}: {metric}" for key, metric in (("schedule.metric", plateau),
+                                                       ("train.early_stop.metric", config.train.early_stop.metric))
+                if metric and metric.startswith("val_")]
+    if watching:
+        raise DataError(f"data: {cause}, but {' and '.join(watching)} needs validation: it would be NaN every epoch "
+                        f"(a plateau schedule cutting the LR blindly, early stopping never firing); {fix}")
+    if data.val_fraction == 0:
+        return None
+    best = config.train.checkpoint.best_metric
+    lost = f", and no `best` checkpoint is saved (train.checkpoint.best_metric: {best})" if best.startswith("val_") \
+        else ""
+    return f"{cause}: validation loss and accuracy are NaN{lost}; {fix}"
+
+
+def _load_pretrained(model: torch.nn.Module, spec: str, classes: list[str], events: EventWriter) -> None:
+    """Load `model.pretrained`; the head of a checkpoint trained on other classes is replaced (engine.transfer)."""
+    from engine.transfer import load_start_weights
+
+    replaced = load_start_weights(model, spec, classes)
     events.emit("weights_loaded", source=spec, replaced=replaced)
 
 

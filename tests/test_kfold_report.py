@@ -67,7 +67,7 @@ def test_a_prefix_of_both_a_run_and_a_group_is_ambiguous(tmp_path: Path) -> None
     (root / "quickstart-kfold-1").mkdir(parents=True)
     (root / "quickstart-kfold-1" / "kfold.json").write_text("{}")
     assert start_run(resolve_experiment("quickstart", ["data.limit=200", "train.epochs=1"]), root)["state"]
-    result = runner.invoke(app, ["eval", "quickstart", "--runs-dir", str(root)])
+    result = runner.invoke(app, ["eval", "quick", "--runs-dir", str(root)])  # `quickstart` is the run's own name
     assert result.exit_code == 2 and "matches the k-fold group quickstart-kfold-1 and the run quickstart-" in result.output
 
 
@@ -125,7 +125,7 @@ def test_report_writes_markdown_with_png_figures(home: tuple[Path, dict], tmp_pa
     assert "schedule.name" in markdown and "multistep" in markdown
     assert "LR drops after epoch" in markdown and "Fold ensemble" in markdown
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
-    assert len(images) == 1 + 4 + 6  # comparison bars, 3 runs + 1 group of curves, 6 confusion matrices
+    assert len(images) == 1 + 4 + 6 + 1  # comparison bars, 3 runs + 1 group of curves, 6 confusion matrices, the fold ensemble's
     for relative in images:
         with Image.open(out / relative) as image:
             assert image.format == "PNG" and image.size[0] > 100

@@ -232,7 +232,8 @@ def test_torchvision_weights_name_from_hub_cache_and_offline_error(
         model = create_model("efficientnet_b0", 7, 3, 32)
         assert load_pretrained(model, "IMAGENET1K_V1", num_classes=7) == ["classifier.1.weight", "classifier.1.bias"]
         assert torch.equal(model.features[1][0].block[0][0].weight, imagenet.features[1][0].block[0][0].weight)
-        # unreachable proxy = offline, whatever network the test machine has
+        # a download that fails (not IMGCLS_OFFLINE, which refuses before trying): an unreachable proxy
+        monkeypatch.delenv("IMGCLS_OFFLINE", raising=False)
         for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
             monkeypatch.setenv(var, "http://127.0.0.1:9")
         monkeypatch.delenv("no_proxy", raising=False)

@@ -30,7 +30,7 @@ from textual.worker import Worker, WorkerState
 from console.fmt import fmt_count
 from console.screens.launch_composition import (
     FIELDS, PRECISIONS, PRESET_NAME, SECTION_KINDS, Composition, config_value, field_id, field_override,
-    override_key, preview_key, save_user_preset,
+    optim_summary, override_key, preview_key, save_user_preset,
 )
 from console.widgets.launch_panels import (
     SAMPLE_PIXELS, DataPanel, LrFinderPanel, ModelPanel, SchedulePanel, SharePanel,
@@ -295,7 +295,9 @@ class LaunchScreen(Screen[None]):
                 picker.value = name if name in [i.name for i in self._catalog.get(kind, [])] else Select.NULL
             about = self._description(kind, name) if name else "inline: " + self._inline_summary(kind)
             edits = self.composition.edits_of(kind)
-            if name and edits:  # the preset's words, and what the fields changed in it
+            if kind == "optim" and self.config is not None:  # the values that will run, the preset's words after
+                about = f"{optim_summary(self.config)} · {about}"
+            elif name and edits:  # the preset's words, and what the fields changed in it
                 about = f"edited: {', '.join(edits)} · {about}"
             if kind == "model" and self._model_cost is not None:
                 cost = self._model_cost

@@ -41,6 +41,20 @@ def config_value(config: ExperimentConfig, key: str) -> Any:
     return value
 
 
+def optim_summary(config: ExperimentConfig) -> str:
+    """The optimizer as it will run (a preset's description tells its own lr, not the experiment's)."""
+    optim = config.optim
+    parts = [f"{optim.name} lr {optim.lr:g}"]
+    if optim.name == "sgd":
+        parts.append(f"momentum {optim.momentum:g}" + (" nesterov" if optim.nesterov else ""))
+    else:
+        parts.append(f"betas {optim.betas[0]:g}/{optim.betas[1]:g}")
+    parts.append(f"wd {optim.weight_decay:g}")
+    if optim.accumulate > 1:
+        parts.append(f"accumulate {optim.accumulate}")
+    return ", ".join(parts)
+
+
 def field_override(key: str, text: str) -> str:
     """The override a field's text makes; the run name is quoted so that YAML keeps it a string."""
     return f"{key}={json.dumps(text)}" if key == "name" else f"{key}={text}"

@@ -242,11 +242,15 @@ def normalized_theta(matrix: Tensor, h: int, w: int) -> Tensor:
     return theta
 
 
-def warp_theta(x: Tensor, theta: Tensor, interpolation: str = "nearest", fill: float = 0.0) -> Tensor:
-    """Resample each image through its (B, 2, 3) normalized theta; one grid_sample."""
+def warp_theta(x: Tensor, theta: Tensor, interpolation: str = "nearest", fill: float | None = None) -> Tensor:
+    """Resample each image through its (B, 2, 3) normalized theta; one grid_sample, as torchvision's affine.
+
+    fill None pads with zeros; a number (0 included) also blends each output pixel towards `fill` by the share
+    of it sampled from outside the image (torchvision's coverage mask), so fill 0 and 1e-6 agree.
+    """
     b, c, h, w = x.shape
     grid = F.affine_grid(theta.to(x.dtype), [b, c, h, w], align_corners=False)
-    if fill == 0.0:
+    if fill is None or (fill == 0.0 and interpolation == "nearest"):  # nearest: the mask is 0/1, zeros match
         return F.grid_sample(x, grid, mode=interpolation, padding_mode="zeros", align_corners=False)
     ones = torch.ones(b, 1, h, w, dtype=x.dtype, device=x.device)
     out = F.grid_sample(torch.cat((x, ones), 1), grid, mode=interpolation, padding_mode="zeros",
@@ -257,23 +261,37 @@ def warp_theta(x: Tensor, theta: Tensor, interpolation: str = "nearest", fill: f
     return (img - fill) * mask + fill
 
 
-def warp(x: Tensor, matrix: Tensor, interpolation: str = "nearest", fill: float = 0.0) -> Tensor:
+def warp(x: Tensor, matrix: Tensor, interpolation: str = "nearest", fill: float | None = None) -> Tensor:
     """Resample each image through its (B, 2, 3) inverse matrix (centred pixel coords); one grid_sample."""
     h, w = x.shape[-2:]
     return warp_theta(x, normalized_theta(matrix.to(x.dtype), h, w), interpolation, fill)
+
+
+def _crop_source(out_size: int, start: Tensor, length: Tensor, interpolation: str) -> Tensor:
+    """(B, out_size) source pixel coordinates resizing each crop [start, start + length) to out_size.
+
+    As torch's interpolate (what torchvision's resized_crop calls): bilinear samples at (i + 0.5) * s - 0.5,
+    clamped to the crop, so no pixel outside the crop leaks in; nearest takes pixel floor(i * s). s = length / out.
+    """
+    i = torch.arange(out_size, dtype=torch.float32, device=start.device).view(1, -1)
+    scale = length.to(torch.float32).view(-1, 1) / out_size
+    last = length.to(torch.float32).view(-1, 1) - 1
+    if interpolation == "nearest":
+        pos = torch.minimum(torch.floor(i * scale), last)
+    else:
+        pos = torch.minimum(((i + 0.5) * scale - 0.5).clamp_(min=0.0), last)
+    return pos + start.to(torch.float32).view(-1, 1)
 
 
 def crop_resize(x: Tensor, top: Tensor, left: Tensor, height: Tensor, width: Tensor,
                 interpolation: str = "bilinear") -> Tensor:
     """Crop a per-image box (pixels) and resize it back to the full size, in one grid_sample."""
     b, c, h, w = x.shape
-    theta = torch.zeros(b, 2, 3, dtype=x.dtype, device=x.device)
-    theta[:, 0, 0] = width / w
-    theta[:, 1, 1] = height / h
-    theta[:, 0, 2] = (2.0 * left + width) / w - 1.0
-    theta[:, 1, 2] = (2.0 * top + height) / h - 1.0
-    grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)
-    return F.grid_sample(x, grid, mode=interpolation, padding_mode="border", align_corners=False)
+    gx = (2.0 * _crop_source(w, left, width, interpolation) + 1.0) / w - 1.0  # pixel to align_corners=False
+    gy = (2.0 * _crop_source(h, top, height, interpolation) + 1.0) / h - 1.0
+    grid = torch.stack((gx.view(b, 1, w).expand(b, h, w), gy.view(b, h, 1).expand(b, h, w)), 3)
+    # Every coordinate lies inside the image; border padding only absorbs float rounding at its edge.
+    return F.grid_sample(x, grid.to(x.dtype), mode=interpolation, padding_mode="border", align_corners=False)
 
 
 def box_mask(h: int, w: int, top: Tensor, left: Tensor, height: Tensor, width: Tensor) -> Tensor:
@@ -285,25 +303,44 @@ def box_mask(h: int, w: int, top: Tensor, left: Tensor, height: Tensor, width: T
     return inside.unsqueeze(1)
 
 
-def sample_boxes(gen: torch.Generator, n: int, h: int, w: int, scale: tuple[float, float],
-                 ratio: tuple[float, float], device: torch.device, attempts: int = 10) -> tuple[Tensor, ...]:
-    """Per-image boxes of random area fraction and aspect, as RandomResizedCrop/RandomErasing draw them.
+def central_box(h: int, w: int, ratio: tuple[float, float]) -> tuple[int, int, int, int]:
+    """RandomResizedCrop's fallback when no try fits: the central crop of the nearest allowed aspect."""
+    if w / h < min(ratio):  # at least one pixel, where torchvision would fail on an empty crop
+        bh, bw = max(1, int(round(w / min(ratio)))), w
+    elif w / h > max(ratio):
+        bh, bw = h, max(1, int(round(h * max(ratio))))
+    else:
+        bh, bw = h, w
+    return (h - bh) // 2, (w - bw) // 2, bh, bw
 
-    Each image gets `attempts` tries at once; the first that fits is used. Returns (top, left, height, width,
-    found) where `found` says whether any try fitted (else the box is the whole image).
+
+def sample_boxes(gen: torch.Generator, n: int, h: int, w: int, scale: tuple[float, float],
+                 ratio: tuple[float, float], device: torch.device, attempts: int = 10,
+                 erase: bool = False) -> tuple[Tensor, ...]:
+    """Per-image boxes of random area fraction and aspect, as RandomResizedCrop (or RandomErasing) draws them.
+
+    Each image gets `attempts` tries at once; the first that fits is used. RandomResizedCrop's ratio is
+    width / height and a box fits inside the image; RandomErasing's (erase=True) is height / width and a box
+    must be strictly smaller than the image. Returns (top, left, height, width, found); where no try fitted,
+    the box is RandomResizedCrop's central fallback (`central_box`).
     """
     area = uniform(gen, n * attempts, scale[0], scale[1], device).view(n, attempts) * (h * w)
     log_r = uniform(gen, n * attempts, math.log(ratio[0]), math.log(ratio[1]), device).view(n, attempts)
     aspect = torch.exp(log_r)
-    bw = torch.round(torch.sqrt(area * aspect))
-    bh = torch.round(torch.sqrt(area / aspect))
-    fits = (bw >= 1) & (bw <= w) & (bh >= 1) & (bh <= h)
+    times_ratio, over_ratio = torch.round(torch.sqrt(area * aspect)), torch.round(torch.sqrt(area / aspect))
+    if erase:
+        bh, bw = times_ratio, over_ratio
+        fits = (bh < h) & (bw < w)
+    else:
+        bw, bh = times_ratio, over_ratio
+        fits = (bw >= 1) & (bw <= w) & (bh >= 1) & (bh <= h)
     found = fits.any(1)
     first = fits.float().argmax(1, keepdim=True)
-    bw = torch.where(found, bw.gather(1, first).squeeze(1), torch.full_like(found, w, dtype=bw.dtype))
-    bh = torch.where(found, bh.gather(1, first).squeeze(1), torch.full_like(found, h, dtype=bh.dtype))
-    top = randint_below(gen, h - bh + 1).to(bh.dtype)
-    left = randint_below(gen, w - bw + 1).to(bw.dtype)
+    top0, left0, h0, w0 = (torch.full_like(area[:, 0], v) for v in central_box(h, w, ratio))
+    bw = torch.where(found, bw.gather(1, first).squeeze(1), w0)
+    bh = torch.where(found, bh.gather(1, first).squeeze(1), h0)
+    top = torch.where(found, randint_below(gen, h - bh + 1).to(bh.dtype), top0)
+    left = torch.where(found, randint_below(gen, w - bw + 1).to(bw.dtype), left0)
     return top, left, bh, bw, found
 
 

@@ -96,7 +96,7 @@ def _translate(fraction: tuple[float, float], padding_mode: str) -> OpFn:
 
 def _affine(degrees: tuple[float, float], translate: tuple[float, float] = (0.0, 0.0),
             scale: tuple[float, float] = (1.0, 1.0), shear: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0),
-            interpolation: str = "nearest", fill: float = 0.0) -> OpFn:
+            interpolation: str = "nearest", fill: float | None = 0.0) -> OpFn:
     def fn(x: Tensor, ctx: Context) -> Tensor:
         h, w = x.shape[-2:]
         zero = torch.zeros(x.shape[0], device=x.device)
@@ -110,7 +110,7 @@ def _affine(degrees: tuple[float, float], translate: tuple[float, float] = (0.0,
     return fn
 
 
-def _rotate(degrees: tuple[float, float], interpolation: str, fill: float) -> OpFn:
+def _rotate(degrees: tuple[float, float], interpolation: str, fill: float | None) -> OpFn:
     # RandomRotation turns counter-clockwise for positive angles, RandomAffine clockwise.
     return _affine((-degrees[1], -degrees[0]), interpolation=interpolation, fill=fill)
 
@@ -118,7 +118,7 @@ def _rotate(degrees: tuple[float, float], interpolation: str, fill: float) -> Op
 def _resized_crop(scale: tuple[float, float], ratio: tuple[float, float], interpolation: str) -> OpFn:
     def fn(x: Tensor, ctx: Context) -> Tensor:
         h, w = x.shape[-2:]
-        top, left, bh, bw, found = K.sample_boxes(ctx.gen, x.shape[0], h, w, scale, ratio, x.device)
+        top, left, bh, bw, _ = K.sample_boxes(ctx.gen, x.shape[0], h, w, scale, ratio, x.device)
         return K.crop_resize(x, top, left, bh, bw, interpolation)
     return fn
 
@@ -187,7 +187,7 @@ def _fill_value(value: Any, x: Tensor, ctx: Context) -> Tensor:
 def _erase(scale: tuple[float, float], ratio: tuple[float, float], value: Any) -> OpFn:
     def fn(x: Tensor, ctx: Context) -> Tensor:
         n, _, h, w = x.shape
-        top, left, bh, bw, found = K.sample_boxes(ctx.gen, n, h, w, scale, ratio, x.device)
+        top, left, bh, bw, found = K.sample_boxes(ctx.gen, n, h, w, scale, ratio, x.device, erase=True)
         mask = K.box_mask(h, w, top, left, bh, bw) & K.per_image(found)
         return torch.where(mask, _fill_value(value, x, ctx), x)
     return fn

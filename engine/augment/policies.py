@@ -69,18 +69,25 @@ def policy_table(policy: str) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def magnitude_table(wide: bool, bins: int, h: int, w: int) -> Tensor:
-    """(15, bins) magnitudes per op id: torchvision's standard space, or TrivialAugment's wide one."""
+    """(15, bins) magnitudes per op id: torchvision's standard space, or TrivialAugment's wide one.
+
+    Built in float32 exactly as torchvision builds them (`torch.linspace(0, end, bins)`), since the float32
+    values decide edge cases: TrivialAugment's translate bin 15 is 15.999999 (a 15-pixel shift) and Solarize
+    bins 16, 18 and 24 of 31 lie a hair above 119/255, 102/255 and 51/255 (those levels stay as they are).
+    """
+    def span(end: float) -> Tensor:
+        return torch.linspace(0.0, end, bins, dtype=torch.float32)
+
     table = torch.zeros(len(OP_NAMES), bins, dtype=torch.float64)
-    span = torch.linspace(0.0, 1.0, bins, dtype=torch.float64)
     shear, rotate, enhance = (0.99, 135.0, 0.99) if wide else (0.3, 30.0, 0.9)
-    table[OP_ID["ShearX"]] = table[OP_ID["ShearY"]] = span * shear
-    table[OP_ID["TranslateX"]] = span * (32.0 if wide else 150.0 / 331.0 * w)
-    table[OP_ID["TranslateY"]] = span * (32.0 if wide else 150.0 / 331.0 * h)
-    table[OP_ID["Rotate"]] = span * rotate
+    table[OP_ID["ShearX"]] = table[OP_ID["ShearY"]] = span(shear)
+    table[OP_ID["TranslateX"]] = span(32.0 if wide else 150.0 / 331.0 * w)
+    table[OP_ID["TranslateY"]] = span(32.0 if wide else 150.0 / 331.0 * h)
+    table[OP_ID["Rotate"]] = span(rotate)
     for name in ("Brightness", "Color", "Contrast", "Sharpness"):
-        table[OP_ID[name]] = span * enhance
+        table[OP_ID[name]] = span(enhance)
     table[OP_ID["Posterize"]] = (8 - torch.arange(bins) / ((bins - 1) / (6 if wide else 4))).round()
-    table[OP_ID["Solarize"]] = 1.0 - span
+    table[OP_ID["Solarize"]] = torch.linspace(1.0, 0.0, bins, dtype=torch.float32)
     return table
 
 
@@ -127,7 +134,8 @@ def param_table(magnitudes: Tensor, h: int, w: int) -> Tensor:
     return table.float()
 
 
-def apply_ops(x: Tensor, prm: Tensor, present: frozenset[str], interpolation: str, fill: float) -> Tensor:
+def apply_ops(x: Tensor, prm: Tensor, present: frozenset[str], interpolation: str,
+              fill: float | None) -> Tensor:
     """Apply to each image the op whose parameters it gathered (`prm`, (B, 17)); skip ops not in `present`."""
     if present & {"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"}:
         warped = K.warp_theta(x, prm[:, THETA].reshape(-1, 2, 3), interpolation, fill)
@@ -171,7 +179,7 @@ def _gather(ctx: Context, table: Tensor, op: Tensor, level: Tensor | int, bins: 
 
 
 def _randaugment(num_ops: int, magnitude: int, num_magnitude_bins: int, interpolation: str,
-                 fill: float) -> Callable:
+                 fill: float | None) -> Callable:
     tables = _Tables(False, num_magnitude_bins)
     present = frozenset(RAND_SPACE)
 
@@ -184,7 +192,7 @@ def _randaugment(num_ops: int, magnitude: int, num_magnitude_bins: int, interpol
     return fn
 
 
-def _trivialaugment(num_magnitude_bins: int, interpolation: str, fill: float) -> Callable:
+def _trivialaugment(num_magnitude_bins: int, interpolation: str, fill: float | None) -> Callable:
     tables = _Tables(True, num_magnitude_bins)
     present = frozenset(RAND_SPACE)
 
@@ -197,7 +205,7 @@ def _trivialaugment(num_magnitude_bins: int, interpolation: str, fill: float) ->
     return fn
 
 
-def _autoaugment(policy: str, interpolation: str, fill: float) -> Callable:
+def _autoaugment(policy: str, interpolation: str, fill: float | None) -> Callable:
     tables = _Tables(False, 10)
     policy_ops, policy_probs, policy_bins = (K.DeviceCache(t) for t in policy_table(policy))
     present = [frozenset(OP_NAMES[int(i)] for i in policy_ops.value[:, slot]) for slot in range(2)]

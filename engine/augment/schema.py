@@ -29,6 +29,7 @@ class Param:
     hi: float | None = None
     choices: tuple[str, ...] = ()
     expand: str = "fixed"  # how a single number becomes a range: sym (-v, v), one (1-v, 1+v), fixed (v, v)
+    nullable: bool = False  # null is a value of its own (e.g. fill: null, torchvision's fill=None)
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,10 @@ class OpSchema:
     params: dict[str, Param]
 
 
-def _fill() -> Param:
-    return Param("float", 0.0, "value of pixels coming from outside the image, in [0, 1]", 0.0, 1.0)
+def _fill(default: float | None = 0.0) -> Param:
+    """torchvision's fill: a number blends by coverage (bilinear) or fills (nearest); null only pads with zeros."""
+    return Param("float", default, "value of pixels coming from outside the image, in [0, 1]; null: zero padding "
+                 "without torchvision's coverage blend (fill=None)", 0.0, 1.0, nullable=True)
 
 
 def _interp(default: str = "nearest") -> Param:
@@ -111,9 +114,9 @@ SCHEMAS: dict[str, OpSchema] = {
     "autocontrast": OpSchema("stretch each channel to the full range (RandomAutocontrast)", 0.5, {}),
     "equalize": OpSchema("histogram-equalize each channel (RandomEqualize)", 0.5, {}),
     "invert": OpSchema("invert intensities (RandomInvert)", 0.5, {}),
-    "erase": OpSchema("erase a random rectangle (RandomErasing)", 0.5, {
+    "erase": OpSchema("erase a random rectangle strictly smaller than the image (RandomErasing)", 0.5, {
         "scale": Param("range", (0.02, 0.33), "erased area range as a fraction of the image", 1e-4, 1.0),
-        "ratio": Param("range", (0.3, 3.3), "aspect ratio range of the rectangle", 1e-3, 1e3),
+        "ratio": Param("range", (0.3, 3.3), "aspect ratio range (height / width, as RandomErasing)", 1e-3, 1e3),
         "value": Param("value", "mean", "fill: mean (0 after normalization), random (noise) or a value in [0, 1]",
                        0.0, 1.0, choices=("mean", "random")),
     }),
@@ -126,15 +129,15 @@ SCHEMAS: dict[str, OpSchema] = {
         "num_ops": Param("int", 2, "ops applied in sequence", 0, 16),
         "magnitude": Param("int", 9, "magnitude bin, below num_magnitude_bins", 0, 1000),
         "num_magnitude_bins": Param("int", 31, "number of magnitude bins", 2, 1001),
-        "interpolation": _interp(), "fill": _fill(),
+        "interpolation": _interp(), "fill": _fill(None),
     }),
     "autoaugment": OpSchema("AutoAugment with a learned policy (cifar10, imagenet, svhn), drawn per image", 1.0, {
         "policy": Param("choice", "imagenet", "policy: cifar10, imagenet or svhn", choices=POLICIES),
-        "interpolation": _interp(), "fill": _fill(),
+        "interpolation": _interp(), "fill": _fill(None),
     }),
     "trivialaugment": OpSchema("TrivialAugment Wide: one random op at a random magnitude per image", 1.0, {
         "num_magnitude_bins": Param("int", 31, "number of magnitude bins", 2, 1001),
-        "interpolation": _interp(), "fill": _fill(),
+        "interpolation": _interp(), "fill": _fill(None),
     }),
     "choice": OpSchema("apply exactly one of `ops`, picked per image (RandomChoice)", 1.0, {
         "ops": _nested(),
@@ -241,8 +244,10 @@ def _numbers(param: Param, value: Any, count: tuple[int, ...], source: str | Non
 def _normalize_value(param: Param, value: Any, source: str | None, where: str) -> Any:
     """Check one parameter value and return its expanded form."""
     kind = param.kind
+    if value is None and param.nullable:
+        return None
     if kind in ("prob", "float"):
-        return _number(param, value, source, where)
+        return _number(param, value, source, where, "a number or null" if param.nullable else "a number")
     if kind == "int":
         if not isinstance(value, int) or isinstance(value, bool):
             _fail(source, where, f"{value!r} is not valid; expected an integer")

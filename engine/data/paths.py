@@ -12,6 +12,11 @@ def data_dir() -> Path:
     explicit = os.environ.get("IMGCLS_DATA_DIR")
     if explicit:
         return Path(explicit).expanduser()
+    return default_data_dir()
+
+
+def default_data_dir() -> Path:
+    """The data folder when `IMGCLS_DATA_DIR` is not set: the platform's cache folder."""
     if sys.platform == "win32":
         base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
         return base / "imgcls-console" / "Cache" / "data"

@@ -21,6 +21,7 @@ class Located:
     fingerprint: dict[str, Any]
     read: Callable[[Progress | None], Table]
     cacheable: bool = True
+    native: tuple[int, int] | None = None  # (size, channels) every image has, when known before decoding
 
 
 def read_digits() -> Table:
@@ -38,7 +39,8 @@ def read_digits() -> Table:
 def locate(cfg: DataConfig) -> Located:
     """The located source of a config (files found or downloaded; nothing decoded yet)."""
     if cfg.source == "digits":
-        return Located({"source": "digits"}, lambda progress: read_digits())  # cached: skips importing sklearn
+        # cached: skips importing sklearn
+        return Located({"source": "digits"}, lambda progress: read_digits(), native=(8, 1))
     if cfg.source in ("folder", "csv"):
         from engine.data.folders import locate_files
 
@@ -48,10 +50,20 @@ def locate(cfg: DataConfig) -> Located:
     return locate_torchvision(cfg)
 
 
+def table_shape(located: Located, cfg: DataConfig) -> tuple[int | None, int | None]:
+    """(image_size, channels) that determine the table: a value equal to the source's native one is None (keep
+    native), so `image_size: 8` and `image_size: null` of the 8 px digits share one cache entry."""
+    native_size, native_channels = located.native or (None, None)
+    size = None if cfg.image_size == native_size else cfg.image_size
+    channels = None if cfg.channels == native_channels else cfg.channels
+    return size, channels
+
+
 def load_table(cfg: DataConfig, progress: Progress | None = None) -> tuple[Table, dict[str, Any]]:
     """The source's table at the configured resolution, from the cache when present; plus info for the run."""
     located = locate(cfg)
-    fingerprint = {**located.fingerprint, "image_size": cfg.image_size, "channels": cfg.channels}
+    image_size, channels = table_shape(located, cfg)
+    fingerprint = {**located.fingerprint, "image_size": image_size, "channels": channels}
     key = cache_key(fingerprint)
     info: dict[str, Any] = {"source": cfg.source, "cache_key": key, "cached": located.cacheable, "cache_hit": False}
     started = time.perf_counter()
@@ -59,10 +71,10 @@ def load_table(cfg: DataConfig, progress: Progress | None = None) -> tuple[Table
     if table is not None:
         info["cache_hit"] = True
     else:
-        table = fit_table(located.read(progress), cfg.image_size, cfg.channels, progress)
+        table = fit_table(located.read(progress), image_size, channels, progress)
         if located.cacheable:
             root = located.fingerprint.get("root") or located.fingerprint.get("folder") or cfg.root
             save_cached(key, table, {"source": cfg.source, "root": root,
-                                     "image_size": cfg.image_size, "channels": cfg.channels})
+                                     "image_size": image_size, "channels": channels})
     info["load_seconds"] = round(time.perf_counter() - started, 3)
     return table, info

@@ -36,6 +36,7 @@ class Spec:
     files: list[str]
     torchvision_class: str
     read: Callable[[Path], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]]
+    native: tuple[int, int]  # (size, channels) of every image
     idx_files: bool = False  # MNIST family: files under raw/, plain or .gz
 
 
@@ -146,12 +147,13 @@ def read_svhn(folder: Path) -> tuple:
 
 
 SPECS = {
-    "mnist": Spec("MNIST", MNIST_FILES, "MNIST", _mnist_reader([str(i) for i in range(10)]), True),
-    "fashion_mnist": Spec("FashionMNIST", MNIST_FILES, "FashionMNIST", _mnist_reader(FASHION_CLASSES), True),
-    "kmnist": Spec("KMNIST", MNIST_FILES, "KMNIST", _mnist_reader(KMNIST_CLASSES), True),
-    "cifar10": Spec("cifar-10-batches-py", CIFAR10_FILES, "CIFAR10", read_cifar10),
-    "cifar100": Spec("cifar-100-python", CIFAR100_FILES, "CIFAR100", read_cifar100),
-    "svhn": Spec("SVHN", SVHN_FILES, "SVHN", read_svhn),
+    "mnist": Spec("MNIST", MNIST_FILES, "MNIST", _mnist_reader([str(i) for i in range(10)]), (28, 1), True),
+    "fashion_mnist": Spec("FashionMNIST", MNIST_FILES, "FashionMNIST", _mnist_reader(FASHION_CLASSES), (28, 1),
+                          True),
+    "kmnist": Spec("KMNIST", MNIST_FILES, "KMNIST", _mnist_reader(KMNIST_CLASSES), (28, 1), True),
+    "cifar10": Spec("cifar-10-batches-py", CIFAR10_FILES, "CIFAR10", read_cifar10, (32, 3)),
+    "cifar100": Spec("cifar-100-python", CIFAR100_FILES, "CIFAR100", read_cifar100, (32, 3)),
+    "svhn": Spec("SVHN", SVHN_FILES, "SVHN", read_svhn, (32, 3)),
 }
 
 
@@ -169,15 +171,29 @@ def _file_paths(spec: Spec, folder: Path) -> list[Path] | None:
 def _expected(spec: Spec, folder: Path) -> str:
     """'<folder>/ with file, file, ...' for error messages."""
     base = folder / "raw" if spec.idx_files else folder
-    suffix = " (or .gz)" if spec.idx_files else ""
+    suffix = " (each plain or .gz)" if spec.idx_files else ""
     return f"{base}/ with {', '.join(spec.files)}{suffix}"
 
 
-def _download(source: str, spec: Spec, root: Path) -> None:
+def missing_files_message(source: str, root: Path, why: str, *, root_is_set: bool) -> str:
+    """Two lines: the folder looked in, the files expected and why they were not fetched; then how to put them
+    there or point elsewhere (IMGCLS_DATA_DIR, --set data.root), each naming the sub-folder the files go in."""
+    spec = SPECS[source]
+    inside = f"{spec.folder}/raw" if spec.idx_files else spec.folder
+    found = f"{source}: dataset files not found. Expected {_expected(spec, root / spec.folder)}; {why}"
+    if root_is_set:
+        elsewhere = (f"--set data.root=DIR (now {root}), or leave data.root unset to use the data folder "
+                     f"IMGCLS_DATA_DIR=DIR (now {data_dir()})")
+    else:
+        elsewhere = f"IMGCLS_DATA_DIR=DIR (the data folder, now {root}) or --set data.root=DIR (this run only)"
+    return f"{found}\nCopy the files there, or point elsewhere: {elsewhere}; the files go in DIR/{inside}/"
+
+
+def _download(source: str, spec: Spec, root: Path, *, root_is_set: bool) -> None:
     """Fetch the official files with torchvision (train and test); any failure becomes a DataError."""
-    missing = f"{source}: dataset files not found. Expected {_expected(spec, root / spec.folder)}"
     if offline():
-        raise DataError(f"{missing}; downloads are off (IMGCLS_OFFLINE is set). Copy the official files there.")
+        raise DataError(missing_files_message(source, root, "downloads are off (IMGCLS_OFFLINE is set)",
+                                              root_is_set=root_is_set))
     import torchvision.datasets as tvd
 
     cls = getattr(tvd, spec.torchvision_class)
@@ -190,8 +206,9 @@ def _download(source: str, spec: Spec, root: Path) -> None:
                 cls(root=str(root), train=train, download=True)
     except Exception as exc:  # no network, a proxy, a changed mirror: the user needs the folder and file names
         _remove_empty_folders(root / spec.folder, stop_at=root)
-        raise DataError(f"{missing}; the download failed ({type(exc).__name__}: {exc}). "
-                        "Copy the official files there or run where the internet is reachable.") from exc
+        failure = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, whatever the exception says
+        raise DataError(missing_files_message(source, root, f"the download failed ({failure})",
+                                              root_is_set=root_is_set)) from exc
 
 
 def _remove_empty_folders(folder: Path, *, stop_at: Path) -> None:
@@ -216,10 +233,11 @@ def locate_torchvision(cfg: DataConfig) -> Located:
         folder = root  # torchvision's own SVHN layout keeps the .mat files directly in its root
     paths = _file_paths(spec, folder)
     if paths is None:
-        _download(cfg.source, spec, root)
+        _download(cfg.source, spec, root, root_is_set=bool(cfg.root))
         paths = _file_paths(spec, folder)
         if paths is None:
-            raise DataError(f"{cfg.source}: files still missing after the download. Expected {_expected(spec, folder)}")
+            raise DataError(missing_files_message(cfg.source, root, "still missing after the download",
+                                                  root_is_set=bool(cfg.root)))
     files = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
     fingerprint = {"source": cfg.source, "folder": str(folder.resolve()), "files": files}
 
@@ -235,9 +253,14 @@ def locate_torchvision(cfg: DataConfig) -> Located:
                             "delete them to download again") from exc
         images = torch.from_numpy(np.ascontiguousarray(np.concatenate([train_x, test_x])))
         labels = torch.from_numpy(np.concatenate([train_y, test_y]).astype(np.int64))
+        size, channels = spec.native  # the cache key counts on it: image_size 28 and null are one MNIST table
+        if tuple(images.shape[1:]) != (channels, size, size):
+            shape = "x".join(map(str, images.shape[1:]))
+            raise DataError(f"{folder}: the {cfg.source} files hold {shape} images (channels x height x width); "
+                            f"the official ones are {channels}x{size}x{size}")
         if progress is not None:
             progress("read", 1, 1)
         meta = {"root": str(folder), "native_size": int(images.shape[-1]), "native_channels": int(images.shape[1])}
         return Table(images, labels, [str(c) for c in classes], len(train_y), meta)
 
-    return Located(fingerprint, read)
+    return Located(fingerprint, read, native=spec.native)

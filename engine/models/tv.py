@@ -98,9 +98,10 @@ def build_resnet(
 
 def build_efficientnet(
     arch: str, num_classes: int, in_channels: int, image_size: int, dropout: float, small_input: bool,
-    stride1_stages: int, residual_drop: str, drop_rate: float,
+    stride1_stages: int, residual_drop: str, drop_rate: float, shakedrop_stages: list[int] | None = None,
 ) -> nn.Module:
-    """A torchvision EfficientNet with a stride-1 stem, fewer strides, head dropout and residual drop."""
+    """A torchvision EfficientNet with a stride-1 stem, fewer strides, head dropout and residual drop (ShakeDrop
+    only in `shakedrop_stages`, numbered 1..N over the blocks' stages, when given)."""
     _check_common(arch, image_size, stride1_stages, 4, 1 if small_input else 2, residual_drop, drop_rate)
     depth_prob = 0.0 if residual_drop == "none" else drop_rate
     model = getattr(tvm, arch)(weights=None, num_classes=num_classes, dropout=dropout,
@@ -113,11 +114,22 @@ def build_efficientnet(
     for stage in strided[:stride1_stages]:
         _unstride(stage[0])
     if residual_drop == "shakedrop":
-        for module in model.modules():
-            if hasattr(module, "stochastic_depth"):
-                module.stochastic_depth = ShakeDrop(module.stochastic_depth.p)
+        for stage in _chosen_stages(arch, list(model.features[1:-1]), shakedrop_stages):
+            for module in stage.modules():
+                if hasattr(module, "stochastic_depth"):
+                    module.stochastic_depth = ShakeDrop(module.stochastic_depth.p)
     model.torchvision_arch = arch
     return mark_head(model, "classifier")
+
+
+def _chosen_stages(arch: str, stages: list[nn.Module], numbers: list[int] | None) -> list[nn.Module]:
+    """The stages numbered 1..N in `numbers` (None: all of them); a number out of range is a ModelError."""
+    if numbers is None:
+        return stages
+    wrong = [n for n in numbers if not isinstance(n, int) or not 1 <= n <= len(stages)]
+    if wrong:
+        raise ModelError(f"model.options.shakedrop_stages: {arch} has stages 1..{len(stages)}; got {wrong[0]!r}")
+    return [stages[n - 1] for n in sorted(set(numbers))]
 
 
 def _resnet_builder(arch: str) -> Callable[..., nn.Module]:
@@ -144,12 +156,15 @@ def _efficientnet_builder(arch: str) -> Callable[..., nn.Module]:
         stride1_stages: int = 0,
         residual_drop: str = "stochastic_depth",
         drop_rate: float = 0.2,
+        shakedrop_stages: list[int] | None = None,
     ) -> nn.Module:
         return build_efficientnet(arch, num_classes, in_channels, image_size, dropout, small_input,
-                                  stride1_stages, residual_drop, drop_rate)
+                                  stride1_stages, residual_drop, drop_rate, shakedrop_stages)
 
     builder.__doc__ = (f"torchvision {arch}; small_input: stride-1 stem; stride1_stages: first N stride-2 "
-                       "stages at stride 1; residual_drop (per block, rising linearly to drop_rate).")
+                       "stages at stride 1; residual_drop (per block, rising linearly to drop_rate); "
+                       "shakedrop_stages: the stages (1..N) given ShakeDrop, the others keep stochastic depth "
+                       "(default: every stage).")
     return builder
 
 

@@ -13,6 +13,14 @@ from engine.errors import ModelError
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
+class ShapeMismatch(ModelError):
+    """A tensor of the weights has another shape than the model's; `hinted` when the message names a way out."""
+
+    def __init__(self, message: str, *, hinted: bool) -> None:
+        super().__init__(message)
+        self.hinted = hinted
+
+
 def head_name(model: nn.Module) -> str:
     """Module path of the classifier head: the builder's mark, else the last nn.Linear."""
     name = getattr(model, "head_name", None)
@@ -97,10 +105,18 @@ def _torchvision_weights(model: nn.Module, spec: str) -> object:
 
 
 def _hub_file(weights: object) -> dict[str, torch.Tensor]:
-    """The torchvision checkpoint from the torch hub cache, downloaded when missing (clear error offline)."""
+    """The torchvision checkpoint from the torch hub cache, downloaded when missing (clear error offline).
+
+    With `IMGCLS_OFFLINE` set, a missing file is an error at once: no download is tried."""
+    from engine.data.paths import offline
+
     url: str = weights.url  # type: ignore[attr-defined]
     folder = Path(torch.hub.get_dir()) / "checkpoints"
     target = folder / os.path.basename(url)
+    if not target.is_file() and offline():
+        raise ModelError(f"model.pretrained: {weights} is not in the torch hub cache and downloads are off "
+                         f"(IMGCLS_OFFLINE is set): put {target.name} (from {url}) in {folder}, or set "
+                         "model.pretrained to a local .safetensors/.pth file")
     if not target.is_file():
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -128,25 +144,33 @@ def _is_file_spec(spec: str) -> bool:
     return spec.endswith(WEIGHT_SUFFIXES) or os.sep in spec or "/" in spec or Path(spec).is_file()
 
 
-def _stem_hint(source: torch.Tensor, target: torch.Tensor) -> str:
-    """A hint when only the kernel size of a convolution differs (a small-input stem against ImageNet weights)."""
-    if source.ndim == 4 and source.shape[:2] == target.shape[:2] and source.shape[2:] != target.shape[2:]:
+def _shape_hint(source: torch.Tensor, target: torch.Tensor, *, first_conv: bool) -> str:
+    """The way out when a convolution's shape differs: only its kernel size (a small-input stem against ImageNet
+    weights), or the input channels of the first one (gray images against RGB weights, or the reverse)."""
+    if source.ndim != 4 or target.ndim != 4:
+        return ""
+    if source.shape[:2] == target.shape[:2] and source.shape[2:] != target.shape[2:]:
         return (f"; the file's kernel is {source.shape[-1]}x{source.shape[-1]}: to keep those stem weights with a "
                 f"small-input model set model.options.stem_kernel={source.shape[-1]} (its stride stays 1)")
+    if first_conv and source.shape[0] == target.shape[0] and source.shape[2:] == target.shape[2:]:
+        return (f"; the file's weights take {source.shape[1]}-channel images and the data has {target.shape[1]} "
+                f"channels: --set data.channels={source.shape[1]} converts the images (no adapter maps the weights)")
     return ""
 
 
-def load_pretrained(model: nn.Module, spec: str, *, num_classes: int) -> list[str]:
-    """Load weights into `model`; head tensors of another shape are skipped and their keys returned."""
+def load_pretrained(model: nn.Module, spec: str, *, num_classes: int, replace_head: bool = False) -> list[str]:
+    """Load weights into `model`; head tensors of another shape (every head tensor with `replace_head`: the
+    weights were trained on other classes) keep their fresh initialisation, and their keys are returned."""
     state = _read_file(Path(spec).expanduser()) if _is_file_spec(spec) else _hub_file(_torchvision_weights(model, spec))
     head = head_name(model)
     _check_head(model, head, num_classes)
     own = model.state_dict()
+    first_conv = next((k for k, v in own.items() if v.ndim == 4), None)
     kept: dict[str, torch.Tensor] = {}
     skipped: list[str] = []
     for key, target in own.items():
         source = state.get(key)
-        if _in_head(key, head) and (source is None or source.shape != target.shape):
+        if _in_head(key, head) and (replace_head or source is None or source.shape != target.shape):
             skipped.append(key)
         elif source is None:
             if key.endswith("num_batches_tracked"):
@@ -156,9 +180,10 @@ def load_pretrained(model: nn.Module, spec: str, *, num_classes: int) -> list[st
                 f"(shape {tuple(target.shape)}) is missing from the file. Is it the same architecture?"
             )
         elif source.shape != target.shape:
-            raise ModelError(
+            hint = _shape_hint(source, target, first_conv=key == first_conv)
+            raise ShapeMismatch(
                 f"model.pretrained: {spec} does not match the model: tensor {key!r} has shape "
-                f"{tuple(source.shape)} in the file but {tuple(target.shape)} in the model{_stem_hint(source, target)}"
+                f"{tuple(source.shape)} in the file but {tuple(target.shape)} in the model{hint}", hinted=bool(hint)
             )
         else:
             kept[key] = source

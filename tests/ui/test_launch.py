@@ -79,7 +79,6 @@ def test_opens_with_quickstart_and_picked_presets_change_the_yaml(runs_root: Pat
             assert "name: quickstart" in yaml_text and "name: cosine" in yaml_text
             assert screen.query_one("#field-optim-lr", Input).value == "0.05"
             assert text_of(screen, "#launch-problem") == "✓ valid"
-            assert text_of(screen, "#about-optim").startswith("edited: lr 0.2 · ")  # not the preset's own lr
             assert "params" in text_of(screen, "#about-model") and "MACs" in text_of(screen, "#about-model")
 
             models = screen.query_one("#pick-model", Select)  # every model preset's size at the digits' 1x8x8
@@ -140,6 +139,7 @@ def test_fields_revalidate_as_typed_start_refuses_and_the_schedule_follows(runs_
             await type_into(pilot, screen, "#field-optim-lr", "0.2")
             await until(pilot, lambda: screen.problem is None and screen.config.optim.lr == 0.2, "lr 0.2 accepted")
             assert text_of(screen, "#launch-problem") == "✓ valid"
+            assert text_of(screen, "#about-optim").startswith("sgd lr 0.2, ")  # not the preset's own lr
 
             await type_into(pilot, screen, "#field-train-epochs", "12")
             screen.query_one("#pick-schedule", Select).value = "multistep-10"

@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from textual.widgets import Select
+from textual.widgets import Select, Static
 from textual_plotext import PlotextPlot
 
 from console.app import create_app
@@ -46,7 +46,9 @@ def test_compose_start_watch_evaluate_and_ensemble(runs_root: Path, second_run: 
             await pilot.pause(0.3)
             assert sorted(model.rows) == [1, 2, 3]
             loss_chart = monitor.query_one("#loss", PlotextPlot)
-            assert "val" in str(loss_chart.render())
+            assert "•" in str(loss_chart.render())  # the per-epoch train and val points
+            legend = str(monitor.query_one("#legend", Static).render())
+            assert "train" in legend and "val" in legend
 
             # evaluate the best checkpoint with flip TTA, from Monitor's `e`
             await pilot.press("e")

@@ -1,0 +1,103 @@
+"""Getting data sets in place and what a run says about its data (issue 14, items 5 and 8): the offline error
+names the folder, the files and both ways to point elsewhere; warnings for splits smaller than the config assumes;
+one cache entry for the digits at their native size; a diverged run reported once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from console.cli import app
+from engine.config import DataConfig, from_dict
+from engine.data import load_dataset
+from engine.data.table import cache_entries
+from engine.errors import DataError
+from tests.test_data_formats import write_mnist
+
+runner = CliRunner()
+
+
+def _error_lines(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def test_missing_mnist_offline_is_two_lines_naming_folder_files_and_both_ways_elsewhere(isolated_dirs: Path) -> None:
+    result = runner.invoke(app, ["data", "stats", "mnist"])
+    assert result.exit_code == 2
+    first, second = _error_lines(result)  # exactly two lines
+    folder = isolated_dirs / "data" / "MNIST" / "raw"
+    assert first.startswith("error: mnist: dataset files not found") and f"{folder}/" in first
+    assert "train-images-idx3-ubyte" in first and "t10k-labels-idx1-ubyte" in first and ".gz" in first
+    assert "IMGCLS_OFFLINE" in first
+    assert f"IMGCLS_DATA_DIR=DIR (the data folder, now {isolated_dirs / 'data'})" in second
+    assert "--set data.root=DIR" in second and "DIR/MNIST/raw/" in second
+
+
+def test_missing_cifar10_under_data_root_names_that_root_in_train(isolated_dirs: Path) -> None:
+    elsewhere = isolated_dirs / "elsewhere"
+    result = runner.invoke(app, ["train", "quickstart", "--set", "data.source=cifar10", "--set",
+                                 f"data.root={elsewhere}"])
+    assert result.exit_code == 2
+    first, second = _error_lines(result)
+    assert f"{elsewhere}/cifar-10-batches-py/ with data_batch_1" in first and "batches.meta" in first
+    assert f"--set data.root=DIR (now {elsewhere})" in second and "IMGCLS_DATA_DIR=DIR" in second
+    assert "DIR/cifar-10-batches-py/" in second
+    assert not (isolated_dirs / "runs").exists() or not any((isolated_dirs / "runs").iterdir())
+
+
+def test_the_readme_example_copying_mnist_files_into_place_works(isolated_dirs: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    downloads = isolated_dirs / "datasets"
+    write_mnist(downloads)  # DIR/MNIST/raw/train-images-idx3-ubyte.gz, ... as the README's example copies them
+    by_root = runner.invoke(app, ["data", "stats", "mnist", "--set", f"data.root={downloads}", "--json"])
+    assert by_root.exit_code == 0, by_root.output
+    assert json.loads(by_root.stdout)["info"]["num_images"] == 40
+    monkeypatch.setenv("IMGCLS_DATA_DIR", str(downloads))
+    by_env = runner.invoke(app, ["data", "stats", "mnist", "--json"])
+    assert by_env.exit_code == 0, by_env.output
+
+
+def test_the_digits_at_native_and_explicit_size_share_one_cache_entry() -> None:
+    native = load_dataset(DataConfig(source="digits"))
+    explicit = load_dataset(DataConfig(source="digits", image_size=8, channels=1))
+    assert explicit.info["cache_hit"] and explicit.info["cache_key"] == native.info["cache_key"]
+    assert len(cache_entries()) == 1
+    listed = json.loads(runner.invoke(app, ["data", "cache", "--json"]).stdout)
+    assert len(listed["entries"]) == 1
+    resized = load_dataset(DataConfig(source="digits", image_size=16))
+    assert resized.info["cache_key"] != native.info["cache_key"] and resized.image_size == 16
+
+
+def test_no_validation_images_and_a_batch_larger_than_the_training_set_are_warned(isolated_dirs: Path) -> None:
+    result = runner.invoke(app, ["train", "quickstart", "--set", "train.epochs=1", "--set", "data.limit=10"])
+    assert result.exit_code == 0, result.output
+    assert "warning: data.limit=10 leaves no validation images" in result.stderr
+    assert "no `best` checkpoint is saved" in result.stderr
+    assert "warning: train.batch_size=32 exceeds the 10 training images (data.limit=10)" in result.stderr
+    (run_dir,) = (isolated_dirs / "runs").iterdir()
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    warnings = [e["message"] for e in events if e["type"] == "warning"]
+    assert any("no validation images" in m for m in warnings) and any("batch_size" in m for m in warnings)
+
+
+def test_a_plateau_schedule_or_early_stop_without_validation_images_is_refused() -> None:
+    from engine.setup import check_split_sizes
+
+    plateau = from_dict({"data": {"limit": 10}, "schedule": {"name": "plateau", "metric": "val_loss"}})
+    with pytest.raises(DataError, match=r"data.limit=10 leaves no validation images.*schedule.metric: val_loss"):
+        check_split_sizes(plateau, train_images=10, val_images=0)
+    stopping = from_dict({"data": {"val_fraction": 0.0}, "train": {"early_stop": {"metric": "val_acc"}}})
+    with pytest.raises(DataError, match=r"data.val_fraction is 0.*train.early_stop.metric: val_acc"):
+        check_split_sizes(stopping, train_images=100, val_images=0)
+    assert check_split_sizes(from_dict({"data": {"val_fraction": 0.0}}), train_images=100, val_images=0) == []
+
+
+def test_a_diverged_run_is_reported_once(isolated_dirs: Path) -> None:
+    result = runner.invoke(app, ["train", "quickstart", "--set", "train.epochs=1", "--set", "data.limit=100",
+                                 "--set", "optim.lr=1e30"])
+    assert result.exit_code == 3, result.output
+    assert result.stderr.count("loss became NaN/Inf") == 1, result.stderr
+    assert "diverged: loss became NaN/Inf" in result.stderr

@@ -1,0 +1,142 @@
+"""What `runs show`, `runs list`, `runs diff`, `presets list` and the report print: the run's environment, the
+metrics before the config, one way to show a missing value, model presets by name, plurals, and the k-fold
+ensemble's confusion matrix."""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from console.cli import app
+from console.fmt import NO_VALUE, fmt_count, fmt_num, fmt_pct, fmt_seconds, plural
+from engine.kfold import run_kfold
+from engine.presets import resolve_experiment
+from engine.report import write_report
+from engine.runs import create_run, write_config, write_status
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def kfold_group(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 2-fold quickstart group (1 epoch per fold, 300 images): real fold runs and their ensemble."""
+    home = tmp_path_factory.mktemp("display")
+    with pytest.MonkeyPatch.context() as patch:
+        for name, folder in (("RUNS", "runs"), ("PRESETS", "user-presets"), ("DATA", "data")):
+            patch.setenv(f"IMGCLS_{name}_DIR", str(home / folder))
+        patch.setenv("IMGCLS_OFFLINE", "1")
+        config = resolve_experiment("quickstart", ["data.limit=300", "train.epochs=1"])
+        record = run_kfold(config, 2, home / "runs")
+    assert record["state"] == "finished", record
+    return Path(record["group_dir"])
+
+
+@pytest.fixture
+def fold_run(kfold_group: Path, isolated_dirs: Path) -> Path:
+    """This test's copy of the group's first fold run, as a plain run in its runs folder."""
+    source = sorted(p for p in kfold_group.iterdir() if (p / "status.json").is_file())[0]
+    target = isolated_dirs / "runs" / source.name
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(".lock"))
+    return target
+
+
+def invoke(*args: str) -> str:
+    result = runner.invoke(app, list(args), terminal_width=200)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_runs_show_puts_metrics_first_config_on_request_and_says_what_made_it(fold_run: Path,
+                                                                              kfold_group: Path) -> None:
+    text = invoke("runs", "show", str(fold_run))
+    lines = text.splitlines()
+    status = json.loads((fold_run / "status.json").read_text())
+    assert fmt_pct(status["best_val_acc"]) in lines[1] and fmt_pct(status["test_acc"]) in lines[1]
+    made = next(i for i, line in enumerate(lines) if line.startswith("made with"))
+    assert made < next(i for i, line in enumerate(lines) if "epochs" in line)
+    assert any(platform.python_version() in line for line in lines[made:made + 6])
+    assert "label_smoothing" not in text and "--config" in text  # 80 lines of YAML only when asked for
+    with_config = invoke("runs", "show", str(fold_run), "--config")
+    assert with_config.index("checkpoints:") < with_config.index("label_smoothing")
+    shown = json.loads(invoke("runs", "show", str(fold_run), "--json"))
+    assert shown["environment"]["python"] == platform.python_version() and shown["environment"]["torch"]
+    group = invoke("runs", "show", str(kfold_group))
+    assert "made with:" in group and platform.python_version() in group  # the folds', told once
+
+
+def test_a_run_without_an_environment_record_shows_one_line(fold_run: Path) -> None:
+    (fold_run / "environment.json").unlink()
+    text = invoke("runs", "show", str(fold_run))
+    assert [line for line in text.splitlines() if line.startswith("made with")] == ["made with: not recorded"]
+    assert json.loads(invoke("runs", "show", str(fold_run), "--json"))["environment"] is None
+    report = write_report([fold_run], fold_run.parent.parent / "report", confusion=False).read_text()
+    assert "Not recorded for all runs" in report
+
+
+def test_the_report_says_what_made_its_runs(fold_run: Path, tmp_path: Path) -> None:
+    report = write_report([fold_run], tmp_path / "report", confusion=False).read_text()
+    section = report.split("## Made with", 1)[1]
+    assert platform.python_version() in section and "All runs:" in section
+
+
+def test_missing_values_read_the_same_everywhere(isolated_dirs: Path) -> None:
+    assert {fmt_pct(None), fmt_count(None), fmt_seconds(None), fmt_num(None)} == {NO_VALUE}
+    root = isolated_dirs / "runs"
+    for name, experiment in (("plain", "quickstart"), ("mlp", "mnist-mlp3-bn")):
+        run_dir = create_run(root, name)
+        write_config(run_dir, resolve_experiment(experiment))
+        write_status(run_dir, {"state": "failed", "data": "digits", "model": "convnet", "started": time.time()})
+    listed = invoke("runs", "list")
+    diffed = invoke("runs", "diff", "plain", "mlp")
+    for text in (listed, diffed, invoke("runs", "compare")):
+        assert NO_VALUE in text and "<missing>" not in text and "(not set)" not in text
+        assert not re.search(r"│ +-(/-)? +│", text), text  # no cell of a bare `-` (nor `-/-` epochs)
+
+
+def test_runs_list_names_the_model_preset(isolated_dirs: Path, fold_run: Path) -> None:
+    root = isolated_dirs / "runs"
+    for index, (experiment, extra) in enumerate((("mnist-mlp2-sigmoid", []), ("quickstart", ["model.dropout=0.3"]))):
+        run_dir = create_run(root, f"{experiment}-{index}")
+        config = resolve_experiment(experiment, extra)
+        write_config(run_dir, config)
+        write_status(run_dir, {"state": "finished", "data": config.data.source, "model": config.model.name,
+                               "started": time.time() + index})
+    rows = {line.split("│")[1].strip(): line for line in invoke("runs", "list").splitlines() if "│" in line}
+    model_of = {name[:12]: row.split("│")[4].strip() for name, row in rows.items() if name}
+    assert model_of == {fold_run.name[:12]: "small-cnn", "mnist-mlp2-s": "mnist-mlp2-sigmoid",
+                        "quickstart-1": "small-cnn*"}
+    listed = json.loads(invoke("runs", "list", "--json"))
+    assert [r["model_preset"] for r in listed] == ["small-cnn", "mnist-mlp2-sigmoid", "small-cnn*"]
+
+
+def test_presets_list_puts_user_presets_first(isolated_dirs: Path) -> None:
+    mine = isolated_dirs / "zz-mine.yaml"
+    mine.write_text("name: sgd\nlr: 0.02\n")
+    assert runner.invoke(app, ["presets", "import", str(mine), "--kind", "optim"]).exit_code == 0
+    for args in (["presets", "list", "optim"], ["presets", "list"]):
+        rows = [line for line in invoke(*args).splitlines() if "│" in line]
+        assert "zz-mine" in rows[0] and "user" in rows[0], rows[:3]
+
+
+def test_plurals() -> None:
+    assert [plural(n, "entry") for n in (0, 1, 2)] == ["0 entries", "1 entry", "2 entries"]
+    assert (plural(1, "day"), plural(1.5, "day"), plural(3, "run")) == ("1 day", "1.5 days", "3 runs")
+    assert (plural(2, "class"), plural(1, "class"), plural(0, "copy")) == ("2 classes", "1 class", "0 copies")
+
+
+def test_kfold_report_shows_the_fold_ensembles_confusion_matrix(kfold_group: Path, tmp_path: Path) -> None:
+    folds = sorted(p for p in kfold_group.iterdir() if (p / "status.json").is_file())
+    markdown = write_report(folds, tmp_path / "report", confusion=True).read_text()
+    before, ensemble = markdown.split(f"### {kfold_group.name}: fold ensemble", 1)
+    assert "## Confusion matrices" in before
+    record = json.loads((kfold_group / "kfold.json").read_text())["ensemble"]
+    assert fmt_pct(record["accuracy"]) in ensemble.split("###")[0]
+    image = ensemble.split("](", 1)[1].split(")", 1)[0]
+    assert (tmp_path / "report" / image).is_file() and image.endswith("ensemble-confusion.png")
