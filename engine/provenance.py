@@ -61,12 +61,7 @@ def _torch_versions() -> dict[str, Any]:
     import torch
 
     found: dict[str, Any] = {"torch": torch.__version__, "cuda": torch.version.cuda}
-    try:
-        import torchvision
-
-        found["torchvision"] = torchvision.__version__
-    except ImportError:  # pragma: no cover - a dependency, but the record must not fail for it
-        found["torchvision"] = None
+    found["torchvision"] = _torchvision_version()  # importing it would cost seconds per start
     found["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     found["gpu_count"] = count
@@ -75,6 +70,27 @@ def _torch_versions() -> dict[str, Any]:
     if visible is not None:
         found["cuda_visible_devices"] = visible
     return found
+
+
+def _torchvision_version() -> str | None:
+    """torchvision's own `__version__` (with its build tag, e.g. +cu130), read from its version.py without
+    importing it (an import costs seconds at every start); the module's when it is already imported."""
+    import importlib.util
+    import re
+
+    module = sys.modules.get("torchvision")
+    if module is not None:
+        return str(getattr(module, "__version__", None))
+    spec = importlib.util.find_spec("torchvision")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        try:
+            found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", (Path(folder) / "version.py").read_text(),
+                              re.MULTILINE)
+        except OSError:
+            continue
+        if found:
+            return found.group(1)
+    return None
 
 
 def write_environment(path: Path, env: dict[str, Any]) -> None:

@@ -48,7 +48,10 @@ def seed_everything(seed: int, deterministic: bool, device: torch.device) -> Non
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)  # also off again for the next run
+    # also off again for the next run; set only on a change: the call imports torch._inductor (~5 s per start)
+    if (torch.are_deterministic_algorithms_enabled() != deterministic
+            or (deterministic and not torch.is_deterministic_algorithms_warn_only_enabled())):
+        torch.use_deterministic_algorithms(deterministic, warn_only=True)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not deterministic
         torch.backends.cudnn.deterministic = deterministic

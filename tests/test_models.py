@@ -276,3 +276,19 @@ def test_safetensors_weights_from_a_wrapped_model_load(tmp_path):
     target = create_model("resnet18", 10, 3, 32, 0.0, small_input=True)
     load_pretrained(target, str(tmp_path / "ddp.safetensors"), num_classes=10)
     assert torch.equal(target.state_dict()["conv1.weight"], source.state_dict()["conv1.weight"])
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_macs_equal_torchs_flop_counter(name: str) -> None:
+    """count_macs counts convolutions and linear layers only (no dispatch mode, so no torch._dynamo import at every
+    start); torch's FlopCounterMode, which counts every op with a formula, gives the same total on every preset."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg = load_preset(name)
+    num_classes, in_channels, image_size = PRESET_INPUT[name]
+    size = image_size if image_size <= MAX_TEST_SIZE else 32
+    model = create_model(cfg.name, num_classes, in_channels, size, cfg.dropout, **cfg.options).eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros(1, in_channels, size, size))
+    assert count_macs(model, in_channels, size) == counter.get_total_flops() // 2
