@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from console.common import JsonOption, OverrideOption, err_console, out_console, print_json, reports_errors
+from console.fmt import plural
 
 app = typer.Typer(help="Inspect datasets (class counts per split, normalization statistics) and the decoded-image "
                        "cache.",
@@ -121,7 +122,7 @@ def cache(
         return
     if not entries:
         out_console.print(f"nothing {'to delete' if clear else 'cached'} in {data_dir() / 'cache'}"
-                          + (f" unused for {unused_for:g} days" if unused_for is not None else ""), highlight=False)
+                          + (f" unused for {plural(unused_for, 'day')}" if unused_for is not None else ""), highlight=False)
         return
     table = Table("key", "source", "root", "images", "shape", "size", "last used",
                   title=f"{'deleted from' if clear else 'cached in'} {data_dir() / 'cache'}")
@@ -132,4 +133,4 @@ def cache(
                       f"{fmt_seconds(time.time() - entry['last_used'])} ago")
     out_console.print(table)
     total = sum(entry["bytes"] for entry in entries)
-    out_console.print(f"{len(entries)} entries, {fmt_bytes(total)}" + (" deleted" if clear else ""), highlight=False)
+    out_console.print(f"{plural(len(entries), 'entry')}, {fmt_bytes(total)}" + (" deleted" if clear else ""), highlight=False)

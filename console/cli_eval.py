@@ -9,8 +9,10 @@ from typing import Annotated, Any
 import typer
 
 from console.common import (
-    JsonOption, OverrideOption, RunsDirOption, err_console, fmt_pct, out_console, print_json, reports_errors,
+    RUN_RULE, JsonOption, OverrideOption, RunsDirOption, err_console, escape, fmt_pct, out_console, print_json,
+    reports_errors,
 )
+from console.fmt import plural
 
 
 class Split(str, Enum):
@@ -52,7 +54,7 @@ PerClassOption = Annotated[bool | None, typer.Option("--per-class/--no-per-class
                                                     show_default=False)]
 RefsArgument = Annotated[list[str], typer.Argument(metavar="RUN[:CHECKPOINT]",
     help="Checkpoints as RUN[:CHECKPOINT]: run name, unique prefix, folder or k-fold group; checkpoint best "
-         "(default), last, epoch-012 or all.")]
+         "(default), last, epoch-012 or all. " + RUN_RULE)]
 
 
 def _options(split: str, tta: str | None, no_ema: bool, device: str | None, overrides: list[str] | None) -> Any:
@@ -116,7 +118,7 @@ def show_metrics(result: dict[str, Any], *, per_class: bool | None = None) -> No
 def eval_cmd(
     ref: Annotated[str, typer.Argument(metavar="RUN[:CHECKPOINT]",
                                        help="RUN[:CHECKPOINT], e.g. my-run, my-run:last, my-run:epoch-046, my-run:all "
-                                            "(every checkpoint), or a k-fold group.")],
+                                            "(every checkpoint), or a k-fold group. " + RUN_RULE)],
     split: Annotated[Split, typer.Option("--split", help="Split to evaluate.")] = Split.test,
     tta: TtaOption = None,
     combine: CombineOption = None,
@@ -250,7 +252,7 @@ def predict(
     if json_out:
         print_json(summary)
         return
-    out_console.print(f"{summary['images']} predictions by {len(summary['members'])} checkpoint(s) "
+    out_console.print(f"{plural(summary['images'], 'prediction')} by {plural(len(summary['members']), 'checkpoint')} "
                       f"(tta {summary['tta']}, {summary['combine']}) written to {summary['out']}", highlight=False)
     kept, other = ("with", "stem") if summary["ids"] == "name" else ("without", "name")
     err_console.print(f"note: ids {kept} extension (e.g. {summary['first_id']}), {summary['ids_why']}"
@@ -300,7 +302,9 @@ def kfold(
     else:
         show_kfold(record)
     if record["state"] != "finished":
-        err_console.print(f"[red]{record['state']}[/]: k-fold stopped after fold {len(record['per_fold']) - 1}")
+        reason = record["per_fold"][-1].get("reason") if record["per_fold"] else None
+        err_console.print(f"[red]{record['state']}[/]: k-fold stopped after fold {len(record['per_fold']) - 1}"
+                          + (f": {escape(str(reason))}" if reason else ""), highlight=False, soft_wrap=True)
         raise typer.Exit(stop.exit_code if record["state"] == "interrupted" else 1)
 
 
@@ -330,7 +334,7 @@ def show_kfold(record: dict[str, Any]) -> None:
 
 @reports_errors
 def report(
-    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Runs or k-fold groups (names, prefixes or folders).")],
+    runs: Annotated[list[str], typer.Argument(metavar="RUN", help="Runs or k-fold groups. " + RUN_RULE)],
     out: Annotated[Path, typer.Option("--out", help="Folder for report.md and figures/.")],
     title: Annotated[str, typer.Option("--title", help="Report title.")] = "Experiment report",
     split: Annotated[Split, typer.Option("--split", help="Split of the confusion matrices.")] = Split.test,
@@ -349,4 +353,4 @@ def report(
     if json_out:
         print_json({"report": str(path), "runs": [str(d) for d in run_dirs], "figures": figures})
         return
-    out_console.print(f"report of {len(run_dirs)} run(s): {path} ({len(figures)} figures)", highlight=False)
+    out_console.print(f"report of {plural(len(run_dirs), 'run')}: {path} ({plural(len(figures), 'figure')})", highlight=False)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from console.common import (
-    JsonOption, RunsDirOption, err_console, escape, fmt_count, fmt_pct, fmt_seconds, out_console, print_json,
+    RUN_RULE, JsonOption, RunsDirOption, err_console, escape, fmt_count, fmt_pct, fmt_seconds, out_console, print_json,
     reports_errors,
 )
 from console.fmt import NO_VALUE, fmt_fixed, fmt_num, fmt_text, plural, terminal_width
@@ -82,7 +82,7 @@ def print_run_list(annotated: list[tuple[RunInfo, Annotations]], models: list[st
 @app.command()
 @reports_errors
 def show(
-    run: Annotated[str, typer.Argument(metavar="RUN", help="Run name, unique prefix, folder, or 'latest'.")],
+    run: Annotated[str, typer.Argument(metavar="RUN", help=RUN_RULE)],
     runs_dir: RunsDirOption = None,
     config: Annotated[bool, typer.Option("--config", help="Also print the run's full config.yaml (last).")] = False,
     json_out: JsonOption = False,
@@ -236,7 +236,7 @@ ModelFilter = Annotated[str | None, typer.Option("--model", help="Only runs of t
 @app.command()
 @reports_errors
 def compare(
-    runs: Annotated[list[str] | None, typer.Argument(metavar="RUN", help="Runs or k-fold groups (default: all runs).")] = None,
+    runs: Annotated[list[str] | None, typer.Argument(metavar="RUN", help="Runs or k-fold groups (default: all runs). " + RUN_RULE)] = None,
     sort: Annotated[str | None, typer.Option("--sort", help="Sort by a metric (test_acc, best_val_acc, wall_s, "
                                                             "params, ...) or a differing config key.")] = None,
     descending: Annotated[bool, typer.Option("--desc", help="Sort from largest to smallest.")] = False,
@@ -446,7 +446,7 @@ def diff(
     out_console.print(table)
 
 
-RunArgument = Annotated[str, typer.Argument(metavar="RUN", help="Run or k-fold group: name, unique prefix or folder.")]
+RunArgument = Annotated[str, typer.Argument(metavar="RUN", help="Run or k-fold group. " + RUN_RULE)]
 
 
 def _annotated_folder(root_option: Path | None, name: str) -> Path:

@@ -92,7 +92,7 @@ def train(
 
 @reports_errors
 def resume(
-    run: Annotated[str, typer.Argument(metavar="RUN", help="Run name, unique prefix or folder.")],
+    run: Annotated[str, typer.Argument(metavar="RUN", help=RUN_RULE)],
     overrides: OverrideOption = None,
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,

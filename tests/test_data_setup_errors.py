@@ -101,3 +101,10 @@ def test_a_diverged_run_is_reported_once(isolated_dirs: Path) -> None:
     assert result.exit_code == 3, result.output
     assert result.stderr.count("loss became NaN/Inf") == 1, result.stderr
     assert "diverged: loss became NaN/Inf" in result.stderr
+
+
+def test_a_diverged_fold_is_reported_with_its_reason(isolated_dirs: Path) -> None:
+    result = runner.invoke(app, ["kfold", "quickstart", "--folds", "2", "--set", "train.epochs=1", "--set",
+                                 "data.limit=400", "--set", "optim.lr=1e30"])
+    assert result.exit_code == 1, result.output
+    assert "k-fold stopped after fold 0: " in result.stderr and "loss became NaN/Inf" in result.stderr, result.stderr
