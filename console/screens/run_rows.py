@@ -6,7 +6,6 @@ deleted or half-written while it is read becomes a row in state `unknown` with t
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.annotations import read_annotations
-from engine.compare import MISSING, differing_keys, run_config
+from engine.compare import MISSING, NO_VALUE, compact_value, differing_keys, run_config
 from engine.errors import EngineError
 from engine.kfold import list_groups, read_record
 from engine.runs import epoch_rows, list_runs, read_status
@@ -153,8 +152,8 @@ def cell_texts(row: RunRow) -> dict[str, str]:
     """The table's text for each column of a row."""
     epochs = (f"{row.epoch}/{row.epochs} folds" if row.kind == KFOLD
               else f"{row.epoch if row.epoch is not None else '-'}/{row.epochs if row.epochs is not None else '-'}")
-    return {"state": row.state, "name": row.name + ("/" if row.kind == KFOLD else ""), "model": row.model or "-",
-            "data": row.data or "-", "best_val_acc": fmt_pct(row.best_val_acc), "test_acc": fmt_pct(row.test_acc),
+    return {"state": row.state, "name": row.name + ("/" if row.kind == KFOLD else ""), "model": row.model or NO_VALUE,
+            "data": row.data or NO_VALUE, "best_val_acc": fmt_pct(row.best_val_acc), "test_acc": fmt_pct(row.test_acc),
             "epochs": epochs, "wall_s": fmt_seconds(row.wall_s),
             "started": _date(row.started),
             "tags": " ".join(row.tags)}
@@ -163,7 +162,7 @@ def cell_texts(row: RunRow) -> dict[str, str]:
 def _date(started: float | None) -> str:
     """`12-02 13:32` this year, `2024-12-02` before."""
     if not started:
-        return "-"
+        return NO_VALUE
     when = time.localtime(started)
     return time.strftime("%m-%d %H:%M" if when.tm_year == time.localtime().tm_year else "%Y-%m-%d", when)
 
@@ -197,11 +196,9 @@ def short_labels(names: list[str]) -> list[str]:
             for i, stem in enumerate(stems)]
 
 
-def _value_text(value: Any) -> str:
-    """A config value as the diff shows it (JSON for non-strings)."""
-    if value == MISSING:
-        return "(not set)"
-    return value if isinstance(value, str) else json.dumps(value, default=str)
+def _value_text(value: Any, key: str) -> str:
+    """A config value as the diff shows it: compact words (`hflip 0.5, translate 1/8`), as `runs compare` does."""
+    return compact_value(value, key)
 
 
 def _series(rows: list[dict[str, Any]], key: str) -> list[float | None]:
@@ -229,5 +226,5 @@ def build_comparison(rows: list[RunRow]) -> Comparison:
         curves.append(Curve(label, [int(e["epoch"]) for e in epochs], _series(epochs, "val_acc"),
                             _series(epochs, "train_loss"), _series(epochs, "val_loss")))
     keys = differing_keys(configs) if len(configs) > 1 else []
-    values = [[_value_text(config.get(key, MISSING)) for config in configs] for key in keys]
+    values = [[_value_text(config.get(key, MISSING), key) for config in configs] for key in keys]
     return Comparison(labels, curves, keys, values, skipped)
