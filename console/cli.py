@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from console import cli_data, cli_eval, cli_presets, cli_runs, cli_schedule, cli_train
+from console import cli_data, cli_eval, cli_presets, cli_runs, cli_schedule, cli_serve, cli_train
 from console.common import CommandGroup, install_warning_handler
 
 install_warning_handler()
@@ -60,6 +60,7 @@ app.command()(cli_eval.ensemble)
 app.command()(cli_eval.predict)
 app.command()(cli_eval.kfold)
 app.command()(cli_eval.report)
+app.command()(cli_serve.serve)
 
 
 
