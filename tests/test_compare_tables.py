@@ -89,16 +89,16 @@ def test_compare_fits_80_columns(ladder: list[Path]) -> None:
 
 
 def test_compare_uses_wide_terminals_and_names_the_keys(ladder: list[Path]) -> None:
-    lines = compare_output([], ladder, terminal_width=200)
+    lines = compare_output([], ladder, env={"COLUMNS": "200"})
     text = "\n".join(lines)
     assert all(run_dir.name in text for run_dir in ladder) and max(len(line) for line in lines) <= 200
     assert "…" not in text and '{"op"' not in text
     assert "┃ model " in text and "┃ optim " in text and "lr=0.1" in text  # 33 keys: a column per section
     assert "eval.combine" not in text and "combine=vote" in text.replace("\n", " ")
-    ladder_step = "\n".join(compare_output([ladder[1].name, ladder[2].name], ladder, terminal_width=200))
+    ladder_step = "\n".join(compare_output([ladder[1].name, ladder[2].name], ladder, env={"COLUMNS": "200"}))
     assert "model.hidden" in ladder_step and "[64,16]" in ladder_step and "exponential" in ladder_step
     assert "optim" not in ladder_step  # the same in both runs
-    lr_only = "\n".join(compare_output([ladder[0].name, ladder[4].name], ladder, terminal_width=200))
+    lr_only = "\n".join(compare_output([ladder[0].name, ladder[4].name], ladder, env={"COLUMNS": "200"}))
     assert "optim.lr" in lr_only and "0.05" in lr_only and "model" not in lr_only and "augment" not in lr_only
 
 
