@@ -18,7 +18,8 @@ from engine.runs import RunFolder, RunInfo, is_run_dir, list_runs, read_status, 
 MISSING = "<missing>"  # a key a run's config does not have (JSON output keeps it; people see NO_VALUE)
 NO_VALUE = "—"  # how a missing or unset value is shown, everywhere
 METRICS = ("best_val_acc", "test_acc", "test_loss", "best_epoch", "epoch", "params", "macs", "wall_s")
-NOT_COMPARED = ("name", "description")  # differ between almost all runs; the row already names the run
+# differ between almost all runs (`experiment`: the one a renamed run came from); the row already names the run
+NOT_COMPARED = ("name", "experiment", "description")
 FRACTION_KEYS = ("fraction", "translate")  # written as 1/8 (how people say RandomAffine's translate)
 
 
@@ -122,6 +123,8 @@ def compact_value(value: Any, key: str = "") -> str:
             return "none"
         if all(isinstance(v, dict) and "op" in v for v in value):
             return ", ".join(op_text(v) for v in value)
+        if key == "schedule.extend" and all(isinstance(v, dict) for v in value):  # extension segments
+            return " + ".join(f"{v.get('name')} {plural(v.get('epochs', 0), 'epoch')}" for v in value)
         return "[" + ",".join(compact_value(v, key) for v in value) + "]"
     if isinstance(value, dict):
         return " ".join(f"{k}={compact_value(v, k)}" for k, v in value.items()) or "none"
@@ -206,8 +209,13 @@ def model_preset_label(run_dir: Path, presets: list[tuple[str, dict[str, Any]]])
     return f"{nearest[0]}*"
 
 
+# What a run does with a model, not what model it is: starting weights and an initial frozen backbone.
+_NOT_THE_MODEL = ("pretrained", "freeze_backbone_epochs")
+
+
 def _canonical(flat: dict[str, Any]) -> str:
-    return json.dumps(flat, sort_keys=True, default=str)
+    """The model section as compared with the presets (starting weights and freezing left out)."""
+    return json.dumps({k: v for k, v in flat.items() if k not in _NOT_THE_MODEL}, sort_keys=True, default=str)
 
 
 def run_metrics(run_dir: Path) -> dict[str, Any]:

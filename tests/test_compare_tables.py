@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from console.cli import app
 from engine.compare import MISSING, NO_VALUE, compact_value, config_columns, differing_keys, run_config
 from engine.plots import bar_figure
+from engine.config import renamed as config_renamed
 from engine.presets import resolve_experiment
 from engine.report import comparison_section, write_report
 from engine.runs import create_run, write_config, write_status
@@ -125,3 +126,13 @@ def test_accuracy_bars_zoom_in_and_write_their_values() -> None:
     assert 80 <= low < 96.5 and 99 < high < 110 and max(axis.get_yticks()) <= 100  # percent, zoomed in
     labels = {t.get_text() for t in axis.texts}
     assert {"97.00%", "99.00%", "96.50%"} <= labels, labels
+
+
+def test_a_renamed_run_and_an_extended_one_compare_in_few_words(isolated_dirs: Path) -> None:
+    root = isolated_dirs / "runs"
+    plain = make_run(root, "quickstart", [], 0.97, 0)
+    renamed = create_run(root, "lr02-1")  # `train quickstart --set optim.lr=0.2 --name lr02`
+    write_config(renamed, config_renamed(resolve_experiment("quickstart", ["optim.lr=0.2"]), "lr02"))
+    assert differing_keys([run_config(plain), run_config(renamed)]) == ["optim.lr"]  # not name nor experiment
+    segments = [{"epochs": 1, "name": "constant", "step_size": 30, "milestones": None, "gamma": 0.1}]
+    assert compact_value(segments, "schedule.extend") == "constant 1 epoch"

@@ -102,7 +102,9 @@ def test_missing_values_read_the_same_everywhere(isolated_dirs: Path) -> None:
 
 def test_runs_list_names_the_model_preset(isolated_dirs: Path, fold_run: Path) -> None:
     root = isolated_dirs / "runs"
-    for index, (experiment, extra) in enumerate((("mnist-mlp2-sigmoid", []), ("quickstart", ["model.dropout=0.3"]))):
+    runs = (("mnist-mlp2-sigmoid", []), ("quickstart", ["model.dropout=0.3"]),
+            ("quickstart", ["model.pretrained=/x/weights.safetensors"]))  # a fine-tune: the same model preset
+    for index, (experiment, extra) in enumerate(runs):
         run_dir = create_run(root, f"{experiment}-{index}")
         config = resolve_experiment(experiment, extra)
         write_config(run_dir, config)
@@ -111,9 +113,9 @@ def test_runs_list_names_the_model_preset(isolated_dirs: Path, fold_run: Path) -
     rows = {line.split("│")[1].strip(): line for line in invoke("runs", "list").splitlines() if "│" in line}
     model_of = {name[:12]: row.split("│")[4].strip() for name, row in rows.items() if name}
     assert model_of == {fold_run.name[:12]: "small-cnn", "mnist-mlp2-s": "mnist-mlp2-sigmoid",
-                        "quickstart-1": "small-cnn*"}
+                        "quickstart-1": "small-cnn*", "quickstart-2": "small-cnn"}
     listed = json.loads(invoke("runs", "list", "--json"))
-    assert [r["model_preset"] for r in listed] == ["small-cnn", "mnist-mlp2-sigmoid", "small-cnn*"]
+    assert [r["model_preset"] for r in listed] == ["small-cnn", "mnist-mlp2-sigmoid", "small-cnn*", "small-cnn"]
 
 
 def test_presets_list_puts_user_presets_first(isolated_dirs: Path) -> None:
