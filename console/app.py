@@ -70,9 +70,12 @@ class ConsoleApp(App[None]):
         self.get_screen("evaluate").pick(refs)  # type: ignore[attr-defined]
         self.switch_mode("evaluate")
 
-    def launch_experiment(self, experiment: str, overrides: list[str] | None = None) -> None:
-        """Open Launch with this experiment (preset name or YAML path) and overrides composed."""
-        self.get_screen("launch").compose_experiment(experiment, overrides or [])  # type: ignore[attr-defined]
+    def launch_experiment(self, experiment: str, overrides: list[str] | None = None, *,
+                          finetune_from: str | None = None) -> None:
+        """Open Launch with this experiment (preset name or YAML path) and overrides composed; with
+        `finetune_from` (RUN[:CHECKPOINT]) its Start fine-tunes from that checkpoint's weights."""
+        self.get_screen("launch").compose_experiment(  # type: ignore[attr-defined]
+            experiment, overrides or [], finetune_from=finetune_from)
         self.switch_mode("launch")
 
     def show_preset(self, kind: str, name: str) -> None:

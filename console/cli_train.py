@@ -129,26 +129,12 @@ def finetune(
     """Start a new run from a checkpoint's weights: a new optimizer, schedule or augmentation, or another data set
     (transfer learning: every tensor is loaded, and the head is replaced when the classes differ). The model must
     be the run's; images are converted to its channels with --set data.channels=N."""
-    from engine.checkpoint import checkpoint_dir, load_checkpoint
-    from engine.config import from_dict, renamed, to_dict
-    from engine.members import parse_ref
-    from engine.presets import apply_overrides, resolve_experiment
-    from engine.runs import read_config
     from engine.runs import runs_dir as pick_runs_dir
-    from engine.runner import finetune_run
+    from engine.runner import finetune_run, plan_finetune
 
     root = pick_runs_dir(runs_dir)
-    ref = parse_ref(root, source)
-    run_dir, folder = ref.run_dir, checkpoint_dir(ref.run_dir, ref.name)
-    load_checkpoint(folder, with_state=False)  # damaged weights are refused before any run folder exists
-    if experiment is None:
-        base = read_config(run_dir)
-        config = from_dict(apply_overrides(to_dict(renamed(base, f"{base.name}-ft")), overrides or []), "--set")
-    else:
-        config = resolve_experiment(experiment, overrides or [])
-    if name:
-        config = renamed(config, name)
-    parent = f"{run_dir.name}:{folder.name}"
+    plan = plan_finetune(root, source, experiment, overrides, name)
+    folder, config, parent = plan.source, plan.config, plan.parent
     note = WeightsNote(parent, quiet=quiet)
     _drive(json_out, quiet, lambda listeners, stop: finetune_run(folder, config, root, parent=parent,
                                                                  listeners=[*listeners, note], stop=stop))

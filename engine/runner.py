@@ -10,6 +10,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,39 @@ def finetune_config(source: Path, config: ExperimentConfig) -> ExperimentConfig:
     schedule = dataclasses.replace(config.schedule, plan_epochs=None, extend=[])
     return dataclasses.replace(config, model=dataclasses.replace(config.model, pretrained=str(weights.resolve())),
                                schedule=schedule)
+
+
+@dataclass(frozen=True)
+class FinetunePlan:
+    """What `finetune RUN[:CHECKPOINT] [EXPERIMENT]` starts: the checkpoint folder whose weights start it, the new
+    run's config (before `finetune_config`) and the parent reference recorded in its status."""
+
+    source: Path
+    config: ExperimentConfig
+    parent: str
+
+
+def plan_finetune(runs_root: Path, reference: str, experiment: str | None = None,
+                  overrides: list[str] | None = None, name: str | None = None) -> FinetunePlan:
+    """The fine-tune of checkpoint `reference` (RUN[:CHECKPOINT], best by default): the run's own config renamed
+    `<name>-ft` unless an experiment is given, with `overrides`; damaged weights are refused before anything is made.
+    Shared by the `finetune` command and the console."""
+    from engine.config import from_dict, renamed, to_dict
+    from engine.members import parse_ref
+    from engine.presets import apply_overrides, resolve_experiment
+    from engine.runs import read_config
+
+    ref = parse_ref(runs_root, reference)
+    folder = ckpt.checkpoint_dir(ref.run_dir, ref.name)
+    ckpt.load_checkpoint(folder, with_state=False)
+    if experiment is None:
+        base = read_config(ref.run_dir)
+        config = from_dict(apply_overrides(to_dict(renamed(base, f"{base.name}-ft")), overrides or []), "--set")
+    else:
+        config = resolve_experiment(experiment, overrides or [])
+    if name:
+        config = renamed(config, name)
+    return FinetunePlan(folder, config, f"{ref.run_dir.name}:{folder.name}")
 
 
 def finetune_run(source: Path, config: ExperimentConfig, runs_root: Path, *, parent: str,

@@ -139,6 +139,7 @@ class LaunchScreen(Screen[None]):
         Binding("ctrl+l", "lr_find", "LR finder"),
         Binding("ctrl+g", "apply_lr", "Apply LR", show=False),  # on the LR finder's button
         Binding("ctrl+s", "save_preset", "Save preset"),
+        Binding("ctrl+t", "from_scratch", "From scratch"),  # shown while a fine-tune is composed
         Binding("ctrl+o", "export", "Export", show=False),  # on the Save tab's button
     ]
     lr_find_steps = 100  # optimizer steps of the screen's LR range test
@@ -163,12 +164,17 @@ class LaunchScreen(Screen[None]):
         self.suggested_lr: float | None = None
         self.last_launch: RunHandle | None = None
         self._busy: set[str] = set()  # lrfind, launch, share: one at a time each
+        self.finetune_from: str | None = None  # RUN[:CHECKPOINT] whose weights Start begins from (None: scratch)
 
     # --- public ---
 
-    def compose_experiment(self, experiment: str, overrides: list[str]) -> None:
-        """Show this experiment (preset name or YAML file) with these `--set` overrides, ready to start."""
+    def compose_experiment(self, experiment: str, overrides: list[str], *, finetune_from: str | None = None) -> None:
+        """Show this experiment (preset name or YAML file) with these `--set` overrides, ready to start; with
+        `finetune_from` (RUN[:CHECKPOINT]) Start fine-tunes from that checkpoint's weights."""
         self._requested = (experiment, list(overrides))
+        self.finetune_from = finetune_from
+        if self.is_mounted:
+            self._show_finetune()
         if self.is_mounted and self._catalog:
             self._apply_request()
 
@@ -182,6 +188,7 @@ class LaunchScreen(Screen[None]):
                 yield from self._compose_fields()
                 yield Static("resolving…", id="launch-problem", markup=False)
                 yield Static("", id="launch-extra", markup=False)
+                yield Static("", id="launch-finetune", markup=False)
                 yield Button("Start (ctrl+r)", id="launch-start", variant="success", action="screen.start",
                              compact=True)
                 yield Static("", id="launch-status", markup=False)
@@ -226,6 +233,7 @@ class LaunchScreen(Screen[None]):
         if self._requested is None:
             self._requested = (getattr(self.app, "experiment", "quickstart"), [])
         self.query_one("#pick-experiment", Select).focus()
+        self._show_finetune()
         self._load_catalog()
 
     def on_screen_resume(self) -> None:
@@ -578,7 +586,22 @@ class LaunchScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "apply_lr":
             return True if self.suggested_lr else None
+        if action == "from_scratch":
+            return self.finetune_from is not None
         return True
+
+    def _show_finetune(self) -> None:
+        line = self.query_one("#launch-finetune", Static)
+        line.display = self.finetune_from is not None
+        if self.finetune_from is not None:
+            line.update(f"fine-tune from {Path(self.finetune_from).name} (best): its weights start the run · "
+                        "ctrl+t: from scratch")
+        self.refresh_bindings()
+
+    def action_from_scratch(self) -> None:
+        """Start the composition from scratch, not from the fine-tune's weights."""
+        self.finetune_from = None
+        self._show_finetune()
 
     def action_start(self) -> None:
         """Start training the composition in a child process, then follow it in Monitor."""
@@ -590,16 +613,22 @@ class LaunchScreen(Screen[None]):
         self._busy.add("launch")
         self._show_status("starting…")
         runs_root = Path(self.app.runs_root)  # type: ignore[attr-defined]
-        self._launch(self.composition.experiment, self.composition.as_list(), runs_root)
+        self._launch(self.composition.experiment, self.composition.as_list(), runs_root, self.finetune_from)
 
     @work(thread=True, group="launch", exit_on_error=False)
-    def _launch(self, experiment: str, overrides: list[str], runs_root: Path) -> None:
+    def _launch(self, experiment: str, overrides: list[str], runs_root: Path, finetune_from: str | None) -> None:
         from engine.errors import EngineError
-        from engine.launch import launch_run
+        from engine.launch import launch_finetune, launch_run
         from engine.presets import resolve_experiment
+        from engine.runner import plan_finetune
 
         try:
-            self.post_message(Launched(launch_run(resolve_experiment(experiment, overrides), runs_root)))
+            if finetune_from is None:
+                handle = launch_run(resolve_experiment(experiment, overrides), runs_root)
+            else:  # the same plan as the `finetune` command
+                plan = plan_finetune(runs_root, finetune_from, experiment, overrides)
+                handle = launch_finetune(plan.source, plan.config, runs_root, parent=plan.parent)
+            self.post_message(Launched(handle))
         except EngineError as exc:
             self.post_message(TaskFailed("launch", None, str(exc)))
 

@@ -27,6 +27,7 @@ from textual_plotext import PlotextPlot
 from console.screens.run_rows import (
     COLUMNS, KFOLD, Comparison, RunRow, build_comparison, cell_texts, filter_rows, load_rows, sort_rows,
 )
+from console.screens.launch_composition import field_override
 from console.screens.runs_dialogs import ConfirmDialog, NoteDialog, PathDialog
 from console.widgets.nav import NavBar
 from engine.annotations import Annotations
@@ -504,7 +505,8 @@ class RunsScreen(Screen[None]):
         self.post_message(ActionDone(f"resumed {run_dir.name}", monitor=run_dir))
 
     def action_finetune(self) -> None:
-        """Open Launch with the run's resolved config (change what to fine-tune there)."""
+        """Open Launch on the run's resolved config, named `<name>-ft`, whose Start fine-tunes from the run's best
+        checkpoint (change the data, schedule, … there)."""
         row = self._single_run("fine-tune")
         if row is None:
             return
@@ -512,7 +514,15 @@ class RunsScreen(Screen[None]):
         if not config.is_file():
             self._say(f"{row.name} has no config.yaml (half-written?): nothing to start from", error=True)
             return
-        self.app.launch_experiment(str(config), [])  # type: ignore[attr-defined]
+        from engine.presets import load_mapping
+
+        try:
+            name = str(load_mapping(config).get("name") or row.name)
+        except EngineError as exc:
+            self._say(f"{row.name}: {exc}", error=True)
+            return
+        self.app.launch_experiment(str(config), [field_override("name", f"{name}-ft")],  # type: ignore[attr-defined]
+                                   finetune_from=str(row.path))
 
     def action_export(self) -> None:
         """Write the run's fully resolved config as an experiment preset file."""

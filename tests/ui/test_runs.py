@@ -238,3 +238,36 @@ async def check_delete(app: ConsoleApp, screen: RunsScreen, pilot: Pilot, finish
     await wait_for(pilot, lambda: not finished.exists())
     await wait_for(pilot, lambda: finished.name not in {r.name for r in screen.rows})
     assert "deleted" in status_text(screen)
+
+
+def test_fine_tune_from_runs_starts_from_the_runs_weights(trained_run: Path, runs_root: Path) -> None:
+    """Runs' `f` opens Launch on the run's config named `<name>-ft`; Start fine-tunes from its best checkpoint
+    (the same plan as the `finetune` command); ctrl+t would start from scratch instead."""
+    from console.screens.launch import LaunchScreen
+    from engine.launch import RunHandle
+    from engine.runs import read_config, read_status
+
+    handles: list[RunHandle] = []
+
+    async def main() -> None:
+        app = create_app(runs_root, mode="runs")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await open_runs(app, pilot)
+            await pilot.press("f")
+            await wait_for(pilot, lambda: app.current_mode == "launch")
+            launch = app.get_screen("launch", LaunchScreen)
+            await wait_for(pilot, lambda: launch.config is not None and launch.problem is None, tries=1200)
+            assert launch.finetune_from == str(trained_run) and launch.config.name == "quickstart-ft"
+            assert "fine-tune from " + trained_run.name in str(launch.query_one("#launch-finetune", Static).content)
+            assert launch.check_action("from_scratch", ()) is True
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: launch.last_launch is not None, tries=1200)
+            handles.append(launch.last_launch)
+
+    asyncio.run(main())
+    (handle,) = handles
+    assert handle.wait(timeout=240) == 0, handle.failure()
+    status = read_status(handle.run_dir)
+    assert status["state"] == "finished" and status["parent"] == f"{trained_run.name}:best"
+    config = read_config(handle.run_dir)
+    assert config.name == "quickstart-ft" and config.model.pretrained.endswith("best/weights.safetensors")
