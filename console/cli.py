@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from console import cli_data, cli_eval, cli_presets, cli_runs, cli_schedule, cli_serve, cli_train
+from console import cli_data, cli_eval, cli_presets, cli_runs, cli_schedule, cli_serve, cli_sweep, cli_train
 from console.common import CommandGroup, install_warning_handler
 
 install_warning_handler()
@@ -44,7 +44,26 @@ def console_app(
         return
     from console.app import create_app
 
-    create_app(runs_dir, experiment).run()
+    console = create_app(runs_dir, experiment)
+    console.run()
+    end_at_once(console.return_code or 0)
+
+
+def end_at_once(code: int) -> None:
+    """Exit without the interpreter's finalization when nothing is left running: tearing down torch's modules
+    takes seconds (2.5 s of a 2.9 s quit, measured), and the console has nothing to save (runs are processes of
+    their own; every file it writes is complete before its worker ends)."""
+    import sys
+    import threading
+
+    if any(t is not threading.main_thread() and t.is_alive() and not t.daemon for t in threading.enumerate()):
+        return  # a worker still writing: let the interpreter wait for it
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 app.command()(cli_train.train)
@@ -55,6 +74,7 @@ app.add_typer(cli_presets.app, name="presets")
 app.add_typer(cli_runs.app, name="runs")
 app.add_typer(cli_data.app, name="data")
 app.add_typer(cli_schedule.app, name="schedule")
+app.add_typer(cli_sweep.app, name="sweep")
 app.command("eval")(cli_eval.eval_cmd)
 app.command()(cli_eval.ensemble)
 app.command()(cli_eval.predict)
