@@ -188,7 +188,6 @@ class LaunchScreen(Screen[None]):
                 yield from self._compose_fields()
                 yield Static("resolving…", id="launch-problem", markup=False)
                 yield Static("", id="launch-extra", markup=False)
-                yield Static("", id="launch-finetune", markup=False)
                 yield Button("Start (ctrl+r)", id="launch-start", variant="success", action="screen.start",
                              compact=True)
                 yield Static("", id="launch-status", markup=False)
@@ -209,6 +208,7 @@ class LaunchScreen(Screen[None]):
 
     def _compose_pickers(self) -> ComposeResult:
         yield Label("Experiment", classes="panel-title")
+        yield Static("", id="launch-finetune", markup=False)
         yield Select([], id="pick-experiment", prompt="experiment", allow_blank=True, compact=True)
         yield Static("", id="about-experiment", classes="about", markup=False)
         for kind in SECTION_KINDS:
@@ -594,8 +594,7 @@ class LaunchScreen(Screen[None]):
         line = self.query_one("#launch-finetune", Static)
         line.display = self.finetune_from is not None
         if self.finetune_from is not None:
-            line.update(f"fine-tune from {Path(self.finetune_from).name} (best): its weights start the run · "
-                        "ctrl+t: from scratch")
+            line.update(f"fine-tune from {Path(self.finetune_from).name}:best (ctrl+t: from scratch)")
         self.refresh_bindings()
 
     def action_from_scratch(self) -> None:
