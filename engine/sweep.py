@@ -1,0 +1,510 @@
+"""Sweeps: a search over an experiment's settings, run by Optuna, each trial an ordinary run folder.
+
+A sweep spec is a YAML preset of kind `sweep` (`presets/sweep/`, or the user folder's `sweep/`): the base
+experiment, the parameters (dotted keys with `choices`, or `low`/`high` with `log` and `int`), the metric and
+direction, the number of trials, the sampler and the pruner. The study lives in SQLite in the runs folder
+(`<runs>/sweeps/<name>.db`, study name = sweep name) or any storage URL Optuna accepts; it keeps the spec, so
+`resume` needs only the name. Each trial trains through `engine.runner.start_run` into a run folder named
+`<sweep>-t<N>-<date>-<time>`, tagged `sweep-<sweep>` and `trial-<N>`; a pruned trial stops gracefully
+(its run `interrupted`, resumable by hand) and is recorded as pruned.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigError, RunError, did_you_mean
+from engine.runtime import StopRequest
+
+SPEC_KEYS = ("description", "base", "params", "metric", "direction", "trials", "sampler", "pruner", "seed")
+PARAM_KEYS = ("choices", "low", "high", "log", "int")
+METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
+SAMPLERS = ("grid", "random", "tpe")
+PRUNERS = ("median", "none")
+DEFAULT_TRIALS = 10
+MAX_NAME = 30  # a sweep name is part of tags (40 characters at most) and run folder names
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched setting: a dotted config key with a list of choices or a numeric range."""
+
+    key: str
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep spec (`raw` is the file's mapping, kept in the study for `resume`)."""
+
+    name: str
+    source: str
+    base: str
+    params: tuple[Param, ...]
+    metric: str
+    direction: str
+    trials: int
+    sampler: str
+    pruner: str
+    seed: int | None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+def sweep_dir(runs_root: Path) -> Path:
+    """Where the default SQLite studies live."""
+    return Path(runs_root) / "sweeps"
+
+
+def find_spec(name: str) -> Path:
+    """A sweep spec file: a path, else `sweep/<name>.yaml` in the user presets folder, else the built-in one."""
+    from engine.presets import builtin_dir, user_dir
+
+    if name.endswith((".yaml", ".yml")) or "/" in name or os.sep in name:
+        path = Path(name).expanduser()
+        if path.is_file():
+            return path
+        raise ConfigError(f"sweep spec {name} does not exist")
+    for root in (user_dir(), builtin_dir()):
+        if (root / "sweep" / f"{name}.yaml").is_file():
+            return root / "sweep" / f"{name}.yaml"
+    names = sorted({p.stem for root in (user_dir(), builtin_dir()) for p in (root / "sweep").glob("*.yaml")})
+    raise ConfigError(f"no sweep preset named {name!r}{did_you_mean(name, names)}; available: "
+                      f"{', '.join(names) or '(none)'}")
+
+
+def load_spec(name: str, overrides: list[str] | None = None) -> SweepSpec:
+    """Load and validate a sweep spec file (`--set` overrides apply to the base experiment of every trial)."""
+    from engine.presets import load_mapping
+
+    path = find_spec(name)
+    return spec_from_raw(load_mapping(path), str(path), path.stem, overrides or [])
+
+
+def spec_from_raw(raw: dict[str, Any], source: str, name: str, overrides: list[str]) -> SweepSpec:
+    """Validate a spec mapping; the first problem is one ConfigError naming `source` and the dotted key."""
+    from engine.presets import PLAIN_NAME, find_preset
+
+    def fail(key: str, message: str) -> ConfigError:
+        return ConfigError(f"{source}: {key}: {message}")
+
+    if not PLAIN_NAME.fullmatch(name) or len(name) > MAX_NAME:
+        raise ConfigError(f"{source}: sweep name {name!r} (the file name) must be a plain word of at most "
+                          f"{MAX_NAME} characters (letters, digits, '.', '_', '-')")
+    for key in raw:
+        if key not in SPEC_KEYS:
+            raise fail(str(key), f"unknown key{did_you_mean(str(key), SPEC_KEYS)}; a sweep has {', '.join(SPEC_KEYS)}")
+    base = raw.get("base")
+    if not isinstance(base, str):
+        raise fail("base", f"expected an experiment preset name, got {base!r}")
+    try:
+        find_preset("experiment", base)
+    except ConfigError as exc:
+        raise fail("base", str(exc)) from None
+    params = _params(raw.get("params"), fail)
+    metric = _choice(raw.get("metric", "val_acc"), METRICS, "metric", fail)
+    direction = _choice(raw.get("direction", "minimize" if metric.endswith("loss") else "maximize"),
+                        ("maximize", "minimize"), "direction", fail)
+    sampler = _choice(raw.get("sampler", "tpe"), SAMPLERS, "sampler", fail)
+    pruner = _choice(raw.get("pruner", "median"), PRUNERS, "pruner", fail)
+    trials = _trials(raw.get("trials"), sampler, params, fail)
+    seed = raw.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise fail("seed", f"expected an integer, got {seed!r}")
+    spec = SweepSpec(name, source, base, params, metric, direction, trials, sampler, pruner, seed, dict(raw))
+    _check_against_base(spec, overrides, fail)
+    return spec
+
+
+def _choice(value: Any, allowed: tuple[str, ...], key: str, fail: Callable[[str, str], ConfigError]) -> str:
+    if value not in allowed:
+        raise fail(key, f"{value!r} is not one of {', '.join(allowed)}{did_you_mean(str(value), allowed)}")
+    return value
+
+
+def _params(raw: Any, fail: Callable[[str, str], ConfigError]) -> tuple[Param, ...]:
+    """The `params` mapping: each dotted key with `choices: [...]` or `low`/`high` (`log`, `int`)."""
+    if not isinstance(raw, dict) or not raw:
+        raise fail("params", "expected a mapping of dotted keys to {choices: [...]} or {low: L, high: H}")
+    return tuple(_param(str(key), value, fail) for key, value in raw.items())
+
+
+def _param(key: str, value: Any, fail: Callable[[str, str], ConfigError]) -> Param:
+    """One parameter's search space, checked."""
+    where = f"params.{key}"
+    if isinstance(value, list):  # `schedule: [cosine, plateau]` is short for choices
+        value = {"choices": value}
+    if not isinstance(value, dict):
+        raise fail(where, f"expected {{choices: [...]}} or {{low: L, high: H}}, got {value!r}")
+    for sub in value:
+        if sub not in PARAM_KEYS:
+            raise fail(f"{where}.{sub}", f"unknown key{did_you_mean(str(sub), PARAM_KEYS)}; a parameter has "
+                                         f"{', '.join(PARAM_KEYS)}")
+    if "choices" in value:
+        choices = value["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise fail(f"{where}.choices", "expected a non-empty list of values")
+        if set(value) - {"choices"}:
+            raise fail(where, "give either choices or low/high, not both")
+        odd = [c for c in choices if c is not None and not isinstance(c, (bool, int, float, str))]
+        if odd:
+            raise fail(f"{where}.choices", f"{odd[0]!r}: a choice is one plain value (number, word, true/false)")
+        return Param(key, choices=tuple(choices))
+    flags = {flag: value.get(flag, False) for flag in ("log", "int")}
+    for flag, set_to in flags.items():
+        if not isinstance(set_to, bool):
+            raise fail(f"{where}.{flag}", f"expected true or false, got {set_to!r}")
+    low, high = value.get("low"), value.get("high")
+    for bound, number in (("low", low), ("high", high)):
+        if not isinstance(number, (int, float)) or isinstance(number, bool) or not math.isfinite(number):
+            raise fail(f"{where}.{bound}", f"expected a number, got {number!r}")
+        if flags["int"] and number != int(number):
+            raise fail(f"{where}.{bound}", f"expected a whole number (int: true), got {number!r}")
+    if low > high:
+        raise fail(f"{where}.low", f"{low} is greater than high {high}")
+    if flags["log"] and low <= 0:
+        raise fail(f"{where}.low", f"must be positive with log: true, got {low}")
+    return Param(key, low=low, high=high, log=flags["log"], integer=flags["int"])
+
+
+def _trials(value: Any, sampler: str, params: tuple[Param, ...], fail: Callable[[str, str], ConfigError]) -> int:
+    """The trial budget: given, else the grid's size (grid) or DEFAULT_TRIALS; a grid sweep searches choices."""
+    grid_size = None
+    if sampler == "grid":
+        ranged = [p.key for p in params if p.choices is None]
+        if ranged:
+            raise fail(f"params.{ranged[0]}", "the grid sampler needs choices (use random or tpe for a range)")
+        grid_size = math.prod(len(p.choices or ()) for p in params)
+    if value is None:
+        return grid_size or DEFAULT_TRIALS
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise fail("trials", f"expected a whole number of at least 1, got {value!r}")
+    if grid_size is not None and value > grid_size:
+        raise fail("trials", f"{value} is more than the {grid_size} points of the grid")
+    return value
+
+
+def _check_against_base(spec: SweepSpec, overrides: list[str], fail: Callable[[str, str], ConfigError]) -> None:
+    """Every value a parameter can take must make a valid experiment: each choice, and both ends of a range."""
+    from engine.presets import resolve_experiment
+
+    resolve_experiment(spec.base, overrides)  # the user's own --set first: its error names the override
+    for param in spec.params:
+        values = param.choices if param.choices is not None else (_number(param, param.low),
+                                                                 _number(param, param.high))
+        for value in values:
+            text = f"{param.key}={_yaml_value(value)}"
+            try:
+                resolve_experiment(spec.base, [*overrides, text])
+            except ConfigError as exc:
+                message = str(exc).splitlines()[0].removeprefix(f"--set {text}: ").removeprefix(f"{param.key}: ")
+                raise fail(f"params.{param.key}", f"{value!r}: {message}") from None
+
+
+def _number(param: Param, value: float | None) -> float | int:
+    return int(value) if param.integer else float(value)  # type: ignore[arg-type]
+
+
+def _yaml_value(value: Any) -> str:
+    """A value as `--set` reads it back (safe YAML, one line)."""
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+# ---------------------------------------------------------------------------------------------- storage, study
+
+
+def storage_url(runs_root: Path, name: str, url: str | None) -> str:
+    """The study storage: `url` when given, else SQLite at `<runs>/sweeps/<name>.db` (its folder made)."""
+    if url:
+        return url
+    folder = sweep_dir(runs_root)
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(folder / f'{name}.db').resolve()}"
+
+
+def open_storage(url: str) -> Any:
+    """An Optuna storage for `url`; one that cannot be opened is a ConfigError naming it (before any trial)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.storages.RDBStorage(url) if "://" in url and not url.startswith("journal") else \
+            optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url.removeprefix("journal:")))
+    except Exception as exc:  # noqa: BLE001 - sqlalchemy, drivers, OS: any failure means "cannot use it"
+        raise ConfigError(f"--storage {url}: cannot open the study storage ({' '.join(str(exc).split())[:200]})") \
+            from None
+
+
+def _sampler(spec: SweepSpec) -> Any:
+    import optuna
+
+    if spec.sampler == "grid":
+        space = {p.key: list(p.choices or ()) for p in spec.params}
+        return optuna.samplers.GridSampler(space, seed=spec.seed)
+    if spec.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=spec.seed)
+    return optuna.samplers.TPESampler(seed=spec.seed)
+
+
+def _pruner(spec: SweepSpec) -> Any:
+    import optuna
+
+    return optuna.pruners.MedianPruner() if spec.pruner == "median" else optuna.pruners.NopPruner()
+
+
+def create_study(spec: SweepSpec, storage: Any, overrides: list[str]) -> Any:
+    """A new study named after the sweep, keeping its spec; an existing one is refused (resume continues it)."""
+    import optuna
+
+    try:
+        study = optuna.create_study(study_name=spec.name, storage=storage, direction=spec.direction,
+                                    sampler=_sampler(spec), pruner=_pruner(spec))
+    except optuna.exceptions.DuplicatedStudyError:
+        raise RunError(f"sweep {spec.name!r} exists already; `imgcls-console sweep resume {spec.name}` continues "
+                       "it, or rename the spec file for a new sweep") from None
+    study.set_user_attr("spec", spec.raw)
+    study.set_user_attr("source", spec.source)
+    study.set_user_attr("overrides", overrides)
+    return study
+
+
+def load_study(name: str, storage: Any) -> tuple[Any, SweepSpec, list[str]]:
+    """An existing sweep's study, its spec (re-validated) and the `--set` overrides it was started with."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise RunError(f"no sweep named {name!r} in its storage") from None
+    attrs = study.user_attrs
+    overrides = list(attrs.get("overrides") or [])
+    spec = spec_from_raw(dict(attrs.get("spec") or {}), str(attrs.get("source", name)), name, overrides)
+    study.sampler, study.pruner = _sampler(spec), _pruner(spec)
+    return study, spec, overrides
+
+
+def known_sweeps(runs_root: Path) -> list[str]:
+    """The names of the sweeps with a default SQLite study in the runs folder."""
+    return sorted(p.stem for p in sweep_dir(runs_root).glob("*.db"))
+
+
+def open_named(runs_root: Path, name: str, url: str | None) -> tuple[Any, SweepSpec, list[str]]:
+    """A sweep by name: its default SQLite file (which must exist) or the study `name` in `url`."""
+    if url is None and not (sweep_dir(runs_root) / f"{name}.db").is_file():
+        names = known_sweeps(runs_root)
+        raise RunError(f"no sweep named {name!r} in {sweep_dir(runs_root)}{did_you_mean(name, names)}; sweeps: "
+                       f"{', '.join(names) or '(none)'}")
+    return load_study(name, open_storage(storage_url(runs_root, name, url)))
+
+
+# ---------------------------------------------------------------------------------------------- trials
+
+FINISHED = ("COMPLETE", "PRUNED", "FAIL")
+
+
+class TrialFailed(Exception):
+    """A trial's run ended without a metric (diverged, failed): recorded as a failed trial, the sweep goes on."""
+
+
+class _SweepInterrupted(Exception):
+    """The person stopped the sweep (Ctrl-C, stop file): the current trial's run is saved, the sweep ends."""
+
+
+@dataclass
+class TrialStop(StopRequest):
+    """A run's stop request that the sweep's pruner can set too (and that follows the whole sweep's)."""
+
+    outer: StopRequest | None = None
+    pruned: bool = False
+
+    @property
+    def requested(self) -> bool:
+        if self.pruned or (self.outer is not None and self.outer.requested):
+            return True
+        return bool(StopRequest.requested.fget(self))  # type: ignore[attr-defined]
+
+    def describe(self) -> str:
+        """Why the run stopped: pruned by the sweep, else what stopped it."""
+        if self.pruned:
+            return "pruned by its sweep: its validation metric was poor next to the other trials'"
+        return self.outer.describe() if self.outer is not None and self.outer.requested else super().describe()
+
+
+class TrialListener:
+    """Event listener of one trial's run: tags the run folder, reports each epoch's metric, asks to prune."""
+
+    def __init__(self, trial: Any, spec: SweepSpec, stop: TrialStop) -> None:
+        self.trial, self.spec, self.stop = trial, spec, stop
+        self.values: list[float] = []
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        from engine.annotations import add_tags
+
+        if event.get("type") == "run_start":
+            add_tags(Path(event["run"]), [f"sweep-{self.spec.name}", f"trial-{self.trial.number}"])
+            self.trial.set_user_attr("run_dir", str(event["run"]))
+        elif event.get("type") == "epoch":
+            value = event.get(self.spec.metric)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                return
+            self.values.append(float(value))
+            self.trial.report(float(value), int(event["epoch"]))
+            if self.trial.should_prune():
+                self.stop.pruned = True
+
+    def best(self) -> float:
+        """The run's best metric over its epochs (the trial's value)."""
+        return max(self.values) if self.spec.direction == "maximize" else min(self.values)
+
+
+def _suggest(trial: Any, param: Param) -> Any:
+    if param.choices is not None:
+        return trial.suggest_categorical(param.key, list(param.choices))
+    if param.integer:
+        return trial.suggest_int(param.key, int(param.low), int(param.high), log=param.log)  # type: ignore[arg-type]
+    return trial.suggest_float(param.key, float(param.low), float(param.high), log=param.log)  # type: ignore[arg-type]
+
+
+def trial_overrides(trial: Any, spec: SweepSpec) -> list[str]:
+    """The trial's sampled values as `--set KEY=VALUE` overrides."""
+    return [f"{p.key}={_yaml_value(_suggest(trial, p))}" for p in spec.params]
+
+
+def _objective(spec: SweepSpec, overrides: list[str], runs_root: Path, outer: StopRequest | None,
+               listeners: Callable[[Any], list[Any]]) -> Callable[[Any], float]:
+    """The Optuna objective: one run folder trained with the trial's values; its best metric is the value."""
+    import optuna
+
+    from engine.config import renamed
+    from engine.presets import resolve_experiment
+    from engine.runner import start_run
+
+    def objective(trial: Any) -> float:
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
+        config = resolve_experiment(spec.base, [*overrides, *trial_overrides(trial, spec)])
+        config = renamed(config, f"{spec.name}-t{trial.number}")
+        stop = TrialStop(outer=outer)
+        watcher = TrialListener(trial, spec, stop)
+        status = start_run(config, runs_root, listeners=[watcher, *listeners(trial)], stop=stop)
+        trial.set_user_attr("run_state", status.get("state"))
+        if stop.pruned:
+            raise optuna.TrialPruned(f"pruned at epoch {len(watcher.values)}")
+        if outer is not None and outer.requested:
+            trial.set_user_attr("interrupted", True)
+            raise _SweepInterrupted()
+        if status.get("state") != "finished" or not watcher.values:
+            raise TrialFailed(f"run {status.get('state')}: {status.get('reason')}")
+        return watcher.best()
+
+    return objective
+
+
+def done_trials(study: Any) -> int:
+    """Trials that count towards the budget: complete, pruned or failed (not those stopped by a person)."""
+    return sum(1 for t in study.trials if t.state.name in FINISHED and not t.user_attrs.get("interrupted"))
+
+
+def release_stale(study: Any) -> list[int]:
+    """Trials left running by a process of this machine that is gone (killed): recorded as failed and not
+    counted, so a resume runs that many again. Returns their numbers."""
+    import psutil
+    from optuna.trial import TrialState
+
+    host, released = socket.gethostname(), []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        pid = trial.user_attrs.get("pid")
+        if trial.user_attrs.get("host") == host and isinstance(pid, int) and not psutil.pid_exists(pid):
+            study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            released.append(trial.number)
+    return released
+
+
+def target_trials(study: Any, spec: SweepSpec, trials: int | None) -> int:
+    """The study's trial budget: `--trials`, else what it was given before, else the spec's; kept in the study."""
+    target = check_trials(spec, trials or study.user_attrs.get("trials") or spec.trials)
+    study.set_user_attr("trials", target)
+    return target
+
+
+def check_trials(spec: SweepSpec, trials: int) -> int:
+    """`trials` when the sweep can run that many (a grid has as many points as its choices make)."""
+    if spec.sampler == "grid":
+        grid = math.prod(len(p.choices or ()) for p in spec.params)
+        if trials > grid:
+            raise ConfigError(f"--trials {trials}: more than the {grid} points of the grid of {spec.source}")
+    return trials
+
+
+def run_sweep(study: Any, spec: SweepSpec, overrides: list[str], runs_root: Path, *, trials: int | None = None,
+              stop: StopRequest | None = None, listeners: Callable[[Any], list[Any]] | None = None,
+              on_trial: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """Run trials until the study has its budget (or `stop` is requested); returns `summary`."""
+    target = target_trials(study, spec, trials)
+    release_stale(study)
+    objective = _objective(spec, overrides, runs_root, stop, listeners or (lambda trial: []))
+    while done_trials(study) < target and not (stop is not None and stop.requested):
+        try:
+            study.optimize(objective, n_trials=1, catch=(TrialFailed,))
+        except _SweepInterrupted:
+            break
+        finally:
+            if on_trial is not None and study.trials:
+                on_trial(study.trials[-1])
+    return summary(study, spec)
+
+
+# ---------------------------------------------------------------------------------------------- results
+
+
+def _shown_value(trial: Any) -> float | None:
+    """A complete trial's value; a pruned one's last reported metric; else None."""
+    if trial.state.name == "COMPLETE":
+        return trial.value
+    if trial.intermediate_values:
+        return trial.intermediate_values[max(trial.intermediate_values)]
+    return None
+
+
+def trial_rows(study: Any, spec: SweepSpec) -> list[dict[str, Any]]:
+    """Every trial ranked: complete ones by value (best first), then pruned ones by their last metric, then the
+    rest by number; the best complete trial is marked."""
+    sign = -1 if spec.direction == "maximize" else 1
+    order = {"COMPLETE": 0, "PRUNED": 1}
+
+    def key(trial: Any) -> tuple[int, float, int]:
+        value = _shown_value(trial)
+        return order.get(trial.state.name, 2), sign * value if value is not None else math.inf, trial.number
+
+    rows = []
+    for rank, trial in enumerate(sorted(study.trials, key=key), start=1):
+        rows.append({"rank": rank, "trial": trial.number, "state": trial.state.name.lower(),
+                     spec.metric: _shown_value(trial), "params": dict(trial.params),
+                     "epochs": len(trial.intermediate_values), "run_dir": trial.user_attrs.get("run_dir"),
+                     "best": False})
+    if rows and rows[0]["state"] == "complete":
+        rows[0]["best"] = True
+    return rows
+
+
+def summary(study: Any, spec: SweepSpec) -> dict[str, Any]:
+    """A sweep's state: its spec's essentials, the budget, the done count and the ranked trials."""
+    rows = trial_rows(study, spec)
+    best = next((row for row in rows if row["best"]), None)
+    return {"sweep": spec.name, "spec": spec.source, "base": spec.base, "metric": spec.metric,
+            "direction": spec.direction, "sampler": spec.sampler, "pruner": spec.pruner,
+            "trials": study.user_attrs.get("trials", spec.trials), "done": done_trials(study),
+            "best_trial": best["trial"] if best else None, "best_value": best[spec.metric] if best else None,
+            "ranked": rows}
