@@ -513,10 +513,14 @@ def check_name(name: str, what: str = "--name") -> str:
 
 
 def validate_file(path: Path, kind: str | None = None) -> tuple[str, Any]:
-    """Validate a preset file of any kind; returns (kind, validated object)."""
-    if kind is not None:
+    """Validate a preset file of any kind (a sweep spec too); returns (kind, validated object)."""
+    if kind is not None and kind != "sweep":
         check_kind(kind)
     raw = load_mapping(path)
+    if kind == "sweep" or (kind is None and (path.parent.name == "sweep" or {"params", "base"} <= set(raw))):
+        from engine.sweep import spec_from_raw  # a sweep spec (`sweep run`), not a preset composed into runs
+
+        return "sweep", spec_from_raw(raw, str(path), path.stem, [])
     kind = kind or detect_kind(path, raw)
     if kind == "experiment":
         config = cfg.from_dict(_compose_raw(path), str(path))

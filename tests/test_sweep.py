@@ -128,3 +128,14 @@ def test_an_unknown_spec_key_and_too_many_grid_trials_are_refused(isolated_dirs:
     result = invoke("sweep", "run", "digits-lr.yaml", "--trials", "4")
     assert result.exit_code == 2 and "--trials 4: more than the 3 points of the grid" in result.stderr
     assert not (isolated_dirs / "runs" / "sweeps" / "digits-lr.db").exists()
+
+
+def test_presets_validate_knows_a_sweep_spec(isolated_dirs: Path) -> None:
+    """`presets validate` checks a sweep spec as `sweep run` would (it is not an experiment with a `params` key)."""
+    REPO = Path(__file__).resolve().parents[1]
+    good = invoke("presets", "validate", str(REPO / "presets" / "sweep" / "quickstart-lr-batch.yaml"))
+    assert good.exit_code == 0 and "is a valid sweep preset" in good.stderr  # type: ignore[attr-defined]
+    bad = write(isolated_dirs / "mine.yaml", "base: quickstart\nparams:\n  optim.lrr: [0.1]\n")
+    refused = invoke("presets", "validate", str(bad))
+    assert refused.exit_code == 2  # type: ignore[attr-defined]
+    assert f"{bad}: params.optim.lrr" in refused.stderr and "did you mean `lr`" in refused.stderr  # type: ignore[attr-defined]
