@@ -21,6 +21,7 @@ from engine.preview import schedule_preview
 from engine.runs import read_config
 from engine.runtime import StopRequest
 from engine.runner import resume_run, start_run
+from trained import copy_run, train_template
 
 ORIGINAL = ["train.epochs=2", "data.limit=300", "schedule=cosine", "schedule.interval=step", "train.log_every=1",
             "train.deterministic=true"]
@@ -29,24 +30,13 @@ ORIGINAL = ["train.epochs=2", "data.limit=300", "schedule=cosine", "schedule.int
 @pytest.fixture(scope="module")
 def finished_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 2-epoch run whose cosine decays every step (trained once for this module)."""
-    from engine.presets import resolve_experiment
-
-    home = tmp_path_factory.mktemp("extend")
-    with pytest.MonkeyPatch.context() as patch:
-        for variable, folder in (("IMGCLS_RUNS_DIR", "runs"), ("IMGCLS_PRESETS_DIR", "presets"),
-                                 ("IMGCLS_DATA_DIR", "data")):
-            patch.setenv(variable, str(home / folder))
-        status = start_run(resolve_experiment("quickstart", ORIGINAL), home / "runs")
-    assert status["state"] == "finished"
-    return Path(status["run_dir"])
+    return train_template(tmp_path_factory, "extend", "quickstart", ORIGINAL)
 
 
 @pytest.fixture
 def finished(finished_template: Path, isolated_dirs: Path) -> Path:
     """This test's own copy of the finished run, in its runs folder."""
-    target = isolated_dirs / "runs" / finished_template.name
-    shutil.copytree(finished_template, target, ignore=shutil.ignore_patterns(".lock"))
-    return target
+    return copy_run(finished_template, isolated_dirs / "runs")
 
 
 def _step_lrs(run_dir: Path) -> list[float]:

@@ -4,7 +4,6 @@ and pretrained weights offline."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from console.cli import app
+from trained import copy_run, train_template
 
 runner = CliRunner()
 BN_STATS = ("running_mean", "running_var", "num_batches_tracked")  # moved by any forward pass in train mode
@@ -22,24 +22,13 @@ BN_STATS = ("running_mean", "running_var", "num_batches_tracked")  # moved by an
 @pytest.fixture(scope="module")
 def digits_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 1-epoch quickstart run on the digits (1 channel, 8x8, 10 classes), trained once."""
-    from engine.presets import resolve_experiment
-    from engine.runner import start_run
-
-    home = tmp_path_factory.mktemp("digits")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("IMGCLS_DATA_DIR", str(home / "data"))
-        patch.setenv("IMGCLS_OFFLINE", "1")
-        status = start_run(resolve_experiment("quickstart", ["train.epochs=1", "data.limit=300"]), home / "runs")
-    assert status["state"] == "finished"
-    return Path(status["run_dir"])
+    return train_template(tmp_path_factory, "digits", "quickstart", ["train.epochs=1", "data.limit=300"])
 
 
 @pytest.fixture
 def digits_run(digits_template: Path, isolated_dirs: Path) -> Path:
     """This test's copy of the digits run, in its own runs folder."""
-    target = isolated_dirs / "runs" / digits_template.name
-    shutil.copytree(digits_template, target, ignore=shutil.ignore_patterns(".lock"))
-    return target
+    return copy_run(digits_template, isolated_dirs / "runs")
 
 
 def image_folder(root: Path, classes: tuple[str, ...], *, mode: str = "L", per_class: int = 8) -> Path:
