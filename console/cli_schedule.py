@@ -49,7 +49,7 @@ def preview(
     json_out: JsonOption = False,
 ) -> None:
     """Print the LR of every epoch (and a text chart) as the run would see it."""
-    from engine.optim import with_epochs
+    from engine.schedule_extension import with_epochs
     from engine.preview import preview_target, run_steps_per_epoch, schedule_preview, steps_per_epoch_from_data
     from engine.runs import runs_dir as pick_runs_dir
 

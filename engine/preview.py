@@ -96,8 +96,8 @@ def steps_per_epoch_from_data(config: ExperimentConfig) -> int:
 def schedule_preview(config: ExperimentConfig, steps: int) -> SchedulePreview:
     """The LR of every optimizer step as the run's own LRSchedule would set it (extension segments included),
     with drops marked."""
-    from engine.optim import (describe_extension, lr_drops, preview_note, preview_schedule, segment_starts,
-                              unused_milestones_note)
+    from engine.optim import lr_drops, preview_note, preview_schedule, unused_milestones_note
+    from engine.schedule_extension import describe_extension, segment_starts
     from engine.train import STEPPED_SCHEDULES
 
     schedule, epochs = config.schedule, config.train.epochs

@@ -86,11 +86,11 @@ def train_prepared(run_dir: Path, *, listeners: list[Any] | None = None, stop: S
 def resume_run(run_dir: Path, *, overrides: list[str] | None = None, listeners: list[Any] | None = None,
                stop: StopRequest | None = None, extend: str | None = None) -> dict[str, Any]:
     """Continue a run from its `last` checkpoint, exactly; `overrides` may extend it (e.g. train.epochs): epochs
-    past its schedule's plan follow a new segment (`extend`, default constant; see engine.optim.extend_schedule).
+    past its schedule's plan follow a new segment (`extend`, default constant; see engine.schedule_extension.extend_schedule).
 
     The run folder's lock is taken first: a second resume (or any writer) is refused at once. A resume refused
     before training leaves status.json and config.yaml as they were and records the attempt as an event."""
-    from engine.optim import describe_extension
+    from engine.schedule_extension import describe_extension
     from engine.runs import RunLock, read_config
 
     with _main_rank_lock(RunLock(run_dir)):
@@ -119,7 +119,7 @@ def _plan_resume(run_dir: Path, overrides: list[str] | None,
     the checkpoint folder it starts from; refusals raise."""
     from engine.config import from_dict, to_dict
     from engine.errors import RunError
-    from engine.optim import extend_run
+    from engine.schedule_extension import extend_run
     from engine.presets import apply_overrides, load_mapping
     from engine.runs import read_config, read_status
 

@@ -16,10 +16,11 @@ from console.cli import app
 from engine import checkpoint as ckpt
 from engine.config import ScheduleConfig
 from engine.events import read_events
-from engine.optim import LRSchedule, extend_schedule, extension_segment, preview_schedule
+from engine.optim import LRSchedule, preview_schedule
 from engine.preview import schedule_preview
 from engine.runs import read_config
 from engine.runtime import StopRequest
+from engine.schedule_extension import extend_schedule, extension_segment
 from engine.runner import resume_run, start_run
 from trained import copy_run, train_template
 
