@@ -275,8 +275,9 @@ def test_non_loopback_bind_needs_the_token(runs_root: Path, tmp_path: Path) -> N
         port = served.port
         token = re.search(r"\?token=([A-Za-z0-9_-]+)", served.log.read_text()).group(1)
         assert len(token) >= 32
+        wrong = token[:-1] + ("y" if token[-1] != "y" else "z")  # one character off, never the token itself
         for path in ("/", "/ws", "/static/js/textual.js", "/static/", "/download/x", "/nothing",
-                     f"/?token={token[:-1]}x", "/static/../server.py"):
+                     f"/?token={wrong}", "/static/../server.py"):
             headers = WEBSOCKET_UPGRADE if path == "/ws" else {}
             assert _request(host, port, path, headers)[:2] == (403, FORBIDDEN), path
 
@@ -286,7 +287,7 @@ def test_non_loopback_bind_needs_the_token(runs_root: Path, tmp_path: Path) -> N
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
         cookie_header = {"Cookie": cookie.split(";", 1)[0].strip()}
         cookie_name = cookie_header["Cookie"].split("=", 1)[0]
-        assert _request(host, port, "/", {"Cookie": f"{cookie_name}={token[:-1]}x"})[:2] == (403, FORBIDDEN)
+        assert _request(host, port, "/", {"Cookie": f"{cookie_name}={wrong}"})[:2] == (403, FORBIDDEN)
         status, body, headers = _request(host, port, "/", cookie_header)
         assert status == 200 and b"textual-terminal" in body and f"ws://{host}:{port}/ws".encode() in body
         assert headers["X-Frame-Options"] == "DENY"
