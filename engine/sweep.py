@@ -2,31 +2,33 @@
 
 A sweep spec is a YAML preset of kind `sweep` (`presets/sweep/`, or the user folder's `sweep/`): the base
 experiment, the parameters (dotted keys with `choices`, or `low`/`high` with `log` and `int`), the metric and
-direction, the number of trials, the sampler and the pruner. The study lives in SQLite in the runs folder
+direction, the budget (trials, time), the sampler and the pruner. The study lives in SQLite in the runs folder
 (`<runs>/sweeps/<name>.db`, study name = sweep name) or any storage URL Optuna accepts; it keeps the spec, so
 `resume` needs only the name. Each trial trains through `engine.runner.start_run` into a run folder named
 `<sweep>-t<N>-<date>-<time>`, tagged `sweep-<sweep>` and `trial-<N>`; a pruned trial stops gracefully
-(its run `interrupted`, resumable by hand) and is recorded as pruned.
+(its run `interrupted`, resumable by hand) and is recorded as pruned. Running trials: engine.sweep_trials;
+several workers: engine.sweep_workers.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import socket
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError, RunError, did_you_mean
-from engine.runtime import StopRequest
 
-SPEC_KEYS = ("description", "base", "params", "metric", "direction", "trials", "sampler", "pruner", "seed")
+SPEC_KEYS = ("description", "base", "params", "metric", "direction", "trials", "time", "sampler", "pruner", "seed")
 PARAM_KEYS = ("choices", "low", "high", "log", "int")
 METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
 SAMPLERS = ("grid", "random", "tpe")
-PRUNERS = ("median", "none")
+PRUNERS = ("median", "halving", "hyperband", "none")  # median; successive halving; Hyperband (halving brackets)
+FINISHED = ("COMPLETE", "PRUNED", "FAIL")
+DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
 DEFAULT_TRIALS = 10
 MAX_NAME = 30  # a sweep name is part of tags (40 characters at most) and run folder names
 
@@ -58,6 +60,7 @@ class SweepSpec:
     pruner: str
     seed: int | None
     raw: dict[str, Any] = field(default_factory=dict)
+    time_limit: float | None = None  # seconds: no trial starts after it (per `run`/`resume`); None = no limit
 
 
 def sweep_dir(runs_root: Path) -> Path:
@@ -120,9 +123,30 @@ def spec_from_raw(raw: dict[str, Any], source: str, name: str, overrides: list[s
     seed = raw.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise fail("seed", f"expected an integer, got {seed!r}")
-    spec = SweepSpec(name, source, base, params, metric, direction, trials, sampler, pruner, seed, dict(raw))
+    time_limit = None
+    if raw.get("time") is not None:
+        time_limit = parse_duration(raw["time"])
+        if time_limit is None:
+            raise fail("time", f"expected a positive time such as 600 (seconds), 90s, 45m, 2h or 1h30m, got "
+                               f"{raw['time']!r}")
+    spec = SweepSpec(name, source, base, params, metric, direction, trials, sampler, pruner, seed, dict(raw),
+                     time_limit)
     _check_against_base(spec, overrides, fail)
     return spec
+
+
+def parse_duration(value: Any) -> float | None:
+    """Seconds from a number of seconds or a text like `90s`, `45m`, `2h`, `1h30m`; None when it is neither or
+    not positive."""
+    seconds = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip():
+        match = DURATION.fullmatch(value.strip().replace(" ", ""))
+        if match and any(match.groups()):
+            hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
+            seconds = hours * 3600 + minutes * 60 + secs
+    return seconds if seconds is not None and math.isfinite(seconds) and seconds > 0 else None
 
 
 def _choice(value: Any, allowed: tuple[str, ...], key: str, fail: Callable[[str, str], ConfigError]) -> str:
@@ -221,6 +245,15 @@ def _yaml_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+def check_trials(spec: SweepSpec, trials: int) -> int:
+    """`trials` when the sweep can run that many (a grid has as many points as its choices make)."""
+    if spec.sampler == "grid":
+        grid = math.prod(len(p.choices or ()) for p in spec.params)
+        if trials > grid:
+            raise ConfigError(f"--trials {trials}: more than the {grid} points of the grid of {spec.source}")
+    return trials
+
+
 # ---------------------------------------------------------------------------------------------- storage, study
 
 
@@ -246,21 +279,44 @@ def open_storage(url: str) -> Any:
             from None
 
 
-def _sampler(spec: SweepSpec) -> Any:
+def make_sampler(spec: SweepSpec, seed: int | None = None) -> Any:
+    """The spec's sampler, seeded with `seed` (default: the spec's seed)."""
     import optuna
 
+    seed = spec.seed if seed is None else seed
     if spec.sampler == "grid":
         space = {p.key: list(p.choices or ()) for p in spec.params}
-        return optuna.samplers.GridSampler(space, seed=spec.seed)
+        return _budgeted_grid()(space, seed=seed)
     if spec.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=spec.seed)
-    return optuna.samplers.TPESampler(seed=spec.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+    # constant liar: trials running in other workers count as poor, so parallel workers spread out
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+
+
+def _budgeted_grid() -> type:
+    """Optuna's GridSampler without its `study.stop()` once the grid is covered: trials are asked and told one by
+    one (engine.sweep_trials), and the sweep's own budget (never more than the grid) ends the sweep."""
+    import optuna
+
+    class BudgetedGridSampler(optuna.samplers.GridSampler):
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            """Nothing: the sweep's budget ends it, not a stop inside an optimize loop (there is none)."""
+
+    return BudgetedGridSampler
 
 
 def _pruner(spec: SweepSpec) -> Any:
+    """Median: stop a trial whose metric is below the median of earlier trials at the same epoch. Successive
+    halving / Hyperband: keep the best fraction of trials at epochs 1, 3, 9, ... (a rung per factor of 3)."""
     import optuna
 
-    return optuna.pruners.MedianPruner() if spec.pruner == "median" else optuna.pruners.NopPruner()
+    if spec.pruner == "median":
+        return optuna.pruners.MedianPruner()
+    if spec.pruner == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1)
+    if spec.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto")
+    return optuna.pruners.NopPruner()
 
 
 def create_study(spec: SweepSpec, storage: Any, overrides: list[str]) -> Any:
@@ -269,7 +325,7 @@ def create_study(spec: SweepSpec, storage: Any, overrides: list[str]) -> Any:
 
     try:
         study = optuna.create_study(study_name=spec.name, storage=storage, direction=spec.direction,
-                                    sampler=_sampler(spec), pruner=_pruner(spec))
+                                    sampler=make_sampler(spec), pruner=_pruner(spec))
     except optuna.exceptions.DuplicatedStudyError:
         raise RunError(f"sweep {spec.name!r} exists already; `imgcls-console sweep resume {spec.name}` continues "
                        "it, or rename the spec file for a new sweep") from None
@@ -290,7 +346,7 @@ def load_study(name: str, storage: Any) -> tuple[Any, SweepSpec, list[str]]:
     attrs = study.user_attrs
     overrides = list(attrs.get("overrides") or [])
     spec = spec_from_raw(dict(attrs.get("spec") or {}), str(attrs.get("source", name)), name, overrides)
-    study.sampler, study.pruner = _sampler(spec), _pruner(spec)
+    study.sampler, study.pruner = make_sampler(spec), _pruner(spec)
     return study, spec, overrides
 
 
@@ -308,107 +364,7 @@ def open_named(runs_root: Path, name: str, url: str | None) -> tuple[Any, SweepS
     return load_study(name, open_storage(storage_url(runs_root, name, url)))
 
 
-# ---------------------------------------------------------------------------------------------- trials
-
-FINISHED = ("COMPLETE", "PRUNED", "FAIL")
-
-
-class TrialFailed(Exception):
-    """A trial's run ended without a metric (diverged, failed): recorded as a failed trial, the sweep goes on."""
-
-
-class _SweepInterrupted(Exception):
-    """The person stopped the sweep (Ctrl-C, stop file): the current trial's run is saved, the sweep ends."""
-
-
-@dataclass
-class TrialStop(StopRequest):
-    """A run's stop request that the sweep's pruner can set too (and that follows the whole sweep's)."""
-
-    outer: StopRequest | None = None
-    pruned: bool = False
-
-    @property
-    def requested(self) -> bool:
-        if self.pruned or (self.outer is not None and self.outer.requested):
-            return True
-        return bool(StopRequest.requested.fget(self))  # type: ignore[attr-defined]
-
-    def describe(self) -> str:
-        """Why the run stopped: pruned by the sweep, else what stopped it."""
-        if self.pruned:
-            return "pruned by its sweep: its validation metric was poor next to the other trials'"
-        return self.outer.describe() if self.outer is not None and self.outer.requested else super().describe()
-
-
-class TrialListener:
-    """Event listener of one trial's run: tags the run folder, reports each epoch's metric, asks to prune."""
-
-    def __init__(self, trial: Any, spec: SweepSpec, stop: TrialStop) -> None:
-        self.trial, self.spec, self.stop = trial, spec, stop
-        self.values: list[float] = []
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        from engine.annotations import add_tags
-
-        if event.get("type") == "run_start":
-            add_tags(Path(event["run"]), [f"sweep-{self.spec.name}", f"trial-{self.trial.number}"])
-            self.trial.set_user_attr("run_dir", str(event["run"]))
-        elif event.get("type") == "epoch":
-            value = event.get(self.spec.metric)
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                return
-            self.values.append(float(value))
-            self.trial.report(float(value), int(event["epoch"]))
-            if self.trial.should_prune():
-                self.stop.pruned = True
-
-    def best(self) -> float:
-        """The run's best metric over its epochs (the trial's value)."""
-        return max(self.values) if self.spec.direction == "maximize" else min(self.values)
-
-
-def _suggest(trial: Any, param: Param) -> Any:
-    if param.choices is not None:
-        return trial.suggest_categorical(param.key, list(param.choices))
-    if param.integer:
-        return trial.suggest_int(param.key, int(param.low), int(param.high), log=param.log)  # type: ignore[arg-type]
-    return trial.suggest_float(param.key, float(param.low), float(param.high), log=param.log)  # type: ignore[arg-type]
-
-
-def trial_overrides(trial: Any, spec: SweepSpec) -> list[str]:
-    """The trial's sampled values as `--set KEY=VALUE` overrides."""
-    return [f"{p.key}={_yaml_value(_suggest(trial, p))}" for p in spec.params]
-
-
-def _objective(spec: SweepSpec, overrides: list[str], runs_root: Path, outer: StopRequest | None,
-               listeners: Callable[[Any], list[Any]]) -> Callable[[Any], float]:
-    """The Optuna objective: one run folder trained with the trial's values; its best metric is the value."""
-    import optuna
-
-    from engine.config import renamed
-    from engine.presets import resolve_experiment
-    from engine.runner import start_run
-
-    def objective(trial: Any) -> float:
-        trial.set_user_attr("host", socket.gethostname())
-        trial.set_user_attr("pid", os.getpid())
-        config = resolve_experiment(spec.base, [*overrides, *trial_overrides(trial, spec)])
-        config = renamed(config, f"{spec.name}-t{trial.number}")
-        stop = TrialStop(outer=outer)
-        watcher = TrialListener(trial, spec, stop)
-        status = start_run(config, runs_root, listeners=[watcher, *listeners(trial)], stop=stop)
-        trial.set_user_attr("run_state", status.get("state"))
-        if stop.pruned:
-            raise optuna.TrialPruned(f"pruned at epoch {len(watcher.values)}")
-        if outer is not None and outer.requested:
-            trial.set_user_attr("interrupted", True)
-            raise _SweepInterrupted()
-        if status.get("state") != "finished" or not watcher.values:
-            raise TrialFailed(f"run {status.get('state')}: {status.get('reason')}")
-        return watcher.best()
-
-    return objective
+# ---------------------------------------------------------------------------------------------- results
 
 
 def done_trials(study: Any) -> int:
@@ -416,60 +372,7 @@ def done_trials(study: Any) -> int:
     return sum(1 for t in study.trials if t.state.name in FINISHED and not t.user_attrs.get("interrupted"))
 
 
-def release_stale(study: Any) -> list[int]:
-    """Trials left running by a process of this machine that is gone (killed): recorded as failed and not
-    counted, so a resume runs that many again. Returns their numbers."""
-    import psutil
-    from optuna.trial import TrialState
-
-    host, released = socket.gethostname(), []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        pid = trial.user_attrs.get("pid")
-        if trial.user_attrs.get("host") == host and isinstance(pid, int) and not psutil.pid_exists(pid):
-            study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-            released.append(trial.number)
-    return released
-
-
-def target_trials(study: Any, spec: SweepSpec, trials: int | None) -> int:
-    """The study's trial budget: `--trials`, else what it was given before, else the spec's; kept in the study."""
-    target = check_trials(spec, trials or study.user_attrs.get("trials") or spec.trials)
-    study.set_user_attr("trials", target)
-    return target
-
-
-def check_trials(spec: SweepSpec, trials: int) -> int:
-    """`trials` when the sweep can run that many (a grid has as many points as its choices make)."""
-    if spec.sampler == "grid":
-        grid = math.prod(len(p.choices or ()) for p in spec.params)
-        if trials > grid:
-            raise ConfigError(f"--trials {trials}: more than the {grid} points of the grid of {spec.source}")
-    return trials
-
-
-def run_sweep(study: Any, spec: SweepSpec, overrides: list[str], runs_root: Path, *, trials: int | None = None,
-              stop: StopRequest | None = None, listeners: Callable[[Any], list[Any]] | None = None,
-              on_trial: Callable[[Any], None] | None = None) -> dict[str, Any]:
-    """Run trials until the study has its budget (or `stop` is requested); returns `summary`."""
-    target = target_trials(study, spec, trials)
-    release_stale(study)
-    objective = _objective(spec, overrides, runs_root, stop, listeners or (lambda trial: []))
-    while done_trials(study) < target and not (stop is not None and stop.requested):
-        try:
-            study.optimize(objective, n_trials=1, catch=(TrialFailed,))
-        except _SweepInterrupted:
-            break
-        finally:
-            if on_trial is not None and study.trials:
-                on_trial(study.trials[-1])
-    return summary(study, spec)
-
-
-# ---------------------------------------------------------------------------------------------- results
-
-
-def _shown_value(trial: Any) -> float | None:
+def shown_value(trial: Any) -> float | None:
     """A complete trial's value; a pruned one's last reported metric; else None."""
     if trial.state.name == "COMPLETE":
         return trial.value
@@ -485,13 +388,13 @@ def trial_rows(study: Any, spec: SweepSpec) -> list[dict[str, Any]]:
     order = {"COMPLETE": 0, "PRUNED": 1}
 
     def key(trial: Any) -> tuple[int, float, int]:
-        value = _shown_value(trial)
+        value = shown_value(trial)
         return order.get(trial.state.name, 2), sign * value if value is not None else math.inf, trial.number
 
     rows = []
     for rank, trial in enumerate(sorted(study.trials, key=key), start=1):
         rows.append({"rank": rank, "trial": trial.number, "state": trial.state.name.lower(),
-                     spec.metric: _shown_value(trial), "params": dict(trial.params),
+                     spec.metric: shown_value(trial), "params": dict(trial.params),
                      "epochs": len(trial.intermediate_values), "run_dir": trial.user_attrs.get("run_dir"),
                      "best": False})
     if rows and rows[0]["state"] == "complete":
@@ -507,4 +410,23 @@ def summary(study: Any, spec: SweepSpec) -> dict[str, Any]:
             "direction": spec.direction, "sampler": spec.sampler, "pruner": spec.pruner,
             "trials": study.user_attrs.get("trials", spec.trials), "done": done_trials(study),
             "best_trial": best["trial"] if best else None, "best_value": best[spec.metric] if best else None,
-            "ranked": rows}
+            "time_limit": spec.time_limit, "importances": importances(study), "ranked": rows}
+
+
+def importances(study: Any) -> dict[str, float]:
+    """How much each parameter explains the metric across complete trials (Optuna's fANOVA, seeded, summing to
+    1), best first; empty with fewer than 3 complete trials or when no parameter varied among them."""
+    import optuna
+    from optuna.importance import FanovaImportanceEvaluator
+
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    varied = sorted({key for t in complete for key in t.params
+                     if len({repr(other.params.get(key)) for other in complete}) > 1})
+    if len(complete) < 3 or not varied:
+        return {}
+    try:
+        found = optuna.importance.get_param_importances(study, params=varied,
+                                                        evaluator=FanovaImportanceEvaluator(seed=0))
+    except (ValueError, RuntimeError):  # a search space Optuna cannot analyse (changed between resumes): none
+        return {}
+    return {key: round(float(value), 4) for key, value in found.items()}

@@ -16,7 +16,8 @@ from conftest import write
 from console.cli import app
 from engine.annotations import read_annotations
 from engine.runtime import StopRequest
-from engine.sweep import create_study, load_spec, open_named, open_storage, run_sweep, storage_url
+from engine.sweep import create_study, load_spec, open_named, open_storage, storage_url
+from engine.sweep_trials import run_sweep
 
 QUICK = ["--set", "train.epochs=1", "data.limit=300"]
 SPEC = """\

@@ -1,0 +1,143 @@
+"""Sweeps with several workers (issue 12): local worker processes sharing one SQLite study, a worker killed
+mid-trial, the time budget, the Slurm path through submitit's local executor, parameter importances. Real
+Optuna, real SQLite, real processes, real digits trainings (1 epoch on 300 images unless a test needs longer)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from conftest import write
+from console.cli import app
+from engine.sweep import open_named
+
+QUICK = ["--set", "train.epochs=1", "data.limit=300"]
+GRID = """\
+description: four learning rates of the digits quickstart
+base: quickstart
+params:
+  optim.lr: {choices: [0.01, 0.02, 0.05, 0.1]}
+sampler: grid
+pruner: none
+"""
+
+
+def cli(*args: str, runs: Path) -> subprocess.CompletedProcess[str]:
+    """The real program in a subprocess (workers are processes of their own)."""
+    env = {**os.environ, "IMGCLS_RUNS_DIR": str(runs)}
+    return subprocess.run([sys.executable, "-m", "console.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def invoke(*args: str) -> Any:
+    """The CLI in this process (isolated_dirs points IMGCLS_RUNS_DIR at the test's runs folder)."""
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def counted(name: str, runs: Path) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials that count towards its budget."""
+    study, _, _ = open_named(runs, name, None)
+    return [t for t in study.trials if t.state.is_finished() and not t.user_attrs.get("interrupted")]
+
+
+def test_two_workers_share_a_study_and_a_killed_ones_trial_runs_again(isolated_dirs: Path) -> None:
+    """Two worker processes pull trials from one SQLite study; one is killed mid-trial: the other runs that trial's
+    values again, the budget stays exact, and `sweep resume` finds the sweep whole."""
+    runs = isolated_dirs / "runs"
+    spec = write(isolated_dirs / "lr4.yaml", GRID)
+    env = {**os.environ, "IMGCLS_RUNS_DIR": str(runs)}
+    parent = subprocess.Popen([sys.executable, "-m", "console.cli", "sweep", "run", str(spec), "--workers", "2",
+                               "--set", "train.epochs=4", "data.limit=300"], stderr=subprocess.PIPE, text=True,
+                              env=env)
+    assert parent.stderr is not None
+    for line in parent.stderr:  # the first trial's run has started: kill the worker that runs it
+        if line.startswith("trial ") and ": run " in line:
+            victim = int(line.split()[1].rstrip(":"))
+            break
+    study, _, _ = open_named(runs, "lr4", None)
+    pid = study.trials[victim].user_attrs["pid"]
+    os.kill(pid, signal.SIGKILL)
+    rest = parent.stderr.read()
+    assert parent.wait(timeout=300) == 2
+    assert rest.strip().splitlines()[-1].startswith("error: sweep lr4: worker ")  # one line naming the worker
+    study, _, _ = open_named(runs, "lr4", None)
+    killed = study.trials[victim]
+    assert killed.state.name == "FAIL" and killed.user_attrs["interrupted"]
+    rerun = [t for t in study.trials if t.user_attrs.get("rerun_of") == victim]
+    assert len(rerun) == 1 and rerun[0].params == killed.params  # the other worker ran its values again
+    trials = counted("lr4", runs)
+    assert len(trials) == 4 and len({t.user_attrs.get("pid") for t in study.trials} - {None}) == 2  # 2 workers
+    for trial in trials:
+        run_dir = Path(trial.user_attrs["run_dir"])
+        assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
+        assert "cpu_threads: 1" in (run_dir / "config.yaml").read_text()  # the 2 cores shared out between workers
+
+    resumed = cli("sweep", "resume", "lr4", "--json", runs=runs)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["done"] == 4  # nothing left to do, nothing run twice
+    assert sorted(t.params["optim.lr"] for t in counted("lr4", runs)) == [0.01, 0.02, 0.05, 0.1]  # every grid point
+    assert list(summary["importances"]) == ["optim.lr"]
+
+
+def test_the_time_budget_starts_no_trial_after_it(isolated_dirs: Path) -> None:
+    runs = isolated_dirs / "runs"
+    spec = write(isolated_dirs / "lr4.yaml", GRID + "time: 0.5s\n")
+    done = invoke("sweep", "run", str(spec), *QUICK, "--json")
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.stdout)
+    assert summary["done"] == 1 and summary["trials"] == 4 and summary["time_limit"] == 0.5
+    assert invoke("sweep", "resume", "lr4", "--time", "1h", "--quiet").exit_code == 0  # --time over the spec's
+    assert len(counted("lr4", runs)) == 4
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--time", "soon"], "error: --time soon: expected a positive time"),
+    (["--gpus", " , "], "error: --gpus ' , ': expected GPU ids"),
+])
+def test_bad_worker_options_are_one_line_errors_before_any_trial(isolated_dirs: Path, args: list[str],
+                                                                says: str) -> None:
+    runs = isolated_dirs / "runs"
+    spec = write(isolated_dirs / "lr4.yaml", GRID)
+    refused = invoke("sweep", "run", str(spec), *args)
+    assert refused.exit_code == 2 and refused.stderr.strip().splitlines() == [refused.stderr.strip()]
+    assert refused.stderr.startswith(says)
+    assert not (runs / "sweeps" / "lr4.db").exists()
+
+
+def test_a_bad_time_or_pruner_in_the_spec_names_its_key(isolated_dirs: Path) -> None:
+    bad_time = invoke("sweep", "run", str(write(isolated_dirs / "t.yaml", GRID + "time: -5\n")))
+    assert bad_time.exit_code == 2 and "t.yaml: time: expected a positive time" in bad_time.stderr
+    halving = GRID.replace("pruner: none", "pruner: halvng")
+    bad_pruner = invoke("sweep", "run", str(write(isolated_dirs / "p.yaml", halving)))
+    assert bad_pruner.exit_code == 2 and "p.yaml: pruner: 'halvng' is not one of" in bad_pruner.stderr
+    assert "did you mean `halving`" in bad_pruner.stderr
+
+
+def test_submitit_jobs_pull_trials_from_the_same_study(isolated_dirs: Path) -> None:
+    """The Slurm path through submitit's local executor: real job processes, the study the laptop started."""
+    pytest.importorskip("submitit")
+    runs = isolated_dirs / "runs"
+    spec = write(isolated_dirs / "lr4.yaml", GRID.replace("sampler: grid", "sampler: random\ntrials: 3\nseed: 3")
+                 .replace("pruner: none", "pruner: hyperband"))
+    started = invoke("sweep", "run", str(spec), "--trials", "1", *QUICK, "--quiet")  # in this process
+    assert started.exit_code == 0, started.output
+    submitted = cli("sweep", "submit", "lr4", "--cluster", "local", "--jobs", "2", "--trials", "3", runs=runs)
+    assert submitted.returncode == 0, submitted.stderr
+    assert "submitted 2 jobs" in submitted.stderr and "Traceback" not in submitted.stderr
+    trials = counted("lr4", runs)
+    assert len(trials) == 3
+    by_process = Counter(t.user_attrs["pid"] for t in trials)
+    assert len(by_process) >= 2  # the laptop's process and at least one job's (two jobs share the last 2 trials)
+    logs = list((runs / "sweeps" / "lr4-jobs").glob("*_log.out"))
+    assert len(logs) == 2 and oct((runs / "sweeps" / "lr4-jobs").stat().st_mode & 0o777) == "0o700"
