@@ -1,12 +1,15 @@
 """Multi-process data parallel training (DDP through torchrun): process group, rank facts, collectives.
 
 `torchrun --nproc_per_node N -m console.cli train EXP` (or `imgcls-console train EXP --nproc N`) starts N
-processes; rank 0 owns the run folder, events, checkpoints and status; every rank trains on its shard.
+processes; rank 0 owns the run folder, events, checkpoints and status; every rank trains on its shard. Across
+machines (`--nnodes M --node-rank R --rdzv-endpoint HOST:PORT` on each), torchrun's static rendezvous numbers the
+ranks node by node, so global rank 0, the run folder's owner, is always on the node with `--node-rank 0`.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +39,51 @@ class Dist:
 SINGLE = Dist()
 
 
+@dataclass(frozen=True)
+class Nodes:
+    """The machines of one job as torchrun is told them: how many, this one's rank, where they meet."""
+
+    count: int = 1
+    rank: int = 0
+    endpoint: str | None = None  # HOST:PORT of the node with rank 0 (its torchrun listens there)
+
+
+ONE_NODE = Nodes()
+
+
+def check_nodes(count: int, rank: int, endpoint: str | None) -> Nodes:
+    """The multi-node options checked together; a ConfigError names the option that does not fit."""
+    if count < 1:
+        raise ConfigError(f"--nnodes {count}: expected 1 or more machines")
+    if count == 1 and (rank or endpoint):
+        given = f"--node-rank {rank}" if rank else f"--rdzv-endpoint {endpoint}"
+        raise ConfigError(f"{given} is for a run across machines; add --nnodes N (N > 1) on every machine")
+    if not 0 <= rank < count:
+        raise ConfigError(f"--node-rank {rank}: expected 0 to {count - 1} for --nnodes {count} (0 on the machine "
+                          "at --rdzv-endpoint)")
+    if count > 1 and not endpoint:
+        raise ConfigError(f"--nnodes {count} needs --rdzv-endpoint HOST:PORT: the address of the machine with "
+                          "--node-rank 0 and a free port on it, the same on every machine")
+    if endpoint is not None:
+        host, colon, port = endpoint.rpartition(":")
+        if not colon or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ConfigError(f"--rdzv-endpoint {endpoint!r}: expected HOST:PORT, e.g. node01:29500")
+    return Nodes(count, rank, endpoint)
+
+
+def torchrun_command(nproc: int, nodes: Nodes, module_args: list[str]) -> list[str]:
+    """The torchrun command line that runs `python -m <module_args>` in `nproc` processes on this machine: one
+    machine alone (`--standalone`), or this machine's part of a job across `nodes` (static rendezvous: the ranks
+    follow the node ranks, and global rank 0 is on node 0)."""
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}"]
+    if nodes.count == 1:
+        command.append("--standalone")
+    else:
+        command += [f"--nnodes={nodes.count}", f"--node-rank={nodes.rank}", "--rdzv-backend=static",
+                    f"--rdzv-endpoint={nodes.endpoint}"]
+    return [*command, "-m", *module_args]
+
+
 def from_environment() -> Dist:
     """The rank facts torchrun puts in the environment (a single process when absent)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -57,6 +105,14 @@ def init(info: Dist, device: torch.device) -> torch.device:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return device
+
+
+def finish_together(info: Dist) -> None:
+    """Wait until every rank has finished its run (rank 0 tests and writes the status while the others wait), so
+    no rank leaves the group while another still uses it: a rank that left early aborted in gloo and took the
+    whole job down with it."""
+    if info.enabled and dist.is_initialized():
+        dist.barrier()
 
 
 def shutdown(info: Dist) -> None:

@@ -276,6 +276,7 @@ def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None,
         if on_ready is not None:
             on_ready()
         status = trainer.run()
+        distributed.finish_together(info)
     except KeyboardInterrupt:
         trainer.record_status("interrupted", reason="stopped at once by a second signal", ended=time.time())
         events.emit("run_end", state="interrupted", reason="second signal", epochs_done=trainer.progress.epoch,

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from typer.testing import CliRunner
 
 from conftest import write
 from console.cli import app
-from engine.sweep import open_named
+from engine.sweep import create_study, load_spec, open_named, open_storage, storage_url
+from engine.sweep_trials import run_sweep
 
 QUICK = ["--set", "train.epochs=1", "data.limit=300"]
 GRID = """\
@@ -91,14 +93,30 @@ def test_two_workers_share_a_study_and_a_killed_ones_trial_runs_again(isolated_d
 
 
 def test_the_time_budget_starts_no_trial_after_it(isolated_dirs: Path) -> None:
+    """A trial that ends after the budget is spent is the last one; `resume --time` finishes the sweep. The slow
+    trial is made slow on purpose (its end is held until the budget has passed), so the test does not depend on
+    how fast this machine trains."""
     runs = isolated_dirs / "runs"
-    spec = write(isolated_dirs / "lr4.yaml", GRID + "time: 0.5s\n")
-    done = invoke("sweep", "run", str(spec), *QUICK, "--json")
-    assert done.exit_code == 0, done.output
-    summary = json.loads(done.stdout)
+    spec_file = write(isolated_dirs / "lr4.yaml", GRID + "time: 0.5s\n")
+    spec = load_spec(str(spec_file), QUICK[1:])
+    assert spec.time_limit == 0.5
+    study = create_study(spec, open_storage(storage_url(runs, spec.name, None)), QUICK[1:])
+
+    def slow(trial: optuna.trial.FrozenTrial) -> None:
+        time.sleep(spec.time_limit)  # noqa: the budget started before this trial did, so it is spent now
+
+    summary = run_sweep(study, spec, QUICK[1:], runs, on_trial=slow)
     assert summary["done"] == 1 and summary["trials"] == 4 and summary["time_limit"] == 0.5
     assert invoke("sweep", "resume", "lr4", "--time", "1h", "--quiet").exit_code == 0  # --time over the spec's
     assert len(counted("lr4", runs)) == 4
+
+
+def test_a_time_budget_in_the_spec_reaches_the_summary(isolated_dirs: Path) -> None:
+    spec = write(isolated_dirs / "lr4.yaml", GRID + "time: 1h\n")
+    done = invoke("sweep", "run", str(spec), *QUICK, "--trials", "1", "--json")
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.stdout)
+    assert summary["done"] == 1 and summary["time_limit"] == 3600
 
 
 @pytest.mark.parametrize(("args", "says"), [
