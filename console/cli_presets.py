@@ -11,16 +11,19 @@ from console.common import OverrideOption, RunsDirOption, err_console, escape, o
 
 app = typer.Typer(help="List, show, validate, export and import presets.", no_args_is_help=True)
 
-KindOption = Annotated[str | None, typer.Option("--kind", "-k", help="Preset kind: data, model, augment, optim, schedule, experiment.")]
+KindOption = Annotated[str | None, typer.Option("--kind", "-k", help="Preset kind: data, model, augment, optim, schedule, experiment, sweep.")]
 
 
 def _find_any(name: str, kind: str | None) -> tuple[str, Path]:
-    """A preset by name across kinds (experiment first) unless `kind` is given."""
-    from engine.config import PRESET_KINDS
+    """A preset by name across kinds (experiment first) unless `kind` is given; a file's kind is read from it."""
     from engine.errors import ConfigError
-    from engine.presets import find_preset
+    from engine.presets import ALL_KINDS, check_kind, detect_kind, find_preset, is_sweep, load_mapping
 
-    kinds = [kind] if kind else ["experiment", *[k for k in PRESET_KINDS if k != "experiment"]]
+    kinds = [check_kind(kind)] if kind else ["experiment", *[k for k in ALL_KINDS if k != "experiment"]]
+    path = Path(name).expanduser()
+    if kind is None and name.endswith((".yaml", ".yml")) and path.is_file():
+        raw = load_mapping(path)
+        return ("sweep" if is_sweep(path, raw, None) else detect_kind(path, raw)), path
     for candidate in kinds:
         try:
             return candidate, find_preset(candidate, name)
@@ -42,12 +45,11 @@ def list_cmd(kind: Annotated[str | None, typer.Argument(metavar="[KIND]", help="
     from rich.table import Table
 
     from console.common import fmt_count
-    from engine.config import PRESET_KINDS
     from engine.errors import ConfigError
-    from engine.presets import list_presets
+    from engine.presets import ALL_KINDS, list_presets
 
-    if kind is not None and kind not in PRESET_KINDS:
-        raise ConfigError(f"unknown preset kind {kind!r}; kinds are {', '.join(PRESET_KINDS)}")
+    if kind is not None and kind not in ALL_KINDS:
+        raise ConfigError(f"unknown preset kind {kind!r}; kinds are {', '.join(ALL_KINDS)}")
     table = Table("kind", "name", "origin", "description")
     show_params = kind == "model"
     if show_params:
@@ -85,11 +87,11 @@ def show(
     kind: KindOption = None,
     resolved: Annotated[bool, typer.Option("--resolved", help="Show the fully resolved config with every default.")] = False,
 ) -> None:
-    """Show a preset's YAML (as written, or --resolved with every field)."""
+    """Show a preset's YAML (as written, or --resolved with every field; a sweep with its defaults)."""
     import yaml
 
     from engine.config import to_dict
-    from engine.presets import preset_text, resolve_experiment, resolved_yaml, validate_file
+    from engine.presets import dump_yaml, preset_text, resolve_experiment, resolved_yaml, validate_file
 
     kind, path = _find_any(name, kind)
     if not resolved:
@@ -99,6 +101,11 @@ def show(
         return
     if kind == "experiment":
         out_console.print(resolved_yaml(resolve_experiment(str(path))), highlight=False, markup=False)
+        return
+    if kind == "sweep":
+        from engine.sweep_bundle import spec_document
+
+        out_console.print(dump_yaml(spec_document(validate_file(path, kind)[1])), highlight=False, markup=False)
         return
     section = to_dict(validate_file(path, kind)[1])
     out_console.print(yaml.safe_dump(section, sort_keys=False), highlight=False, markup=False)
@@ -127,40 +134,71 @@ def validate(file: Annotated[Path, typer.Argument(metavar="FILE", help="Preset Y
 @app.command()
 @reports_errors
 def export(
-    source: Annotated[str, typer.Argument(metavar="NAME-OR-RUN", help="Experiment preset name/file, or a run name/folder.")],
+    source: Annotated[str, typer.Argument(metavar="NAME-OR-RUN", help="Experiment or sweep preset name/file, or a run name/folder.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="File to write ('-' for stdout).")],
     overrides: OverrideOption = None,
     runs_dir: RunsDirOption = None,
+    kind: Annotated[str | None, typer.Option("--kind", "-k", help="experiment or sweep (default: a run, else an experiment, else a sweep of that name).")] = None,
 ) -> None:
-    """Write one self-contained, fully resolved experiment YAML (schema version + content hash)."""
+    """Write a preset to share: an experiment (or a run's config) as one self-contained, fully resolved YAML (schema
+    version + content hash); a sweep with the presets it names bundled (its base experiment fully resolved, --set
+    applied to it), which `presets import` unpacks."""
     import sys
 
-    from engine.config import from_dict, to_dict
-    from engine.errors import ConfigError, EngineError
-    from engine.presets import apply_overrides, resolve_experiment, resolved_yaml
-    from engine.runs import read_config, resolve_run
-    from engine.runs import runs_dir as pick_runs_dir
+    from engine.errors import ConfigError
 
-    try:
-        run_dir = resolve_run(pick_runs_dir(runs_dir), source)
-    except EngineError as not_a_run:
-        try:
-            config = resolve_experiment(source, overrides or [])
-        except ConfigError as exc:
-            if not str(exc).startswith("no experiment preset named"):
-                raise
-            raise ConfigError(f"{source!r} is neither a run ({not_a_run}) nor an experiment preset ({exc})") from None
-    else:
-        config = read_config(run_dir)
-        if overrides:
-            config = from_dict(apply_overrides(to_dict(config), overrides), "--set")
-    text = resolved_yaml(config)
+    if kind not in (None, "experiment", "sweep"):
+        raise ConfigError(f"--kind {kind}: export writes an experiment or a sweep; other presets are shared as "
+                          "their files are (`presets show NAME`)")
+    text = _export_text(source, kind, overrides or [], runs_dir, None if str(out) == "-" else out.name)
     if str(out) == "-":
         sys.stdout.write(text)
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     err_console.print(f"wrote {out}", highlight=False)
+
+
+def _export_text(source: str, kind: str | None, overrides: list[str], runs_dir: Path | None,
+                 file_name: str | None) -> str:
+    """What `export` writes for `source`: a sweep bundle, or a run's or an experiment's resolved config."""
+    from engine.config import from_dict, to_dict
+    from engine.errors import ConfigError, EngineError
+    from engine.presets import apply_overrides, resolve_experiment, resolved_yaml
+    from engine.runs import read_config, resolve_run
+    from engine.runs import runs_dir as pick_runs_dir
+    from engine.sweep_bundle import export_sweep
+
+    if kind == "sweep":
+        return export_sweep(source, overrides, file_name)
+    try:
+        run_dir = resolve_run(pick_runs_dir(runs_dir), source)
+    except EngineError as not_a_run:
+        try:
+            return resolved_yaml(resolve_experiment(source, overrides))
+        except ConfigError as exc:
+            if not str(exc).startswith("no experiment preset named"):
+                raise
+            if kind is None and _is_preset("sweep", source):
+                return export_sweep(source, overrides, file_name)
+            raise ConfigError(f"{source!r} is neither a run ({not_a_run}) nor an experiment preset ({exc})"
+                              f"{'' if kind else ', nor a sweep preset'}") from None
+    config = read_config(run_dir)
+    if overrides:
+        config = from_dict(apply_overrides(to_dict(config), overrides), "--set")
+    return resolved_yaml(config)
+
+
+def _is_preset(kind: str, name: str) -> bool:
+    """Whether a preset of `kind` is named `name`."""
+    from engine.errors import ConfigError
+    from engine.presets import find_preset
+
+    try:
+        find_preset(kind, name)
+    except ConfigError:
+        return False
+    return True
 
 
 @app.command("import")
@@ -172,7 +210,7 @@ def import_cmd(
     shadow_builtin: Annotated[bool, typer.Option("--shadow-builtin", help="Allow hiding a built-in preset of that name.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing user preset.")] = False,
 ) -> None:
-    """Validate a preset and copy it into the user preset folder."""
+    """Validate a preset and copy it into the user preset folder (a shared sweep with the presets it bundles)."""
     from engine.errors import ConfigError
     from engine.presets import import_preset
 
@@ -180,8 +218,14 @@ def import_cmd(
         raise ConfigError(f"{file}: no such file")
     from engine.presets import load_mapping
 
-    target = import_preset(file, kind=kind, name=name, shadow_builtin=shadow_builtin, overwrite=overwrite)
-    err_console.print(f"imported as {target}", highlight=False)
+    notes: list[str] = []
+    target = import_preset(file, kind=kind, name=name, shadow_builtin=shadow_builtin, overwrite=overwrite,
+                           notes=notes)
+    for note in notes:
+        err_console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
+    err_console.print(f"imported as {target}", highlight=False, soft_wrap=True)
+    if target.parent.name == "sweep":
+        err_console.print(f"run it: imgcls-console sweep run {target.stem}", highlight=False)
     inner = load_mapping(target).get("name")
     if target.parent.name == "experiment" and isinstance(inner, str) and inner != target.stem:
         err_console.print(f"note: the file sets `name: {inner}`, so its runs are named {inner}-...; "

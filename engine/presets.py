@@ -13,8 +13,10 @@ import json
 import logging
 import os
 import re
-import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -24,10 +26,15 @@ import yaml
 
 from engine import config as cfg
 from engine.errors import ConfigError, did_you_mean
+from engine.preset_yaml import load_mapping, one_line, parse_yaml, preset_text
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT_KEYS = {"name", "experiment", "description", "base", *cfg.SECTION_TYPES}
+# every kind of preset file: the config's (composed into runs) and sweep specs (read by `sweep run`)
+ALL_KINDS = (*cfg.PRESET_KINDS, "sweep")
+# folders searched before the user's for the current context only (`presets_overlay`: a bundle being checked)
+_OVERLAYS: ContextVar[tuple[Path, ...]] = ContextVar("preset_overlays", default=())
 
 
 @dataclass(frozen=True)
@@ -60,159 +67,12 @@ def user_dir() -> Path:
     return base / "imgcls-console" / "presets"
 
 
-MAX_PRESET_BYTES = 1 << 20   # a preset is a few hundred bytes; a shared file larger than this is refused unread
-MAX_DEPTH = 40               # nesting levels of a preset (a config is 4 deep; augmentation choices a few more)
-MAX_NODES = 100_000          # values in a preset once YAML aliases are expanded (an alias bomb is millions)
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a preset name: a file name, never a path
-
-
-class _Refused(yaml.YAMLError):
-    """A document outside the bounds of a preset (too deep, too large once aliases expand, odd keys)."""
-
-
-class _StrictSafeLoader(yaml.SafeLoader):
-    """The safe loader, bounded: nesting depth and alias expansion are limited before anything is constructed;
-    a key given twice in one mapping (YAML would silently keep the last) and a key that is not a plain value
-    are refused."""
-
-    def __init__(self, stream: Any) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark
-                raise _Refused(f"line {mark.line + 1}: nested more than {MAX_DEPTH} levels deep; a preset is "
-                               "a few levels of plain values")
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    def get_single_data(self) -> Any:
-        node = self.get_single_node()
-        if node is None:
-            return None
-        _check_expansion(node)
-        return self.construct_document(node)
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _value in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise _Refused(f"line {key_node.start_mark.line + 1}: a mapping key must be a plain name, not a "
-                               f"{'list' if isinstance(key_node, yaml.SequenceNode) else 'mapping'}")
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice (lines {seen[key]} and {key_node.start_mark.line + 1})",
-                    key_node.start_mark)
-            seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
-
-
-def _check_expansion(root: yaml.Node) -> None:
-    """Refuse a document whose aliases expand past MAX_NODES values or MAX_DEPTH levels (an alias bomb: a few
-    hundred bytes naming a list of lists of ... billions of values), or that refers to itself. Each distinct
-    node is visited once, without recursion."""
-    size: dict[int, int] = {}
-    depth: dict[int, int] = {}
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    open_nodes: set[int] = set()
-    while stack:
-        node, children_done = stack.pop()
-        key = id(node)
-        if children_done:
-            children = _children(node)
-            size[key] = 1 + sum(size[id(c)] for c in children)
-            depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
-            open_nodes.discard(key)
-            if size[key] > MAX_NODES:
-                raise _Refused(f"line {node.start_mark.line + 1}: expands to more than {MAX_NODES} values (YAML "
-                               "aliases repeating aliases?); a preset is refused past that")
-            if depth[key] > MAX_DEPTH:
-                raise _Refused(f"line {node.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep once its "
-                               "aliases are expanded")
-            continue
-        if key in size:
-            continue
-        if key in open_nodes:
-            raise _Refused(f"line {node.start_mark.line + 1}: an alias refers to the value that contains it")
-        open_nodes.add(key)
-        stack.append((node, True))
-        stack.extend((child, False) for child in _children(node))
-
-
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    if isinstance(node, yaml.MappingNode):
-        return [part for pair in node.value for part in pair]
-    return []
-
-
-def preset_text(path: Path) -> str:
-    """The text of a preset file: at most MAX_PRESET_BYTES of UTF-8 (a BOM allowed); anything else is a
-    ConfigError naming the file."""
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_PRESET_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    if len(raw) > MAX_PRESET_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_PRESET_BYTES // 1024} KiB; a preset is a short YAML file, so "
-                          "this one is refused unread")
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise ConfigError(f"{path}: UTF-16 text; save the preset as UTF-8")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise ConfigError(f"{path}: line {line}: not UTF-8 text (byte {raw[exc.start]:#04x}); save the preset as "
-                          "UTF-8") from None
-
-
-def _parse_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_StrictSafeLoader)  # noqa: S506 - a bounded SafeLoader subclass
-
-
-def load_yaml(path: Path) -> Any:
-    """Parse a YAML file with the bounded safe loader; any error names the file. Nothing in it is executed."""
-    text = preset_text(Path(path))
-    try:
-        return _parse_yaml(text)
-    except _Refused as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: nested too deeply to be a preset") from None
-    except yaml.constructor.ConstructorError as exc:
-        if exc.problem and "appears twice" in exc.problem:
-            raise ConfigError(f"{path}: {exc.problem}") from exc
-        raise ConfigError(
-            f"{path}: refused YAML tag ({exc.problem}); presets are plain data, tags such as !!python/... are not allowed"
-        ) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {_one_line(exc)}") from exc
-
-
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())
-
-
-def load_mapping(path: Path) -> dict[str, Any]:
-    """Load a YAML file that must hold a mapping (an empty file is an empty mapping)."""
-    raw = load_yaml(path)
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(raw).__name__}")
-    return raw
 
 
 def list_presets(kind: str | None = None) -> list[PresetInfo]:
     """Every preset on the search path (user presets first; a user preset hides a built-in one of its name)."""
-    kinds = [kind] if kind else list(cfg.PRESET_KINDS)
+    kinds = [kind] if kind else list(ALL_KINDS)
     found: dict[tuple[str, str], PresetInfo] = {}
     for origin, root in (("user", user_dir()), ("builtin", builtin_dir())):
         for k in kinds:
@@ -225,7 +85,7 @@ def list_presets(kind: str | None = None) -> list[PresetInfo]:
                     found[key] = PresetInfo(k, path.stem, path, origin, _description(path))
                 elif origin == "builtin":
                     found[key] = dataclasses.replace(found[key], origin="user, shadows built-in")
-    return sorted(found.values(), key=lambda p: (cfg.PRESET_KINDS.index(p.kind), p.name))
+    return sorted(found.values(), key=lambda p: (ALL_KINDS.index(p.kind), p.name))
 
 
 def _description(path: Path) -> str:
@@ -250,23 +110,34 @@ def _looks_like_path(name: str) -> bool:
 
 def find_preset(kind: str, name: str) -> Path:
     """Resolve a preset name (or file path) of `kind` to a file; a missing one lists the available names."""
-    if kind not in cfg.PRESET_KINDS:
-        raise ConfigError(f"unknown preset kind {kind!r}; kinds are {', '.join(cfg.PRESET_KINDS)}")
+    if kind not in ALL_KINDS:
+        raise ConfigError(f"unknown preset kind {kind!r}; kinds are {', '.join(ALL_KINDS)}")
     if _looks_like_path(name):
         path = Path(name).expanduser()
         if path.is_file():
             return path
         raise ConfigError(f"preset file {name} does not exist")
-    for root in (user_dir(), builtin_dir()):
+    for root in (*_OVERLAYS.get(), user_dir(), builtin_dir()):
         path = root / kind / f"{name}.yaml"
         if path.is_file():
-            if root != builtin_dir() and (builtin_dir() / kind / f"{name}.yaml").is_file():
+            if root == user_dir() and (builtin_dir() / kind / f"{name}.yaml").is_file():
                 _note_shadowing(kind, name, path)
             return path
     names = [p.name for p in list_presets(kind)]
     raise ConfigError(
         f"no {kind} preset named {name!r}{did_you_mean(name, names)}; available: {', '.join(names) or '(none)'}"
     )
+
+
+@contextmanager
+def presets_overlay(root: Path) -> Iterator[None]:
+    """Within this block (this thread or task only), presets in `root/<kind>/` are found before the user's: a
+    shared sweep's bundled presets are checked together with its spec before any of them is imported."""
+    token = _OVERLAYS.set((root, *_OVERLAYS.get()))
+    try:
+        yield
+    finally:
+        _OVERLAYS.reset(token)
 
 
 _SHADOWING_NOTED: set[Path] = set()
@@ -301,8 +172,15 @@ def load_section_preset(kind: str, name: str, named_in: str | None = None) -> di
         raise ConfigError(f"{named_in}: {exc}") from exc
     raw = load_mapping(path)
     raw.pop("description", None)
-    _check_section(kind, cfg.section_from_dict(kind, raw, str(path)), str(path))
+    validate_section(kind, raw, str(path))
     return raw
+
+
+def validate_section(kind: str, raw: dict[str, Any], source: str) -> Any:
+    """One section preset's fields (no `description`) as its validated dataclass; errors name `source`."""
+    section = cfg.section_from_dict(kind, raw, source)
+    _check_section(kind, section, source)
+    return section
 
 
 def _check_section(kind: str, section: Any, source: str) -> None:
@@ -407,11 +285,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not keys:
         raise ConfigError(f"--set {text}: empty key")
     try:
-        value = _parse_yaml(value_text) if value_text.strip() else ""
+        value = parse_yaml(value_text) if value_text.strip() else ""
     except RecursionError:
         raise ConfigError(f"--set {text}: value nested too deeply") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {text}: value is not valid YAML ({_one_line(exc)})") from None
+        raise ConfigError(f"--set {text}: value is not valid YAML ({one_line(exc)})") from None
     return keys, value
 
 
@@ -496,10 +374,10 @@ def detect_kind(path: Path, raw: dict[str, Any]) -> str:
 
 
 def check_kind(kind: str) -> str:
-    """`kind` when it is a preset kind; else a ConfigError listing them."""
-    if kind not in cfg.PRESET_KINDS:
-        raise ConfigError(f"--kind {kind!r}: not a preset kind; kinds are {', '.join(cfg.PRESET_KINDS)}"
-                          f"{did_you_mean(str(kind), cfg.PRESET_KINDS)}")
+    """`kind` when it is a preset kind (a sweep too); else a ConfigError listing them."""
+    if kind not in ALL_KINDS:
+        raise ConfigError(f"--kind {kind!r}: not a preset kind; kinds are {', '.join(ALL_KINDS)}"
+                          f"{did_you_mean(str(kind), ALL_KINDS)}")
     return kind
 
 
@@ -512,24 +390,28 @@ def check_name(name: str, what: str = "--name") -> str:
     return name
 
 
+def is_sweep(path: Path, raw: dict[str, Any], kind: str | None) -> bool:
+    """Whether a preset file holds a sweep spec: said so, in a `sweep/` folder, or with `params` and `base`."""
+    return kind == "sweep" or (kind is None and (path.parent.name == "sweep" or {"params", "base"} <= set(raw)))
+
+
 def validate_file(path: Path, kind: str | None = None) -> tuple[str, Any]:
-    """Validate a preset file of any kind (a sweep spec too); returns (kind, validated object)."""
-    if kind is not None and kind != "sweep":
+    """Validate a preset file of any kind (a sweep spec too, with the presets it bundles); returns (kind,
+    validated object)."""
+    if kind is not None:
         check_kind(kind)
     raw = load_mapping(path)
-    if kind == "sweep" or (kind is None and (path.parent.name == "sweep" or {"params", "base"} <= set(raw))):
-        from engine.sweep import spec_from_raw  # a sweep spec (`sweep run`), not a preset composed into runs
+    if is_sweep(path, raw, kind):
+        from engine.sweep_bundle import validate_sweep  # a sweep spec (`sweep run`), not composed into runs
 
-        return "sweep", spec_from_raw(raw, str(path), path.stem, [])
+        return "sweep", validate_sweep(path, raw)
     kind = kind or detect_kind(path, raw)
     if kind == "experiment":
         config = cfg.from_dict(_compose_raw(path), str(path))
         validate_deep(config, str(path))
         return kind, config
     raw.pop("description", None)
-    section = cfg.section_from_dict(kind, raw, str(path))
-    _check_section(kind, section, str(path))
-    return kind, section
+    return kind, validate_section(kind, raw, str(path))
 
 
 def content_hash(config_dict: dict[str, Any]) -> str:
@@ -539,24 +421,52 @@ def content_hash(config_dict: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def resolved_document(config: cfg.ExperimentConfig) -> dict[str, Any]:
+    """A fully resolved experiment as a mapping, led by its schema version and content hash."""
+    body = cfg.to_dict(config)
+    return {"schema_version": cfg.SCHEMA_VERSION, "content_hash": content_hash(body), **body}
+
+
 def resolved_yaml(config: cfg.ExperimentConfig) -> str:
     """A self-contained, fully resolved experiment YAML with schema version and content hash."""
-    body = cfg.to_dict(config)
-    document = {"schema_version": cfg.SCHEMA_VERSION, "content_hash": content_hash(body), **body}
+    return dump_yaml(resolved_document(config))
+
+
+def dump_yaml(document: dict[str, Any]) -> str:
+    """A preset mapping as YAML, in the layout of exported presets (short lists and mappings on one line)."""
     return yaml.safe_dump(document, sort_keys=False, default_flow_style=None, width=100)
 
 
-def import_preset(path: Path, *, kind: str | None = None, name: str | None = None,
-                  shadow_builtin: bool = False, overwrite: bool = False) -> Path:
-    """Validate a preset file and copy it into the user folder; never silently shadows a built-in."""
+def import_preset(path: Path, *, kind: str | None = None, name: str | None = None, shadow_builtin: bool = False,
+                  overwrite: bool = False, notes: list[str] | None = None) -> Path:
+    """Validate a preset file and copy it into the user folder; never silently shadows a built-in. A sweep
+    brings the presets it bundles along (what was done with each is appended to `notes`)."""
     if name is not None:
         check_name(name)
+    if kind is not None:
+        check_kind(kind)
+    if is_sweep(path, load_mapping(path), kind):
+        from engine.sweep_bundle import import_sweep
+
+        return import_sweep(path, name=name, shadow_builtin=shadow_builtin, overwrite=overwrite,
+                            notes=notes if notes is not None else [])
     kind, _ = validate_file(path, kind)
-    if name is None:
-        try:
-            name = check_name(path.stem, f"{path}: file name")
-        except ConfigError as exc:
-            raise ConfigError(f"{exc}; import it with --name NAME") from None
+    target = import_target(kind, name or plain_file_name(path), shadow_builtin=shadow_builtin, overwrite=overwrite)
+    write_preset(target, path.read_bytes())  # the file as it was shared (its comments kept)
+    return target
+
+
+def plain_file_name(path: Path) -> str:
+    """A preset file's name as the name it is imported under; a ConfigError asks for --name when it is not plain."""
+    try:
+        return check_name(path.stem, f"{path}: file name")
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; import it with --name NAME") from None
+
+
+def import_target(kind: str, name: str, *, shadow_builtin: bool, overwrite: bool) -> Path:
+    """The user-folder file a preset named `name` is imported to; refused when it would hide a built-in (unless
+    `shadow_builtin`), replace a user preset (unless `overwrite`) or lie outside the folder."""
     if (builtin_dir() / kind / f"{name}.yaml").is_file() and not shadow_builtin:
         raise ConfigError(
             f"a built-in {kind} preset is named {name!r}; choose another --name or pass --shadow-builtin"
@@ -566,8 +476,12 @@ def import_preset(path: Path, *, kind: str | None = None, name: str | None = Non
         raise ConfigError(f"--name {name!r}: {target} would be outside the user presets folder {user_dir() / kind}")
     if target.exists() and not overwrite:
         raise ConfigError(f"user preset {target} exists; pass --overwrite to replace it")
+    return target
+
+
+def write_preset(target: Path, content: bytes) -> None:
+    """Write a preset file whole or not at all (a temporary file renamed over it)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".yaml.tmp")
-    shutil.copyfile(path, tmp)
+    tmp.write_bytes(content)
     os.replace(tmp, target)
-    return target

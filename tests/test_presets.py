@@ -8,14 +8,13 @@ import pytest
 import yaml
 
 from engine import presets
-from engine.config import PRESET_KINDS
 from engine.errors import ConfigError
 from tests.conftest import write
 
 
 def test_every_builtin_preset_validates() -> None:
     found = presets.list_presets()
-    assert {p.kind for p in found} == set(PRESET_KINDS)
+    assert {p.kind for p in found} == set(presets.ALL_KINDS)
     for info in found:
         kind, _ = presets.validate_file(info.path, info.kind)
         assert kind == info.kind

@@ -22,9 +22,8 @@ from textual.widgets import Button, Footer, Input, Static, Tree
 from textual.widgets.tree import TreeNode
 from console.widgets.nav import NavBar
 
-from engine.config import PRESET_KINDS
 from engine.errors import EngineError
-from engine.presets import PresetInfo
+from engine.presets import ALL_KINDS, PresetInfo
 
 
 @dataclass(frozen=True)
@@ -68,12 +67,17 @@ def one_line(exc: BaseException) -> str:
     return " ".join(line.strip() for line in text.splitlines() if line.strip() not in ("", "^"))
 
 
-def export_text(info: PresetInfo) -> str:
-    """What `export` writes: an experiment fully resolved (as `presets export`), any other preset as written."""
+def export_text(info: PresetInfo, out: Path | None = None) -> str:
+    """What `export` writes: an experiment fully resolved and a sweep with the presets it names (as `presets
+    export`), any other preset as written."""
     if info.kind == "experiment":
         from engine.presets import resolve_experiment, resolved_yaml
 
         return resolved_yaml(resolve_experiment(str(info.path)))
+    if info.kind == "sweep":
+        from engine.sweep_bundle import export_sweep
+
+        return export_sweep(str(info.path), file_name=out.name if out else None)
     return info.path.read_text(encoding="utf-8")
 
 
@@ -193,7 +197,7 @@ class PresetsScreen(Screen[None]):
         tree = self.query_one("#presets-tree", Tree)
         tree.clear()
         shown_kind = self.requested[0] if self.requested else (self.current.info.kind if self.current else "")
-        for kind in PRESET_KINDS:
+        for kind in ALL_KINDS:
             infos = [p for p in self.presets if p.kind == kind]
             kind_node = tree.root.add(f"{kind} ({len(infos)})", expand=kind == shown_kind)
             for info in infos:
@@ -290,8 +294,9 @@ class PresetsScreen(Screen[None]):
         if self.current is None:
             return
         if self.current.info.kind != "experiment":
-            self._say(f"only experiment presets launch; {self.current.info.kind} presets are parts of one",
-                      ok=False)
+            kind = self.current.info.kind
+            self._say(f"a sweep runs with `imgcls-console sweep run {self.current.info.name}`" if kind == "sweep"
+                      else f"only experiment presets launch; {kind} presets are parts of one", ok=False)
             return
         self.app.launch_experiment(self.current.info.name, [])  # type: ignore[attr-defined]
 
@@ -340,13 +345,14 @@ class PresetsScreen(Screen[None]):
         from engine.runs import atomic_write_text
 
         try:
-            text = export_text(info)
+            text = export_text(info, out)
             out.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out, text)
         except Exception as exc:
             self.post_message(PresetResult(f"not exported: {one_line(exc)}", ok=False))
             return
-        what = "fully resolved experiment" if info.kind == "experiment" else f"{info.kind} preset"
+        what = {"experiment": "fully resolved experiment", "sweep": "sweep with the presets it names"}.get(
+            info.kind, f"{info.kind} preset")
         self.post_message(PresetResult(f"wrote {out} ({what})", ok=True))
 
     @on(PresetResult)
