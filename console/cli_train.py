@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -11,6 +11,9 @@ from console.common import (
     RUN_RULE, JsonOption, OverrideOption, RunsDirOption, WeightsNote, err_console, escape, print_json, reports_errors,
 )
 from console.cli_schedule import ExtendScheduleOption
+
+if TYPE_CHECKING:
+    from engine.distributed import Nodes
 
 SUMMARY_KEYS = ("run_dir", "state", "reason", "epochs", "epoch", "best_val_acc", "best_epoch", "test_acc",
                 "test_loss", "params", "macs", "wall_s")
@@ -64,27 +67,36 @@ def train(
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
-    nproc: Annotated[int, typer.Option("--nproc", help="Processes for DDP (one per GPU; gloo on CPU), via torchrun.",
-                                       min=1)] = 1,
+    nproc: Annotated[int, typer.Option("--nproc", help="Processes for DDP (one per GPU; gloo on CPU), via torchrun; "
+                                                       "per machine with --nnodes.", min=1)] = 1,
     name: NameOption = None,
+    nnodes: Annotated[int, typer.Option("--nnodes", help="Machines training this one run (the same command on each, "
+                                                         "with its --node-rank).", min=1)] = 1,
+    node_rank: Annotated[int, typer.Option("--node-rank", help="This machine's rank, 0 to NNODES-1; the run folder "
+                                                               "is written on node 0.", min=0)] = 0,
+    rdzv_endpoint: Annotated[str | None, typer.Option(
+        "--rdzv-endpoint", metavar="HOST:PORT", help="Where the machines meet: node 0's address and a free port.",
+        show_default=False)] = None,
 ) -> None:
     """Train an experiment in the foreground; progress on stderr, results in a new run folder."""
     import os
 
     from engine.config import renamed
+    from engine.distributed import check_nodes
     from engine.presets import resolve_experiment
     from engine.runs import runs_dir as pick_runs_dir
     from engine.runner import start_run
 
+    nodes = check_nodes(nnodes, node_rank, rdzv_endpoint)  # before the config: a wrong flag is said at once
     config = resolve_experiment(experiment, overrides or [])
     if name:
         config = renamed(config, name)  # config.yaml keeps the experiment's name too
-    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+    if (nproc > 1 or nodes.count > 1) and "WORLD_SIZE" not in os.environ:
         from engine.distributed import Dist, per_rank_batch
 
-        per_rank_batch(config.train.batch_size, Dist(0, nproc, 0))  # clear errors before any process starts
+        per_rank_batch(config.train.batch_size, Dist(0, nproc * nodes.count, 0))  # before any process starts
         _check_gpus(config.train.device, nproc)
-        _launch_torchrun(nproc, experiment, overrides or [], runs_dir, json_out, quiet, name)
+        _launch_torchrun(nproc, nodes, experiment, overrides or [], runs_dir, json_out, quiet, name)
     root = pick_runs_dir(runs_dir)
     note = WeightsNote(quiet=quiet)
     _drive(json_out, quiet, lambda listeners, stop: start_run(config, root, listeners=[*listeners, note], stop=stop))
@@ -140,20 +152,24 @@ def finetune(
                                                                  listeners=[*listeners, note], stop=stop))
 
 
-def _launch_torchrun(nproc: int, experiment: str, overrides: list[str], runs_dir: Path | None, json_out: bool,
-                     quiet: bool, name: str | None) -> None:
-    """Re-run this `train` command under torchrun with `nproc` processes and exit with its status."""
+def _launch_torchrun(nproc: int, nodes: Nodes, experiment: str, overrides: list[str], runs_dir: Path | None,
+                     json_out: bool, quiet: bool, name: str | None) -> None:
+    """Re-run this `train` command under torchrun with `nproc` processes on this machine (its part of a job
+    across `nodes`) and exit with its status."""
     import subprocess
-    import sys
 
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "console.cli", "train", experiment]
+    from engine.distributed import torchrun_command
+
+    args = ["console.cli", "train", experiment]
     for override in overrides:
-        command += ["--set", override]
+        args += ["--set", override]
     if runs_dir is not None:
-        command += ["--runs-dir", str(runs_dir)]
-    command += ["--json"] * json_out + ["--quiet"] * quiet + (["--name", name] if name else [])
-    err_console.print(f"launching {nproc} processes: {' '.join(command[2:])}", highlight=False)
+        args += ["--runs-dir", str(runs_dir)]
+    args += ["--json"] * json_out + ["--quiet"] * quiet + (["--name", name] if name else [])
+    command = torchrun_command(nproc, nodes, args)
+    where = f" on node {nodes.rank} of {nodes.count} (meeting at {nodes.endpoint})" if nodes.count > 1 else ""
+    err_console.print(f"launching {nproc} process{'es' * (nproc > 1)}{where}: {' '.join(command[2:])}",
+                      highlight=False, soft_wrap=True)
     raise typer.Exit(subprocess.run(command).returncode)
 
 

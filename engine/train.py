@@ -308,7 +308,7 @@ class Trainer:
         state = self._training_state() if names else None  # one state for all of them (collective in DDP)
         for name in names:
             self._save(name, state=state)
-        if periodic:
+        if periodic and self.dist.is_main:  # rank 0 alone writes the run folder (others may not even see it)
             ckpt.prune_periodic(self.run_dir / "checkpoints", cfg.train.checkpoint.keep)
         self.record_status("running")
         return bool(distributed.broadcast(self._early_stop(row), self.dist))
