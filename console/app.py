@@ -1,4 +1,4 @@
-"""The Textual console: one app, five screens (Textual modes) over the same run folders as the CLI.
+"""The Textual console: one app, six screens (Textual modes) over the same run folders as the CLI.
 
 `create_app` is the one factory: `imgcls-console` with no arguments and the UI tests both call it. The UI
 process never imports torch at start-up; screens that need it do their work in thread workers (imports
@@ -16,7 +16,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
 
-from console.palette import PresetCommands, RunCommands
+from console.palette import PresetCommands, RunCommands, SweepCommands
 
 
 def _lazy(module: str, name: str) -> Callable[[], Screen[Any]]:
@@ -35,16 +35,17 @@ class ConsoleApp(App[None]):
     CSS_PATH = "app.tcss"
     SCREENS = {"launch": _lazy("launch", "LaunchScreen"), "monitor": _lazy("monitor", "MonitorScreen"),
                "runs": _lazy("runs", "RunsScreen"), "evaluate": _lazy("evaluate", "EvaluateScreen"),
-               "presets": _lazy("presets", "PresetsScreen")}
+               "presets": _lazy("presets", "PresetsScreen"), "sweeps": _lazy("sweeps", "SweepsScreen")}
     MODES = {name: name for name in SCREENS}
     DEFAULT_MODE = "launch"
-    COMMANDS = App.COMMANDS | {PresetCommands, RunCommands}
+    COMMANDS = App.COMMANDS | {PresetCommands, RunCommands, SweepCommands}
     BINDINGS = [
         Binding("f2", "switch_mode('launch')", "Launch", show=False),
         Binding("f3", "switch_mode('monitor')", "Monitor", show=False),
         Binding("f4", "switch_mode('runs')", "Runs", show=False),
         Binding("f5", "switch_mode('evaluate')", "Evaluate", show=False),
         Binding("f6", "switch_mode('presets')", "Presets", show=False),
+        Binding("f7", "switch_mode('sweeps')", "Sweeps", show=False),
         Binding("f1", "help", "Help", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
@@ -82,6 +83,11 @@ class ConsoleApp(App[None]):
         """Open Presets on one preset."""
         self.get_screen("presets").show_preset(kind, name)  # type: ignore[attr-defined]
         self.switch_mode("presets")
+
+    def show_sweep(self, name: str) -> None:
+        """Open Sweeps on one sweep (its trials and best-so-far chart)."""
+        self.get_screen("sweeps").show_sweep(name)  # type: ignore[attr-defined]
+        self.switch_mode("sweeps")
 
     def action_help(self) -> None:
         from console.screens.help import HelpScreen

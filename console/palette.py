@@ -1,4 +1,4 @@
-"""Command palette providers (ctrl+p): experiments and presets, runs."""
+"""Command palette providers (ctrl+p): experiments and presets, runs, sweeps."""
 
 from __future__ import annotations
 
@@ -60,3 +60,24 @@ class RunCommands(Provider):
                 score = matcher.match(text)
                 if score > 0:
                     yield Hit(score, matcher.highlight(text), callback, help=f"{run.state} · {run.model}")
+
+
+class SweepCommands(Provider):
+    """`Sweep NAME` for every sweep of the runs folder: opens it in Sweeps."""
+
+    async def startup(self) -> None:
+        from engine.sweep import known_sweeps
+
+        app: Any = self.app
+        worker = self.app.run_worker(partial(known_sweeps, app.runs_root), thread=True)
+        self.sweeps = await worker.wait()
+
+    async def search(self, query: str) -> Hits:
+        app: Any = self.app
+        matcher = self.matcher(query)
+        for name in self.sweeps:
+            text = f"Sweep {name}"
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), partial(app.show_sweep, name),
+                          help="its trials ranked, the best-so-far chart")

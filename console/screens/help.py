@@ -20,7 +20,8 @@ Every action here is also a command (`imgcls-console --help`) writing the same r
 | F4 | **Runs** | every run and k-fold group; notes and tags; overlay curves, diff configs, resume, fine-tune, delete |
 | F5 | **Evaluate** | checkpoints → accuracy, per-class scores, confusion heatmap, TTA, ensembles |
 | F6 | **Presets** | browse, view, validate, import and export presets |
-| ctrl+p | palette | launch an experiment, open a run or a preset by name |
+| F7 | **Sweeps** | each sweep's trials ranked, live, and its best-so-far chart: enter or m opens a trial in Monitor, e picks the top 3 complete trials in Evaluate (r there runs their ensemble), r refreshes |
+| ctrl+p | palette | launch an experiment, open a run, a preset or a sweep by name |
 | F1 | help | this page (escape closes it) |
 | ctrl+q | quit | runs keep training: reopen the app and find them in Runs |
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from textual.widgets import Static
 
 SCREEN_KEYS = (("F2", "launch", "Launch"), ("F3", "monitor", "Monitor"), ("F4", "runs", "Runs"),
-               ("F5", "evaluate", "Evaluate"), ("F6", "presets", "Presets"))
+               ("F5", "evaluate", "Evaluate"), ("F6", "presets", "Presets"), ("F7", "sweeps", "Sweeps"))
+WIDE_NAME, SHORT_NAME = "imgcls-console", "imgcls"  # the short one where the whole bar would pass 80 columns
 
 
 class NavBar(Static):
@@ -24,14 +25,20 @@ class NavBar(Static):
     def on_mount(self) -> None:
         self.update(self._markup())
 
+    def on_resize(self) -> None:
+        """The app's name shortens on a narrow terminal, so every screen key stays visible."""
+        self.update(self._markup())
+
     def _current(self) -> str:
         """The mode of the screen this bar is on (`MonitorScreen` -> `monitor`)."""
         return type(self.screen).__name__.removesuffix("Screen").lower()
 
     def _markup(self) -> str:
         current = self._current()
-        parts = ["[b $accent]imgcls-console[/]"]
-        for key, mode, label in SCREEN_KEYS:  # 74 columns in all: fits an 80-column terminal
+        keys_width = sum(len(f" {key} {label}") for key, _, label in SCREEN_KEYS) + len(" F1 Help")
+        name = WIDE_NAME if len(WIDE_NAME) + keys_width <= self.size.width else SHORT_NAME  # 76 columns short
+        parts = [f"[b $accent]{name}[/]"]
+        for key, mode, label in SCREEN_KEYS:
             if mode == current:
                 parts.append(f" [reverse b]{key} {label}[/]")
             else:
