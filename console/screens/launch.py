@@ -3,14 +3,14 @@ will do (resolved YAML, LR schedule, data, model size, LR finder), then start it
 
 The composition is an experiment name plus `--set` overrides, exactly what `imgcls-console train EXP --set ...`
 takes: picking a section preset adds `section=PRESET`, editing a field adds `dotted.key=VALUE`. Every change is
-re-resolved by the engine in a thread worker (its first call imports torch there), whose one-line error shows
-under the fields. Previews are computed in workers too, each tagged with the key of what it was asked for, so a
-late answer to an older question is dropped.
+re-resolved by the engine, whose one-line error shows under the fields. Previews are computed too, each tagged
+with the key of what it was asked for, so a late answer to an older question is dropped. Everything that needs
+torch (resolving, previews, the LR finder, Start's checks) runs in the compute process (`console.compute`), called
+from thread workers: this process never imports torch.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,16 +27,18 @@ from textual.widgets import (
 )
 from textual.worker import Worker, WorkerState
 
+from console import compute
 from console.fmt import fmt_count
 from console.screens.launch_composition import (
     FIELDS, PRECISIONS, PRESET_NAME, SECTION_KINDS, Composition, config_value, field_id, field_override,
-    optim_summary, override_key, preview_key, save_user_preset,
+    optim_summary, preview_key,
 )
 from console.widgets.launch_panels import (
     SAMPLE_PIXELS, DataPanel, LrFinderPanel, ModelPanel, SchedulePanel, SharePanel,
 )
 from console.widgets.nav import NavBar
 from engine.config import ExperimentConfig, to_dict
+from engine.errors import EngineError
 from engine.presets import PresetInfo
 from engine.preview import DataSummary, ModelCost, SchedulePreview, model_input, steps_per_epoch
 
@@ -116,6 +118,14 @@ class Launched(Message):
     def __init__(self, handle: RunHandle) -> None:
         super().__init__()
         self.handle = handle
+
+
+class ComputeRestarted(Message):
+    """The compute process had died (killed, crashed) and a new one took its place: one line saying so."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
 
 
 class Shared(Message):
@@ -234,7 +244,21 @@ class LaunchScreen(Screen[None]):
             self._requested = (getattr(self.app, "experiment", "quickstart"), [])
         self.query_one("#pick-experiment", Select).focus()
         self._show_finetune()
+        compute.shared().listen(self._compute_restarted)
         self._load_catalog()
+
+    def on_unmount(self) -> None:
+        """The app is closing: a preview or LR range test still running is abandoned, not waited for."""
+        compute.shared().unlisten(self._compute_restarted)
+        compute.shared().stop(only_if_busy=True)
+
+    def _compute_restarted(self, text: str) -> None:
+        """Told by the compute process (from a worker thread) when it replaced one that died."""
+        self.post_message(ComputeRestarted(text))
+
+    @on(ComputeRestarted)
+    def _show_compute_restart(self, message: ComputeRestarted) -> None:
+        self.notify(message.text, title="Previews", severity="warning", timeout=10)
 
     def on_screen_resume(self) -> None:
         if self._catalog:  # back from another screen: presets may have been imported there
@@ -386,13 +410,10 @@ class LaunchScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="resolve", exit_on_error=False)
     def _resolve_in_thread(self, generation: int, experiment: str, overrides: list[str]) -> None:
-        from engine.errors import EngineError
-        from engine.presets import resolve_experiment, resolved_yaml
-        from engine.preview import section_presets
-
         try:
-            config = resolve_experiment(experiment, overrides)
-            self.post_message(Resolved(generation, config, resolved_yaml(config), section_presets(experiment)))
+            resolved = compute.shared().call("console.compute:resolve_composition", experiment, overrides,
+                                             retry=True)
+            self.post_message(Resolved(generation, *resolved))
         except EngineError as exc:
             self.post_message(TaskFailed("resolve", generation, str(exc)))
 
@@ -470,43 +491,37 @@ class LaunchScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="data", exit_on_error=False)
     def _summarize_data(self, key: str, data: Any) -> None:
-        from engine.errors import EngineError
-        from engine.preview import summarize_data
-
         try:
-            summary = summarize_data(data)
+            summary = compute.shared().call("engine.preview:summarize_data", data, retry=True)
             self.post_message(PreviewReady("data", key, (summary, _pictures(summary))))
         except EngineError as exc:
             self.post_message(TaskFailed("data", key, str(exc)))
 
     @work(thread=True, exclusive=True, group="model", exit_on_error=False)
     def _cost_model(self, key: str, model: Any, num_classes: int, channels: int, image_size: int) -> None:
-        from engine.errors import EngineError
-        from engine.preview import model_cost
-
         try:
-            self.post_message(PreviewReady("model", key, model_cost(model, num_classes, channels, image_size)))
+            cost = compute.shared().call("engine.preview:model_cost", model, num_classes, channels, image_size,
+                                         retry=True)
+            self.post_message(PreviewReady("model", key, cost))
         except EngineError as exc:
             self.post_message(TaskFailed("model", key, str(exc)))
 
     @work(thread=True, exclusive=True, group="model-presets", exit_on_error=False)
     def _cost_model_presets(self, key: str, num_classes: int, channels: int, image_size: int) -> None:
         from engine.presets import list_presets
-        from engine.preview import model_preset_costs
 
         files = [(info.name, str(info.path), info.path.stat().st_mtime) for info in list_presets("model")]
         cache_key = preview_key(num_classes, channels, image_size, files)
         if cache_key not in PRESET_COSTS:  # a few seconds of model building, once per input and preset files
-            PRESET_COSTS[cache_key] = model_preset_costs(num_classes, channels, image_size)
+            PRESET_COSTS[cache_key] = compute.shared().call("engine.preview:model_preset_costs", num_classes,
+                                                            channels, image_size, retry=True)
         self.post_message(PreviewReady("model-presets", key, PRESET_COSTS[cache_key]))
 
     @work(thread=True, exclusive=True, group="schedule", exit_on_error=False)
     def _preview_schedule(self, key: str, config: ExperimentConfig, steps: int) -> None:
-        from engine.errors import EngineError
-        from engine.preview import schedule_preview
-
         try:
-            self.post_message(PreviewReady("schedule", key, schedule_preview(config, steps)))
+            preview = compute.shared().call("engine.preview:schedule_preview", config, steps, retry=True)
+            self.post_message(PreviewReady("schedule", key, preview))
         except EngineError as exc:
             self.post_message(TaskFailed("schedule", key, str(exc)))
 
@@ -616,18 +631,10 @@ class LaunchScreen(Screen[None]):
 
     @work(thread=True, group="launch", exit_on_error=False)
     def _launch(self, experiment: str, overrides: list[str], runs_root: Path, finetune_from: str | None) -> None:
-        from engine.errors import EngineError
-        from engine.launch import launch_finetune, launch_run
-        from engine.presets import resolve_experiment
-        from engine.runner import plan_finetune
-
-        try:
-            if finetune_from is None:
-                handle = launch_run(resolve_experiment(experiment, overrides), runs_root)
-            else:  # the same plan as the `finetune` command
-                plan = plan_finetune(runs_root, finetune_from, experiment, overrides)
-                handle = launch_finetune(plan.source, plan.config, runs_root, parent=plan.parent)
-            self.post_message(Launched(handle))
+        try:  # checks and the run folder in the compute process; the training process is started from here
+            run_dir, parent = compute.shared().call("console.compute:prepare_launch", experiment, overrides,
+                                                    runs_root, finetune_from)
+            self.post_message(Launched(compute.start_prepared(run_dir, parent)))
         except EngineError as exc:
             self.post_message(TaskFailed("launch", None, str(exc)))
 
@@ -656,14 +663,12 @@ class LaunchScreen(Screen[None]):
 
     @work(thread=True, group="lrfind", exit_on_error=False)
     def _find_lr(self, config: ExperimentConfig, steps: int) -> None:
-        from engine.errors import EngineError
-        from engine.lr_find import lr_range_test
-
         def progress(done: int, total: int, lr: float) -> None:
             self.post_message(LrFindProgress(done, total, lr))
 
         try:
-            self.post_message(LrFound(lr_range_test(config, steps=steps, progress=progress), steps))
+            result = compute.shared().call("engine.lr_find:lr_range_test", config, steps=steps, progress=progress)
+            self.post_message(LrFound(result, steps))
         except EngineError as exc:
             self.post_message(TaskFailed("lrfind", None, str(exc)))
 
@@ -714,22 +719,10 @@ class LaunchScreen(Screen[None]):
     @work(thread=True, group="share", exit_on_error=False)
     def _share(self, experiment: str, overrides: list[str], *, preset: str | None = None,
                overwrite: bool = False, export: Path | None = None) -> None:
-        from engine.errors import EngineError
-        from engine.presets import resolve_experiment
-
         try:
-            config = resolve_experiment(experiment, overrides)
-            if preset is not None:
-                named = any(override_key(text) == "name" for text in overrides)
-                target = save_user_preset(config if named else dataclasses.replace(config, name=preset),
-                                          preset, overwrite)
-                self.post_message(Shared(f"saved as experiment preset {preset}: {target}", saved_preset=True))
-            elif export is not None:
-                from engine.presets import resolved_yaml
-
-                export.parent.mkdir(parents=True, exist_ok=True)
-                export.write_text(resolved_yaml(config), encoding="utf-8")
-                self.post_message(Shared(f"wrote {export}", saved_preset=False))
+            text = compute.shared().call("console.compute:share_composition", experiment, overrides, preset=preset,
+                                         overwrite=overwrite, export=export)
+            self.post_message(Shared(text, saved_preset=preset is not None))
         except (EngineError, OSError) as exc:
             self.post_message(TaskFailed("share", None, str(exc)))
 
