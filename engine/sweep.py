@@ -267,16 +267,39 @@ def storage_url(runs_root: Path, name: str, url: str | None) -> str:
 
 
 def open_storage(url: str) -> Any:
-    """An Optuna storage for `url`; one that cannot be opened is a ConfigError naming it (before any trial)."""
+    """An Optuna storage for `url`; one that cannot be opened is a ConfigError naming it (before any trial). A
+    database server that does not answer fails after 10 s instead of hanging (unless the URL sets its own
+    connect_timeout)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return optuna.storages.RDBStorage(url) if "://" in url and not url.startswith("journal") else \
-            optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url.removeprefix("journal:")))
+        if "://" not in url or url.startswith("journal"):
+            backend = optuna.storages.journal.JournalFileBackend(url.removeprefix("journal:"))
+            return optuna.storages.JournalStorage(backend)
+        kwargs: dict[str, Any] = {}
+        if url.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "mysql") and "connect_timeout" not in url:
+            kwargs = {"connect_args": {"connect_timeout": 10}}
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs or None)
     except Exception as exc:  # noqa: BLE001 - sqlalchemy, drivers, OS: any failure means "cannot use it"
-        raise ConfigError(f"--storage {url}: cannot open the study storage ({' '.join(str(exc).split())[:200]})") \
-            from None
+        raise ConfigError(f"--storage {_redacted(url)}: cannot open the study storage ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """The storage error in one short line: SQLAlchemy's "(Background on this error at: ...)" dropped, and the
+    package to install named when a database driver is missing."""
+    text = " ".join(str(exc).split())
+    text = re.sub(r"\s*\(Background on this error at: [^)]*\)", "", text)
+    if isinstance(exc, ModuleNotFoundError) and exc.name in ("psycopg", "psycopg2"):
+        return "the PostgreSQL driver is not installed: pip install 'psycopg[binary]' (or the project's postgres extra)"
+    if isinstance(exc, ModuleNotFoundError) and exc.name in ("pymysql", "MySQLdb"):
+        return f"the MySQL driver is not installed: pip install {'PyMySQL' if exc.name == 'pymysql' else 'mysqlclient'}"
+    return text[:200]
+
+
+def _redacted(url: str) -> str:
+    """The URL with its password replaced, for messages."""
+    return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", url)
 
 
 def make_sampler(spec: SweepSpec, seed: int | None = None) -> Any:
