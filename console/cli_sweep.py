@@ -399,6 +399,32 @@ def show_cmd(
         _print_table(result)
 
 
+@app.command("report")
+@reports_errors
+def report_cmd(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The sweep's name.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for report.md and figures/.")],
+    storage: StorageOption = None,
+    runs_dir: RunsDirOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Write a Markdown report of a sweep: ranked trials, parameter importances, a figure of each parameter against
+    the metric (and the best so far), the best trial's curves and environment."""
+    from engine.report import linked_figures
+    from engine.runs import runs_dir as pick_runs_dir
+    from engine.sweep import open_named
+    from engine.sweep_report import write_sweep_report
+
+    study, spec, _ = open_named(pick_runs_dir(runs_dir), name, storage)
+    path = write_sweep_report(study, spec, out)
+    figures = [str(p) for p in linked_figures(path)]
+    if json_out:
+        print_json({"report": str(path), "sweep": spec.name, "figures": figures})
+        return
+    out_console.print(f"report of sweep {escape(spec.name)}: {escape(str(path))} ({len(figures)} "
+                      f"figure{'s' if len(figures) != 1 else ''})", highlight=False)
+
+
 def _print_table(result: dict[str, Any]) -> None:
     """The ranked trials as a table on stdout, the best starred."""
     from rich.table import Table

@@ -162,3 +162,47 @@ def _loss_spans_decades(runs: list[tuple[str, list[dict[str, Any]], list[float]]
     values = [v for _label, rows, _drops in runs for key in ("train_loss", "val_loss") for v in _series(rows, key)[1]]
     finite = [v for v in values if isinstance(v, float) and math.isfinite(v)]
     return bool(finite) and min(finite) > 0 and max(finite) > 10 * min(finite)
+
+
+def plot_sweep(points: dict[str, list[tuple[Any, float, str]]], order: list[float], metric: str, maximize: bool,
+               log_params: set[str], path: Path, title: str) -> Path:
+    """A sweep at a glance: one panel per parameter (its value against the trial's metric, complete trials filled,
+    pruned ones hollow; categories along the axis), and a last panel with the metric per trial in trial order
+    and the best so far as a step line.
+
+    `points` maps a parameter to (value, metric, state) per trial; `order` is the metric per trial number.
+    """
+    panels = len(points) + 1
+    figure = _figure(min(4 * panels, 20), 3.6)
+    axes = figure.subplots(1, panels, squeeze=False)[0]
+    for axis, (param, rows) in zip(axes, points.items()):
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v, _m, _s in rows)
+        categories = [] if numeric else sorted({str(v) for v, _m, _s in rows})
+        for state, face in (("complete", "tab:blue"), ("pruned", "none")):
+            chosen = [(v, m) for v, m, s in rows if s == state]
+            if not chosen:
+                continue
+            xs = [v if numeric else categories.index(str(v)) for v, _m in chosen]
+            axis.scatter(xs, [m for _v, m in chosen], facecolors=face, edgecolors="tab:blue", label=state)
+        if not numeric:
+            axis.set_xticks(range(len(categories)), categories, rotation=30 if len(categories) > 3 else 0)
+        elif param in log_params:
+            axis.set_xscale("log")
+        axis.set_xlabel(param)
+        axis.set_ylabel(metric)
+        axis.grid(alpha=0.3)
+    last = axes[-1]
+    trials = list(range(len(order)))
+    last.scatter(trials, order, color="tab:gray", s=12, label="trial")
+    best, running = [], None
+    for value in order:
+        if value == value:  # NaN: a trial without a value keeps the best so far
+            running = value if running is None else (max if maximize else min)(running, value)
+        best.append(running if running is not None else math.nan)
+    last.step(trials, best, where="post", color="tab:green", label="best so far")
+    last.set_xlabel("trial")
+    last.set_ylabel(metric)
+    last.legend(fontsize=8)
+    last.grid(alpha=0.3)
+    figure.suptitle(title)
+    return _save(figure, path)

@@ -60,6 +60,18 @@ def test_grid_sweep_makes_tagged_run_folders_and_show_ranks_them(isolated_dirs: 
     listed = invoke("sweep", "list", "--json")
     assert [(s["sweep"], s["done"], s["trials"]) for s in json.loads(listed.stdout)] == [("digits-lr", 3, 3)]
 
+    reported = invoke("sweep", "report", "digits-lr", "--out", str(isolated_dirs / "report"), "--json")
+    assert reported.exit_code == 0, reported.output
+    made = json.loads(reported.stdout)
+    text = Path(made["report"]).read_text(encoding="utf-8")
+    assert text.startswith("# Sweep digits-lr") and "(best)" in text and "## The best trial" in text
+    assert all(Path(row["run_dir"]).name in text for row in ranked)  # every trial's run in the table
+    assert "Parameters against the metric" in text and len(made["figures"]) >= 2  # params figure + best curves
+    for figure in made["figures"]:
+        assert Path(figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
+    missing = invoke("sweep", "report", "nope", "--out", str(isolated_dirs / "r2"))
+    assert missing.exit_code != 0 and missing.stderr.count("\n") == 1 and "no sweep named 'nope'" in missing.stderr
+
 
 def test_resume_continues_a_stopped_sweep_to_its_total(isolated_dirs: Path) -> None:
     """A sweep stopped after one trial (its StopRequest set, as Ctrl-C does), with a trial left running by a
