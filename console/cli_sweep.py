@@ -109,7 +109,7 @@ class Invocation:
 def _drive(study: Any, spec: Any, overrides: list[str], root: Path, url: str, how: Invocation) -> None:
     """Run the sweep's trials here, or in worker processes (--workers/--gpus), with Ctrl-C handling (each
     trial's run is saved, the sweep stops); then print the results."""
-    from engine.runtime import StopRequest, install_stop_handlers, restore_stop_handlers
+    from engine.stop import StopRequest, install_stop_handlers, restore_stop_handlers
     from engine.sweep import summary
     from engine.sweep_trials import run_sweep, target_trials
 
@@ -238,7 +238,7 @@ def worker_cmd(
     """One worker of `run`/`resume --workers`: pull trials from the study until its budget is spent (--set adds
     this worker's own overrides, such as its CPU thread share)."""
     from engine.runs import runs_dir as pick_runs_dir
-    from engine.runtime import StopRequest, install_stop_handlers, restore_stop_handlers
+    from engine.stop import StopRequest, install_stop_handlers, restore_stop_handlers
     from engine.sweep import open_named
     from engine.sweep_trials import run_sweep
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.runtime import StopRequest
+from engine.stop import StopRequest
 from engine.sweep import Param, SweepSpec, _yaml_value, check_trials, done_trials, make_sampler, summary, sweep_dir
 
 

@@ -125,7 +125,7 @@ class SlurmOptions:
 
 def slurm_worker(name: str, storage: str, runs_root: str, extra: list[str]) -> dict[str, Any]:
     """What each Slurm job runs: a worker of the sweep in this process until the budget is spent; its summary."""
-    from engine.runtime import StopRequest, install_stop_handlers, restore_stop_handlers
+    from engine.stop import StopRequest, install_stop_handlers, restore_stop_handlers
     from engine.sweep import load_study, open_storage
     from engine.sweep_trials import run_sweep
 

@@ -28,3 +28,11 @@ def test_cli_help_path_does_not_import_torch() -> None:
     assert "torch" not in loaded
     result = subprocess.run([sys.executable, "-m", "console.cli", "--help"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0 and "train" in result.stdout
+
+
+def test_coordinating_a_sweep_does_not_import_torch() -> None:
+    """The modules a sweep's parent and the console use to read studies, claim trials and stop gracefully are
+    torch-free (the trials' training processes import it)."""
+    loaded = _modules_after("import engine.stop, engine.sweep, engine.sweep_trials, engine.sweep_workers, "
+                            "engine.sweep_view")
+    assert "torch" not in loaded
