@@ -159,3 +159,43 @@ def test_submitit_jobs_pull_trials_from_the_same_study(isolated_dirs: Path) -> N
     assert len(by_process) >= 2  # the laptop's process and at least one job's (two jobs share the last 2 trials)
     logs = list((runs / "sweeps" / "lr4-jobs").glob("*_log.out"))
     assert len(logs) == 2 and oct((runs / "sweeps" / "lr4-jobs").stat().st_mode & 0o777) == "0o700"
+
+
+def test_a_tpe_sweep_with_pruning_on_two_workers_records_its_pruned_trial(isolated_dirs: Path) -> None:
+    """TPE and successive halving with two worker processes on one SQLite study. A good trial runs first, then a
+    learning rate that cannot learn in an epoch is queued: whichever worker takes it, halving compares it with the
+    good trial at the first rung and prunes it; its run stops gracefully and stays a run folder."""
+    runs = isolated_dirs / "runs"
+    spec_file = write(isolated_dirs / "tpe-halving.yaml", """\
+description: TPE with successive halving on the digits quickstart
+base: quickstart
+params:
+  optim.lr: {low: 0.00001, high: 0.2, log: true}
+sampler: tpe
+pruner: halving
+trials: 4
+""")
+    overrides = ["train.epochs=3", "data.limit=300"]
+    spec = load_spec(str(spec_file), overrides)
+    study = create_study(spec, open_storage(storage_url(runs, spec.name, None)), overrides)
+    study.enqueue_trial({"optim.lr": 0.05})
+    assert run_sweep(study, spec, overrides, runs, trials=1)["done"] == 1
+    study.enqueue_trial({"optim.lr": 0.00001})
+
+    resumed = cli("sweep", "resume", "tpe-halving", "--trials", "4", "--workers", "2", "--json", runs=runs)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["done"] == 4 and summary["sampler"] == "tpe" and summary["pruner"] == "halving"
+    states = {row["trial"]: row["state"] for row in summary["ranked"]}
+    assert states[0] == "complete" and states[1] == "pruned", states
+    for row in summary["ranked"]:  # every trial its own run folder, tagged with its sweep and trial
+        run_dir = Path(row["run_dir"])
+        assert run_dir.name.startswith(f"tpe-halving-t{row['trial']}-")
+        status = json.loads((run_dir / "status.json").read_text())
+        assert status["state"] == ("interrupted" if row["state"] == "pruned" else "finished"), status
+    pruned_run = Path(next(row["run_dir"] for row in summary["ranked"] if row["trial"] == 1))
+    pruned = json.loads((pruned_run / "status.json").read_text())
+    assert "pruned" in pruned["reason"] and pruned["epoch"] < 3  # stopped early, saved, resumable by hand
+    study, _, _ = open_named(runs, "tpe-halving", None)
+    assert isinstance(study.sampler, optuna.samplers.TPESampler)
+    assert os.getpid() not in {t.user_attrs.get("pid") for t in study.trials[1:]}  # run by the worker processes
