@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 TORCH_MODULES = frozenset({"torch", "torchvision", "timm", "functorch"})  # never unpickled in the UI process
 PORTABLE_EXCEPTION_MODULES = ("builtins", "engine.errors")  # exception classes rebuilt as themselves in the UI
+NICENESS = 10  # the child's scheduling priority below the UI's and the training processes'
 STOP_WAIT_S = 2.0  # how long `stop` waits for the child to leave on its own before killing it
 
 
@@ -265,6 +266,10 @@ def serve(fd: int) -> None:
     """The child's main loop: run each call in a thread of its own; leave at once when the UI process's end of
     the socket closes (the UI process exited, however it exited)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is the UI's to handle
+    try:  # previews are background work: a run training meanwhile gets the cores first
+        os.nice(NICENESS)
+    except OSError:
+        pass
     conn = Connection(fd)
     send_lock = threading.Lock()
     applied = dict(os.environ)
