@@ -33,6 +33,8 @@ from console.run_model import RunModel, last_good_checkpoint
 from console.widgets.nav import NavBar
 
 # One legend line for every chart: labels drawn inside small plotext charts would cover their data.
+POLL_S = 0.1  # how often the followed runs are tailed while they stream (events on screen within ~0.2 s)
+IDLE_POLL_S = 0.05  # when nothing came last time: the next event is seen quickly
 LEGEND = ("[blue]●[/] train  [red]●[/] val  [bright_black]⠒[/] steps  [cyan]⠒[/] lr  "
           "[green]│[/] best ckpt  [dark_orange]│[/] LR drop")
 
@@ -177,8 +179,9 @@ class MonitorScreen(Screen[None]):
                 if events or status is not None:
                     busy = busy or bool(events)
                     self.post_message(RunUpdate(item.run_dir, events, status, failure, item.follower.restarted))
-            if not busy:
-                time.sleep(0.05)
+            # A steady cadence, busy or not: events arriving meanwhile come in the next batch. Spinning while runs
+            # stream held the GIL against the UI thread and sent it a message per few events.
+            time.sleep(POLL_S if busy else IDLE_POLL_S)
 
     @on(RunUpdate)
     def _on_run_update(self, message: RunUpdate) -> None:
@@ -198,7 +201,7 @@ class MonitorScreen(Screen[None]):
         changed = (model.state, len(model.rows)) != before
         if message.run_dir == self.selected and (message.events or changed or message.restarted):
             self._dirty = True
-        if changed:
+        if model.state != before[0]:  # the list shows each run's state mark and name: rebuilt only when they change
             self._refresh_list()
 
     # --- drawing ---
@@ -241,18 +244,19 @@ class MonitorScreen(Screen[None]):
         model = self.models.get(self.selected) if self.selected else None
         if model is None:
             return
-        self._set_text("#title", self._title(model))
+        self._set_text("#title", self._title(model), layout=False)  # two lines, always (monitor.tcss)
         progress = round(100 * model.fraction, 1)
         bar = self.query_one("#progress", ProgressBar)
         if bar.progress != progress or bar.total != 100:
             bar.update(total=100, progress=progress)
         self._set_text("#messages", self._messages(model))
 
-    def _set_text(self, selector: str, text: str) -> None:
-        """Update a Static only when its text changes (each update costs a layout pass of the screen)."""
+    def _set_text(self, selector: str, text: str, *, layout: bool = True) -> None:
+        """Update a Static only when its text changes; `layout=False` for a widget of fixed size (an update with
+        layout costs a layout pass of the whole screen, the slowest part of answering a key)."""
         if self._texts.get(selector) != text:
             self._texts[selector] = text
-            self.query_one(selector, Static).update(text)
+            self.query_one(selector, Static).update(text, layout=layout)
 
     def redraw_charts(self) -> None:
         """Draw the selected run's charts and epoch table (twice a second at most)."""
