@@ -8,6 +8,7 @@ stop are checked between trials, in this process and in every other worker of th
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import math
 import os
 import socket
@@ -165,12 +166,41 @@ def sweep_lock(runs_root: Path, name: str) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def advisory_key(name: str) -> int:
+    """The PostgreSQL advisory lock key of the sweep `name` (a signed 64-bit number from its name)."""
+    return int.from_bytes(hashlib.sha256(f"imgcls-console sweep {name}".encode()).digest()[:8], "big", signed=True)
+
+
+@contextmanager
+def database_lock(study: Any, name: str) -> Iterator[None]:
+    """A lock in the study's database while a worker claims its next trial, for workers on machines that share
+    the database but not the runs folder (so not the file lock): a PostgreSQL advisory lock keyed by the sweep's
+    name. Other storages take nothing here: SQLite is used from one runs folder, whose file lock covers it; MySQL
+    and journal files shared without the runs folder are not covered yet (README says so)."""
+    storage = getattr(study._storage, "_backend", study._storage)  # optuna wraps an RDBStorage in a cache
+    engine = getattr(storage, "engine", None)
+    if engine is None or engine.dialect.name != "postgresql":
+        yield
+        return
+    from sqlalchemy import text
+
+    key = advisory_key(name)
+    with engine.connect() as connection:  # a session-level lock lives as long as this connection holds it
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+            connection.commit()
+
+
 def claim_trial(study: Any, spec: SweepSpec, target: int, runs_root: Path) -> Any | None:
     """A new trial when the budget has room for it (counted trials plus those running in other workers), else
-    None; checked and created under the sweep's lock, so parallel workers never overshoot."""
+    None; checked and created under the sweep's locks (a file lock in the runs folder, and an advisory lock in a
+    PostgreSQL study's database), so parallel workers never overshoot."""
     from optuna.trial import TrialState
 
-    with sweep_lock(runs_root, spec.name):
+    with sweep_lock(runs_root, spec.name), database_lock(study, spec.name):
         release_stale(study)
         running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
         if done_trials(study) + running >= target:

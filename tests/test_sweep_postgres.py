@@ -158,3 +158,34 @@ def test_an_unreachable_database_is_one_line_before_any_trial(isolated_dirs: Pat
     assert "Connection refused" in lines[0]
     assert elapsed < 10, f"{elapsed:.1f} s to refuse a closed port"
     assert not (isolated_dirs / "runs").exists() or not any((isolated_dirs / "runs").iterdir())
+
+
+def test_a_worker_claims_its_trial_under_the_databases_lock(isolated_dirs: Path, postgres_url: str,
+                                                            workers: list[subprocess.Popen[str]]) -> None:
+    """Workers that share only the database (each its own runs folder, so not the file lock) claim under a
+    PostgreSQL advisory lock: while this test holds it, a worker waits at its claim and creates no trial; once
+    it is released the worker runs the study up to its budget, exactly."""
+    from engine.sweep_trials import advisory_key
+
+    write(isolated_dirs / "pg-locked.yaml", RANDOM)
+    first = invoke("sweep", "run", "pg-locked.yaml", *QUICK, "--trials", "1", "--storage", postgres_url, "--quiet")
+    assert first.exit_code == 0, first.output
+    with psycopg.connect(postgres_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (advisory_key("pg-locked"),))
+        command = ["imgcls-console", "sweep", "resume", "pg-locked", "--storage", postgres_url, "--trials", "2",
+                   "--runs-dir", str(isolated_dirs / "elsewhere"), "--json"]
+        workers.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        env={**os.environ, "OMP_NUM_THREADS": "1"}))
+        deadline = time.monotonic() + WORKER_SECONDS
+        while not sql(postgres_url, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"):
+            assert workers[0].poll() is None, workers[0].communicate()
+            assert time.monotonic() < deadline, "the worker never waited for the database's lock"
+            time.sleep(0.05)  # polling the server's lock table for the event: the worker is waiting
+        assert len(trial_runs(postgres_url, "pg-locked")) == 1  # it created nothing while it waited
+        holder.execute("SELECT pg_advisory_unlock(%s)", (advisory_key("pg-locked"),))
+        stdout, stderr = workers[0].communicate(timeout=WORKER_SECONDS)
+    assert workers[0].returncode == 0, stderr
+    stored = trial_runs(postgres_url, "pg-locked")
+    assert sorted(stored) == [0, 1] and {state for state, _ in stored.values()} == {"COMPLETE"}
+    assert Path(stored[1][1]).parent == isolated_dirs / "elsewhere"  # its run folder in its own runs folder
+    assert json.loads(stdout)["done"] == 2
