@@ -9,7 +9,9 @@ from typing import Annotated
 
 import typer
 
-from console import cli_data, cli_eval, cli_presets, cli_runs, cli_schedule, cli_serve, cli_sweep, cli_train
+from console import (
+    cli_data, cli_eval, cli_presets, cli_runs, cli_schedule, cli_serve, cli_submit, cli_sweep, cli_train,
+)
 from console.common import CommandGroup, install_warning_handler
 
 install_warning_handler()
@@ -69,6 +71,7 @@ def end_at_once(code: int) -> None:
 app.command()(cli_train.train)
 app.command()(cli_train.resume)
 app.command()(cli_train.finetune)
+app.command()(cli_submit.submit)
 app.command("lr-find")(cli_schedule.lr_find)
 app.add_typer(cli_presets.app, name="presets")
 app.add_typer(cli_runs.app, name="runs")

@@ -80,3 +80,33 @@ def test_inconsistent_multinode_options_are_one_line_errors(isolated_dirs: Path,
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0]
     assert list_runs(isolated_dirs / "runs") == []
+
+
+def test_submit_runs_one_job_across_two_nodes_through_submitit(isolated_dirs: Path) -> None:
+    """`submit EXP --nodes 2` through submitit's local executor: one job of two tasks, each standing for a node,
+    each starting torchrun for its node rank; node 0's summary comes back, and one run folder holds the run."""
+    pytest.importorskip("submitit")
+    runs = isolated_dirs / "submit-runs"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "console.cli", "submit", "quickstart", "--nodes", "2", "--nproc", "1",
+               "--cluster", "local", "--wait", "--rdzv-port", str(_free_port()), "--runs-dir", str(runs), "--json",
+               *QUICK]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=isolated_dirs, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "submitted job" in result.stderr and "on 2 nodes x 1 process" in result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["state"] == "finished" and summary["epochs"] == 1
+    run_dir = Path(summary["run_dir"])
+    assert [run.path for run in list_runs(runs)] == [run_dir]
+    meta = json.loads((run_dir / "checkpoints" / "last" / "meta.json").read_text())
+    assert meta["world_size"] == 2  # one process on each of the two "nodes"
+    assert (runs / "jobs").is_dir() and (runs / "jobs").stat().st_mode & 0o077 == 0  # submitit's files, private
+
+
+def test_submit_checks_the_experiment_and_its_options_before_submitting(isolated_dirs: Path) -> None:
+    runner = CliRunner()
+    bad = runner.invoke(app, ["submit", "quickstart", "--cluster", "local", "--wait", "--set", "optim.lrr=1"])
+    assert bad.exit_code == 2 and "optim.lrr" in bad.stderr and bad.stderr.count("\n") <= 2, bad.stderr
+    no_wait = runner.invoke(app, ["submit", "quickstart", "--cluster", "local"])
+    assert no_wait.exit_code == 2 and "--cluster local needs --wait" in no_wait.stderr
+    assert not (isolated_dirs / "runs").exists()  # nothing submitted, no jobs folder
