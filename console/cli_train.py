@@ -24,6 +24,17 @@ NameOption = Annotated[str | None, typer.Option(
     show_default=False)]
 
 
+NprocOption = Annotated[int, typer.Option("--nproc", help="Processes for DDP (one per GPU; gloo on CPU), via torchrun; "
+                                                          "per machine with --nnodes.", min=1)]
+NnodesOption = Annotated[int, typer.Option("--nnodes", help="Machines training this one run (the same command on "
+                                                            "each, with its --node-rank).", min=1)]
+NodeRankOption = Annotated[int, typer.Option("--node-rank", help="This machine's rank, 0 to NNODES-1; the run folder "
+                                                                 "is written on node 0.", min=0)]
+EndpointOption = Annotated[str | None, typer.Option(
+    "--rdzv-endpoint", metavar="HOST:PORT", help="Where the machines meet: node 0's address and a free port.",
+    show_default=False)]
+
+
 def _summary(status: dict[str, Any]) -> dict[str, Any]:
     return {key: status.get(key) for key in SUMMARY_KEYS}
 
@@ -67,16 +78,11 @@ def train(
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
-    nproc: Annotated[int, typer.Option("--nproc", help="Processes for DDP (one per GPU; gloo on CPU), via torchrun; "
-                                                       "per machine with --nnodes.", min=1)] = 1,
+    nproc: NprocOption = 1,
     name: NameOption = None,
-    nnodes: Annotated[int, typer.Option("--nnodes", help="Machines training this one run (the same command on each, "
-                                                         "with its --node-rank).", min=1)] = 1,
-    node_rank: Annotated[int, typer.Option("--node-rank", help="This machine's rank, 0 to NNODES-1; the run folder "
-                                                               "is written on node 0.", min=0)] = 0,
-    rdzv_endpoint: Annotated[str | None, typer.Option(
-        "--rdzv-endpoint", metavar="HOST:PORT", help="Where the machines meet: node 0's address and a free port.",
-        show_default=False)] = None,
+    nnodes: NnodesOption = 1,
+    node_rank: NodeRankOption = 0,
+    rdzv_endpoint: EndpointOption = None,
 ) -> None:
     """Train an experiment in the foreground; progress on stderr, results in a new run folder."""
     import os
@@ -96,7 +102,8 @@ def train(
 
         per_rank_batch(config.train.batch_size, Dist(0, nproc * nodes.count, 0))  # before any process starts
         _check_gpus(config.train.device, nproc)
-        _launch_torchrun(nproc, nodes, experiment, overrides or [], runs_dir, json_out, quiet, name)
+        args = ["train", experiment, *_common_args(overrides, runs_dir, json_out, quiet)]
+        _launch_torchrun(nproc, nodes, args + (["--name", name] if name else []))
     root = pick_runs_dir(runs_dir)
     note = WeightsNote(quiet=quiet)
     _drive(json_out, quiet, lambda listeners, stop: start_run(config, root, listeners=[*listeners, note], stop=stop))
@@ -110,8 +117,15 @@ def resume(
     json_out: JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
     extend_schedule: ExtendScheduleOption = None,
+    nproc: NprocOption = 1,
+    nnodes: NnodesOption = 1,
+    node_rank: NodeRankOption = 0,
+    rdzv_endpoint: EndpointOption = None,
 ) -> None:
     """Continue an interrupted or finished run exactly from its last checkpoint.
+
+    A run trained in N processes (--nproc, or across machines) resumes in as many: give the same --nproc (and
+    --nnodes/--node-rank/--rdzv-endpoint on each machine, with the runs folder shared).
 
     --set train.epochs=N extends it without changing its past: the LR schedule keeps the length it was planned
     over, and the epochs past it follow a new segment that starts from the LR reached (by default it holds that
@@ -119,11 +133,18 @@ def resume(
     schedule.extend), so its config.yaml re-runs it and later resumes are exact. See the plan first with
     `schedule preview RUN --epochs N`.
     """
+    import os
+
+    from engine.distributed import check_nodes
     from engine.runs import resolve_run
     from engine.runs import runs_dir as pick_runs_dir
     from engine.runner import resume_run
 
+    nodes = check_nodes(nnodes, node_rank, rdzv_endpoint)
     run_dir = resolve_run(pick_runs_dir(runs_dir), run)
+    if (nproc > 1 or nodes.count > 1) and "WORLD_SIZE" not in os.environ:
+        args = ["resume", str(run_dir), *_common_args(overrides, runs_dir, json_out, quiet)]
+        _launch_torchrun(nproc, nodes, args + (["--extend-schedule", extend_schedule] if extend_schedule else []))
     _drive(json_out, quiet, lambda listeners, stop: resume_run(Path(run_dir), overrides=overrides, listeners=listeners,
                                                                stop=stop, extend=extend_schedule))
 
@@ -152,21 +173,24 @@ def finetune(
                                                                  listeners=[*listeners, note], stop=stop))
 
 
-def _launch_torchrun(nproc: int, nodes: Nodes, experiment: str, overrides: list[str], runs_dir: Path | None,
-                     json_out: bool, quiet: bool, name: str | None) -> None:
-    """Re-run this `train` command under torchrun with `nproc` processes on this machine (its part of a job
-    across `nodes`) and exit with its status."""
+def _common_args(overrides: list[str] | None, runs_dir: Path | None, json_out: bool, quiet: bool) -> list[str]:
+    """The options a command passes on to itself under torchrun."""
+    args = []
+    for override in overrides or []:
+        args += ["--set", override]
+    if runs_dir is not None:
+        args += ["--runs-dir", str(runs_dir)]
+    return args + ["--json"] * json_out + ["--quiet"] * quiet
+
+
+def _launch_torchrun(nproc: int, nodes: Nodes, args: list[str]) -> None:
+    """Re-run this command (`args` after the program name) under torchrun with `nproc` processes on this machine
+    (its part of a job across `nodes`) and exit with its status."""
     import subprocess
 
     from engine.distributed import torchrun_command
 
-    args = ["console.cli", "train", experiment]
-    for override in overrides:
-        args += ["--set", override]
-    if runs_dir is not None:
-        args += ["--runs-dir", str(runs_dir)]
-    args += ["--json"] * json_out + ["--quiet"] * quiet + (["--name", name] if name else [])
-    command = torchrun_command(nproc, nodes, args)
+    command = torchrun_command(nproc, nodes, ["console.cli", *args])
     where = f" on node {nodes.rank} of {nodes.count} (meeting at {nodes.endpoint})" if nodes.count > 1 else ""
     err_console.print(f"launching {nproc} process{'es' * (nproc > 1)}{where}: {' '.join(command[2:])}",
                       highlight=False, soft_wrap=True)

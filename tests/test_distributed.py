@@ -49,3 +49,25 @@ def test_ddp_with_a_frozen_backbone_for_the_first_epoch(tmp_path: Path) -> None:
     result = _train(tmp_path, "--nproc", "2", "--set", "train.device=cpu", "--set", "model.freeze_backbone_epochs=1",
                     "--set", "train.epochs=2", "--set", "data.limit=300")
     assert result["state"] == "finished" and result["epoch"] == 2
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "console.cli", *args, "--runs-dir", str(tmp_path / "runs")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_a_ddp_run_resumes_with_as_many_processes(tmp_path: Path) -> None:
+    """A run trained in 2 processes is refused a 1-process resume (one line saying how), and `resume --nproc 2`
+    continues it under torchrun to its new length."""
+    trained = _train(tmp_path, "--nproc", "2", "--set", "train.device=cpu", "--set", "train.epochs=2",
+                     "--set", "data.limit=300")
+    run = Path(trained["run_dir"]).name
+    alone = _cli(tmp_path, "resume", run, "--set", "train.epochs=3", "--quiet")
+    assert alone.returncode != 0
+    assert "written by 2 processes; resume with as many (now 1): resume RUN --nproc 2" in alone.stderr
+    resumed = _cli(tmp_path, "resume", run, "--nproc", "2", "--set", "train.epochs=3", "--json", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads(resumed.stdout)
+    assert summary["state"] == "finished" and summary["epoch"] == 3 and summary["run_dir"] == trained["run_dir"]
+    assert "launching 2 processes" in resumed.stderr and "console.cli resume" in resumed.stderr
