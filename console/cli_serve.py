@@ -26,9 +26,11 @@ def serve(
                                             help="Experiment composed in Launch when a session opens.")]
     = "quickstart",
 ) -> None:
-    """Serve the console to a browser: one console process per browser tab, on the same runs folder. Closing
-    a tab never stops a run. Recommended: keep the default localhost bind and reach it through an SSH tunnel
-    (ssh -L 8765:127.0.0.1:8765 SERVER)."""
+    """Serve the console to a browser: one console process per tab, on the same runs folder.
+
+    Closing a tab never stops a run. Recommended: keep the default localhost bind and reach it through an SSH
+    tunnel (ssh -L 8765:127.0.0.1:8765 SERVER).
+    """
     from console.serve import ConsoleServer, app_command, check_token, is_loopback, new_token
     from engine.runs import runs_dir as pick_runs_dir
 

@@ -30,9 +30,12 @@ def submit(
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Submit one run of EXPERIMENT across --nodes machines with --nproc processes each (DDP): a Slurm job of one
-    task per node, each starting torchrun with the first node as the meeting point. The runs folder must be on a
-    file system the nodes share; node 0 writes the run folder."""
+    """Submit one run across several machines as a Slurm job (submitit), DDP on every node.
+
+    EXPERIMENT trains on --nodes machines with --nproc processes each: one task per node, each starting torchrun
+    with the first node as the meeting point. The runs folder must be on a file system the nodes share; node 0
+    writes the run folder.
+    """
     from engine.errors import ConfigError
     from engine.presets import resolve_experiment
     from engine.runs import runs_dir as pick_runs_dir

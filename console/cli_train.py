@@ -159,9 +159,12 @@ def finetune(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
     name: NameOption = None,
 ) -> None:
-    """Start a new run from a checkpoint's weights: a new optimizer, schedule or augmentation, or another data set
-    (transfer learning: every tensor is loaded, and the head is replaced when the classes differ). The model must
-    be the run's; images are converted to its channels with --set data.channels=N."""
+    """Start a new run from a checkpoint's weights (fine-tuning, or transfer to another data set).
+
+    A new optimizer, schedule or augmentation, or another data set: every tensor is loaded, and the head is
+    replaced when the classes differ. The model must be the run's; images are converted to its channels with
+    --set data.channels=N.
+    """
     from engine.runs import runs_dir as pick_runs_dir
     from engine.runner import finetune_run, plan_finetune
 
