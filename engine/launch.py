@@ -113,9 +113,10 @@ def launch_run(config: ExperimentConfig, runs_root: Path, *, parent: str | None 
     return handle
 
 
-def launch_resume(run_dir: Path, overrides: list[str] | None = None, *, nproc: int = 1) -> RunHandle:
+def launch_resume(run_dir: Path, overrides: list[str] | None = None, *, nproc: int | None = None) -> RunHandle:
     """Resume a run in a child process (the `resume` command's checks run there; a refused resume leaves the
-    run as it was and its one-line error in `RunHandle.failure()`)."""
+    run as it was and its one-line error in `RunHandle.failure()`); a run trained in N processes (DDP) resumes in
+    as many on this machine unless `nproc` says otherwise."""
     run_dir = Path(run_dir).resolve()
     status = read_status(run_dir)
     if status.get("state") in ("running", "starting"):
@@ -126,7 +127,20 @@ def launch_resume(run_dir: Path, overrides: list[str] | None = None, *, nproc: i
     args = ["resume", str(run_dir)]
     for text in overrides or []:
         args += ["--set", text]
-    return _spawn(run_dir, args, nproc)
+    return _spawn(run_dir, args, nproc if nproc is not None else trained_processes(run_dir))
+
+
+def trained_processes(run_dir: Path) -> int:
+    """How many processes wrote the run's last checkpoint (its meta.json `world_size`; 1 when it cannot be read:
+    the resume itself then says what is wrong with the checkpoint)."""
+    import json
+
+    try:
+        meta = json.loads((RunFolder(run_dir).checkpoints / "last" / "meta.json").read_text(encoding="utf-8"))
+        size = meta.get("world_size", 1) if isinstance(meta, dict) else 1
+    except (OSError, ValueError):
+        return 1
+    return size if isinstance(size, int) and not isinstance(size, bool) and 1 <= size <= 64 else 1
 
 
 def launch_finetune(source: Path, config: ExperimentConfig, runs_root: Path, *, parent: str) -> RunHandle:

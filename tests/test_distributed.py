@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from engine.launch import launch_resume
 from engine.runs import list_runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,7 +60,7 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_a_ddp_run_resumes_with_as_many_processes(tmp_path: Path) -> None:
+def test_a_ddp_run_resumes_with_as_many_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run trained in 2 processes is refused a 1-process resume (one line saying how), and `resume --nproc 2`
     continues it under torchrun to its new length."""
     trained = _train(tmp_path, "--nproc", "2", "--set", "train.device=cpu", "--set", "train.epochs=2",
@@ -71,3 +74,12 @@ def test_a_ddp_run_resumes_with_as_many_processes(tmp_path: Path) -> None:
     summary = json.loads(resumed.stdout)
     assert summary["state"] == "finished" and summary["epoch"] == 3 and summary["run_dir"] == trained["run_dir"]
     assert "launching 2 processes" in resumed.stderr and "console.cli resume" in resumed.stderr
+
+
+    # The console's resume (engine.launch, a child process in its own session) takes as many processes by itself.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    handle = launch_resume(Path(trained["run_dir"]), ["train.epochs=4"])
+    assert "torch.distributed.run" in handle.command and "--nproc_per_node=2" in handle.command
+    assert handle.wait(timeout=300) == 0, handle.failure()
+    status = json.loads((Path(trained["run_dir"]) / "status.json").read_text())
+    assert status["state"] == "finished" and status["epoch"] == 4
