@@ -36,3 +36,20 @@ def random_images(count: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.
     """(count, size, size, 3) uint8 HWC images and int64 labels, as a PIL pipeline would hold them."""
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (count, size, size, 3), dtype=np.uint8), rng.integers(0, 10, count)
+
+
+def write_mnist_like(root: Path, *, train: int = 60_000, test: int = 10_000, seed: int = 0) -> Path:
+    """Write `MNIST/raw/` (gzipped idx-ubyte files, as torchvision keeps them) of random 28x28 digits."""
+    import gzip
+    import struct
+
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for prefix, count in (("train", train), ("t10k", test)):
+        for kind, array in (("images-idx3", rng.integers(0, 256, (count, 28, 28), dtype=np.uint8)),
+                            ("labels-idx1", rng.integers(0, 10, count).astype(np.uint8))):
+            header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+            with gzip.open(raw / f"{prefix}-{kind}-ubyte.gz", "wb") as handle:
+                handle.write(header + array.tobytes())
+    return root
