@@ -69,16 +69,11 @@ def one_sweep(workers: int, epochs: int, folder: Path) -> dict[str, Any]:
 
 
 def _commit() -> str:
-    """The checkout's commit (with `+dirty` when it has changes), or `unknown` outside a git checkout."""
-    here = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
+    """The checkout's short commit, `+dirty` with uncommitted changes (engine.provenance, as runs record it)."""
+    from engine.provenance import git_commit
+
+    found = git_commit()
+    return f"{found['commit'][:7]}{'+dirty' if found.get('dirty') else ''}" if found else "unknown"
 
 
 def main() -> None:

@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 
 from console.cli_train import NameOption
-from console.common import JsonOption, OverrideOption, RunsDirOption, err_console, escape, print_json, reports_errors
+from console.common import (
+    JsonOption, OverrideOption, RunsDirOption, err_console, escape, print_json, reports_errors, slurm_minutes,
+)
 
 
 @reports_errors
@@ -36,22 +38,14 @@ def submit(
     with the first node as the meeting point. The runs folder must be on a file system the nodes share; node 0
     writes the run folder.
     """
-    from engine.errors import ConfigError
     from engine.presets import resolve_experiment
     from engine.runs import runs_dir as pick_runs_dir
     from engine.slurm_run import RunJob, job_summary, submit_run
-    from engine.sweep import parse_duration
 
-    seconds = parse_duration(time_limit)
-    if seconds is None:
-        raise ConfigError(f"--time-limit {time_limit}: expected a time such as 90m, 4h or 1h30m")
-    if cluster not in ("slurm", "local"):
-        raise ConfigError(f"--cluster {cluster}: expected slurm or local")
-    if cluster == "local" and not wait:
-        raise ConfigError("--cluster local needs --wait: a local job ends with this command")
+    minutes = slurm_minutes(time_limit, cluster, wait)
     resolve_experiment(experiment, overrides or [])  # a bad experiment or --set is said here, not in a job log
     root = pick_runs_dir(runs_dir)
-    job = RunJob(nodes, nproc, partition, max(1, round(seconds / 60)), cluster, rdzv_port)
+    job = RunJob(nodes, nproc, partition, minutes, cluster, rdzv_port)
     submitted, folder = submit_run(experiment, overrides or [], root, job, name)
     err_console.print(f"submitted job {submitted.job_id}: {experiment} on {nodes} node{'s' * (nodes > 1)} x {nproc} "
                       f"process{'es' * (nproc > 1)}; its logs: {escape(str(folder))}", highlight=False)

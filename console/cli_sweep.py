@@ -10,6 +10,7 @@ import typer
 
 from console.common import (
     JsonOption, OverrideOption, RunsDirOption, err_console, escape, fmt_pct, out_console, print_json, reports_errors,
+    slurm_minutes,
 )
 
 app = typer.Typer(help="Sweeps: search an experiment's settings (Optuna), each trial a run folder.",
@@ -280,23 +281,16 @@ def submit_cmd(
     """Submit workers of a sweep to Slurm through submitit: each job pulls trials from the same study until its
     budget is spent, so a sweep started here continues on a cluster. The study must be reachable from the nodes
     (the runs folder on a shared file system, or --storage postgresql://... / journal:FILE)."""
-    from engine.errors import ConfigError
     from engine.runs import runs_dir as pick_runs_dir
-    from engine.sweep import parse_duration, storage_url, summary
+    from engine.sweep import storage_url, summary
     from engine.sweep_trials import target_trials
     from engine.sweep_workers import SlurmOptions, submit_slurm
 
-    seconds = parse_duration(time_limit)
-    if seconds is None:
-        raise ConfigError(f"--time-limit {time_limit}: expected a time such as 90m, 4h or 1h30m")
-    if cluster not in ("slurm", "local"):
-        raise ConfigError(f"--cluster {cluster}: expected slurm or local")
-    if cluster == "local" and not wait:
-        raise ConfigError("--no-wait needs --cluster slurm: local jobs end with this command")
+    minutes = slurm_minutes(time_limit, cluster, wait)
     root = pick_runs_dir(runs_dir)
     study, spec = _existing_or_new(name, root, storage, overrides or [])
     target_trials(study, spec, trials)
-    options = SlurmOptions(jobs, partition, gpus_per_job, max(1, round(seconds / 60)), parallel, cluster)
+    options = SlurmOptions(jobs, partition, gpus_per_job, minutes, parallel, cluster)
     submitted, folder = submit_slurm(spec.name, storage_url(root, spec.name, storage), root, options)
     err_console.print(f"submitted {len(submitted)} job{'s' if len(submitted) != 1 else ''} "
                       f"({', '.join(str(job.job_id) for job in submitted)}); their logs: {folder}", highlight=False)

@@ -139,3 +139,19 @@ class WeightsNote:
             line = describe_loaded(self.shown_as or str(event.get("source")), list(event.get("replaced") or []),
                                    self.classes)
             err_console.print(escape(line), highlight=False, soft_wrap=True)
+
+
+def slurm_minutes(time_limit: str, cluster: str, wait: bool) -> int:
+    """A Slurm submission's options checked together (`submit`, `sweep submit`): the time limit in whole minutes;
+    a ConfigError naming the option that does not fit."""
+    from engine.errors import ConfigError
+    from engine.sweep import parse_duration
+
+    seconds = parse_duration(time_limit)
+    if seconds is None:
+        raise ConfigError(f"--time-limit {time_limit}: expected a time such as 90m, 4h or 1h30m")
+    if cluster not in ("slurm", "local"):
+        raise ConfigError(f"--cluster {cluster}: expected slurm or local")
+    if cluster == "local" and not wait:
+        raise ConfigError("--cluster local needs --wait: a local job ends with this command")
+    return max(1, round(seconds / 60))
