@@ -283,8 +283,8 @@ class MonitorScreen(Screen[None]):
             parts.append(f"{model.images_per_s:,.0f} img/s")
         if best:
             parts.append(f"top val acc {fmt_pct(best[1])} (ep {best[0]})")
-        if "best" in model.checkpoints:
-            parts.append(f"best ckpt ep {model.checkpoints['best']}")
+        if "best" in model.checkpoints and (not best or model.checkpoints["best"] != best[0]):
+            parts.append(f"best ckpt ep {model.checkpoints['best']}")  # only when it is not the top-val epoch
         if model.test_acc is not None:
             parts.append(f"test {fmt_pct(model.test_acc)}")
         return " · ".join(parts)

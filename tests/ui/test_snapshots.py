@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.widgets import DataTable
 
 from console.app import create_app
 from console.screens.monitor import MonitorScreen
@@ -34,6 +35,10 @@ async def _settle(pilot: Any, *, long_lived: bool = False) -> None:
         if not long_lived:
             await pilot.app.workers.wait_for_complete()
         await pilot.pause(0.2)
+    for _ in range(100):  # a DataTable sizes its columns for new rows when it next goes idle: wait for that
+        if not any(table._require_update_dimensions for table in pilot.app.screen.query(DataTable)):
+            break
+        await pilot.pause(0.05)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
