@@ -75,9 +75,13 @@ def _trial_line(spec: Any, quiet: bool) -> Any:
         from engine.sweep import shown_value
 
         value = shown_value(trial)
-        params = compact_params(trial.params)
+        params = escape(compact_params(trial.params))
+        if trial.user_attrs.get("interrupted"):
+            err_console.print(f"trial {trial.number} stopped ({params}): not counted; its values run again first "
+                              "when the sweep resumes", highlight=False)
+            return
         err_console.print(f"trial {trial.number} {trial.state.name.lower()}: {spec.metric} "
-                          f"{_value(spec.metric, value)} ({escape(params)})", highlight=False)
+                          f"{_value(spec.metric, value)} ({params})", highlight=False)
 
     return report
 
@@ -422,6 +426,7 @@ def report_cmd(
 def _print_table(result: dict[str, Any]) -> None:
     """The ranked trials as a table on stdout, the best starred."""
     from rich.table import Table
+    from rich.text import Text
 
     metric = result["metric"]
     table = Table(title=f"sweep {result['sweep']}: {result['done']}/{result['trials']} trials, {metric} "
@@ -429,9 +434,9 @@ def _print_table(result: dict[str, Any]) -> None:
     for column in ("#", "trial", "state", metric, "epochs", "params", "run"):
         table.add_column(column)
     for row in result["ranked"]:
-        style = STATE_STYLE.get(row["state"], "")
         params = compact_params(row["params"])
-        table.add_row(f"{row['rank']}{' *' if row['best'] else ''}", str(row["trial"]), f"[{style}]{row['state']}[/]",
+        table.add_row(f"{row['rank']}{' *' if row['best'] else ''}", str(row["trial"]),
+                      Text(row["state"], style=STATE_STYLE.get(row["state"], "")),
                       _value(metric, row[metric]), str(row["epochs"]), escape(params),
                       escape(Path(row["run_dir"]).name if row["run_dir"] else "-"))
     out_console.print(table)

@@ -215,8 +215,8 @@ def mark_interrupted(study: Any, trial: Any) -> None:
     on resume (so a grid point is never lost)."""
     from optuna.trial import TrialState
 
-    study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-    if trial.state == TrialState.RUNNING:
+    if trial.state == TrialState.RUNNING:  # a finished trial cannot be updated (the caller marked it first)
+        study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
         study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
     if trial.params:
         study.enqueue_trial(dict(trial.params), user_attrs={"rerun_of": trial.number}, skip_if_exists=False)
@@ -235,6 +235,7 @@ def run_trial(study: Any, trial: Any, objective: Callable[[Any], float]) -> bool
         trial.set_user_attr("fail_reason", str(exc))
         study.tell(trial, state=TrialState.FAIL)
     except (_SweepInterrupted, KeyboardInterrupt) as exc:  # stopped by a person: not counted, run again on resume
+        study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)  # while it can still be updated
         study.tell(trial, state=TrialState.FAIL)
         mark_interrupted(study, study._storage.get_trial(trial._trial_id))
         if isinstance(exc, KeyboardInterrupt):

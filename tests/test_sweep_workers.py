@@ -199,3 +199,39 @@ trials: 4
     study, _, _ = open_named(runs, "tpe-halving", None)
     assert isinstance(study.sampler, optuna.samplers.TPESampler)
     assert os.getpid() not in {t.user_attrs.get("pid") for t in study.trials[1:]}  # run by the worker processes
+
+
+def test_ctrl_c_in_a_one_process_sweep_stops_it_in_one_line_and_its_trial_runs_again(isolated_dirs: Path) -> None:
+    """SIGINT to `sweep run` while a trial trains: the trial's run is saved, the sweep says how to continue in one
+    line (no traceback, exit 130), and `sweep resume` runs the stopped trial's values first."""
+    runs = isolated_dirs / "runs"
+    spec = write(isolated_dirs / "tpe4.yaml", """\
+base: quickstart
+params:
+  optim.lr: {low: 0.001, high: 0.1, log: true}
+sampler: tpe
+pruner: none
+trials: 3
+""")
+    env = {**os.environ, "IMGCLS_RUNS_DIR": str(runs)}
+    sweep = subprocess.Popen(["imgcls-console", "sweep", "run", str(spec), "--set", "train.epochs=3", "data.limit=300"],
+                             stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    assert sweep.stderr is not None
+    for line in sweep.stderr:
+        if line.startswith("trial 1: run "):  # the second trial has started training
+            sweep.send_signal(signal.SIGINT)
+            break
+    rest = sweep.stderr.read()
+    assert sweep.wait(timeout=300) == 130, rest
+    assert "Traceback" not in rest and "Error" not in rest, rest
+    lines = rest.strip().splitlines()
+    assert lines[-1] == "sweep stopped; `imgcls-console sweep resume tpe4` continues it", lines
+    assert any(line.startswith("trial 1 stopped (") for line in lines), lines
+    resumed = cli("sweep", "resume", "tpe4", "--json", runs=runs)
+    assert resumed.returncode == 0, resumed.stderr
+    study, _, _ = open_named(runs, "tpe4", None)
+    stopped = study.trials[1]
+    assert stopped.state.name == "FAIL" and stopped.user_attrs["interrupted"]
+    (again,) = [t for t in study.trials if t.user_attrs.get("rerun_of") == 1]
+    assert again.params == stopped.params and again.state.name == "COMPLETE"
+    assert len(counted("tpe4", runs)) == 3
