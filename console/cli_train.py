@@ -192,12 +192,13 @@ def _launch_torchrun(nproc: int, nodes: Nodes, args: list[str]) -> None:
     import subprocess
 
     from engine.distributed import torchrun_command
+    from engine.processes import child_env
 
     command = torchrun_command(nproc, nodes, ["console.cli", *args])
     where = f" on node {nodes.rank} of {nodes.count} (meeting at {nodes.endpoint})" if nodes.count > 1 else ""
     err_console.print(f"launching {nproc} process{'es' * (nproc > 1)}{where}: {' '.join(command[2:])}",
                       highlight=False, soft_wrap=True)
-    raise typer.Exit(subprocess.run(command).returncode)
+    raise typer.Exit(subprocess.run(command, env=child_env()).returncode)
 
 
 def _check_gpus(device: str, nproc: int) -> None:

@@ -138,7 +138,8 @@ class ComputeProcess:
         ours, theirs = socket.socketpair()
         stderr = tempfile.TemporaryFile()
         process = subprocess.Popen(
-            [sys.executable, "-P", "-c", "import sys; from console.compute import serve; serve(int(sys.argv[1]))",
+            [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else []), "-c",
+             "import sys; from console.compute import serve; serve(int(sys.argv[1]))",
              str(theirs.fileno())],
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, cwd=_cwd())
         theirs.close()  # only the child holds its end: the UI process's death is its end-of-file

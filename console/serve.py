@@ -80,7 +80,10 @@ def check_token(token: str) -> str:
 def app_command(runs_root: Path, experiment: str) -> str:
     """The shell command textual-serve runs per browser session: this console on the same runs folder, with the
     Python that runs the server."""
-    console = [sys.executable, "-m", "console.cli", "--runs-dir", str(runs_root), "--experiment", experiment]
+    safe_path = ["-P"] if sys.version_info >= (3, 11) else []  # the working folder off the import path: a
+    # `presets/` folder there would shadow this project's own presets package
+    console = [sys.executable, *safe_path, "-m", "console.cli", "--runs-dir", str(runs_root), "--experiment",
+               experiment]
     return "exec " + shlex.join(console)  # exec: the session's process is the console itself, not a shell
 
 

@@ -14,7 +14,6 @@ viewer started); `request_stop` asks for a graceful stop through a file every ra
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from typing import Any
 from engine.config import ExperimentConfig, with_absolute_paths
 from engine.errors import EngineError, RunError
 from engine.events import Event, EventFollower
+from engine.processes import child_env
 from engine.runs import (FINAL_STATES, RunFolder, atomic_write_text, create_run, read_status, saved_checkpoints,
                          write_config, write_status)
 
@@ -158,7 +158,7 @@ def _spawn(run_dir: Path, args: list[str], nproc: int) -> RunHandle:
                    "-m", "engine.launch", *args]
     else:
         command = [sys.executable, "-m", "engine.launch", *args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "IMGCLS_LAUNCHED": "1"}  # engine.runner.LAUNCHED_ENV
+    env = child_env(PYTHONUNBUFFERED="1", IMGCLS_LAUNCHED="1")  # engine.runner.LAUNCHED_ENV
     with open(folder.output_log, "ab") as log:
         offset = log.tell()
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

@@ -20,6 +20,7 @@ from typing import Any
 
 from engine.distributed import Nodes, torchrun_command
 from engine.errors import ConfigError, EngineError
+from engine.processes import child_env
 
 JOBS_FOLDER = "jobs"  # <runs>/jobs/: submitit's job files and logs (private: it keeps pickles there)
 PORT_BASE, PORT_SPAN = 20000, 20000  # the rendezvous port a job derives from its id when none is given
@@ -60,7 +61,8 @@ def node_task(job: RunJob, args: list[str]) -> dict[str, Any] | None:
     host = "127.0.0.1" if one_machine else env.hostnames[0]
     port = job.port or job_port(str(env.raw_job_id))
     nodes = Nodes(env.num_tasks, env.global_rank, f"{host}:{port}") if env.num_tasks > 1 else Nodes()
-    result = subprocess.run(torchrun_command(job.nproc, nodes, args), capture_output=True, text=True)
+    result = subprocess.run(torchrun_command(job.nproc, nodes, args), capture_output=True, text=True,
+                            env=child_env())
     if result.returncode != 0:
         raise EngineError(f"node {nodes.rank} of {nodes.count}: {_why(result)}")
     if nodes.rank != 0:

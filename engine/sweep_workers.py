@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError
+from engine.processes import child_env
 from engine.sweep import sweep_dir
 
 CPU_THREADS_KEY = "train.cpu_threads"
@@ -82,7 +83,7 @@ def start_workers(name: str, storage: str, runs_root: Path, slots: Sequence[Work
     forwarded by `forward_signal`), sharing this process's stderr for their progress lines."""
     processes = []
     for slot in slots:
-        env = dict(os.environ)
+        env = child_env()
         if slot.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = slot.gpu
         command = worker_command(name, storage, runs_root, extra=worker_overrides(slot, overrides),

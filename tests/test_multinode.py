@@ -88,7 +88,8 @@ def test_submit_runs_one_job_across_two_nodes_through_submitit(isolated_dirs: Pa
     pytest.importorskip("submitit")
     runs = isolated_dirs / "submit-runs"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "console.cli", "submit", "quickstart", "--nodes", "2", "--nproc", "1",
+    (isolated_dirs / "presets").mkdir()  # a user's own folder named presets/ where they work shadows nothing
+    command = ["imgcls-console", "submit", "quickstart", "--nodes", "2", "--nproc", "1",
                "--cluster", "local", "--wait", "--rdzv-port", str(_free_port()), "--runs-dir", str(runs), "--json",
                *QUICK]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=isolated_dirs, timeout=300)

@@ -182,7 +182,11 @@ trials: 4
     assert run_sweep(study, spec, overrides, runs, trials=1)["done"] == 1
     study.enqueue_trial({"optim.lr": 0.00001})
 
-    resumed = cli("sweep", "resume", "tpe-halving", "--trials", "4", "--workers", "2", "--json", runs=runs)
+    (isolated_dirs / "presets" / "experiment").mkdir(parents=True)  # a user's own presets folder where they work:
+    # the worker processes must import this project's `presets` package, not that folder
+    resumed = subprocess.run(["imgcls-console", "sweep", "resume", "tpe-halving", "--trials", "4", "--workers", "2",
+                              "--json"], capture_output=True, text=True, env={**os.environ, "IMGCLS_RUNS_DIR": str(runs)},
+                             timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
     assert summary["done"] == 4 and summary["sampler"] == "tpe" and summary["pruner"] == "halving"
