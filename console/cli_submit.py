@@ -8,7 +8,8 @@ import typer
 
 from console.cli_train import NameOption
 from console.common import (
-    JsonOption, OverrideOption, RunsDirOption, err_console, escape, print_json, reports_errors, slurm_minutes,
+    JsonOption, OverrideOption, RunsDirOption, err_console, escape, fmt_pct, print_json, reports_errors,
+    slurm_minutes,
 )
 
 
@@ -56,4 +57,5 @@ def submit(
         print_json(summary)
     elif summary:
         err_console.print(f"run {escape(str(summary.get('run_dir')))}: {summary.get('state')}, best val acc "
-                          f"{summary.get('best_val_acc')}, test acc {summary.get('test_acc')}", highlight=False)
+                          f"{fmt_pct(summary.get('best_val_acc'))}, test acc {fmt_pct(summary.get('test_acc'))}",
+                          highlight=False)

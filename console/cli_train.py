@@ -142,6 +142,8 @@ def resume(
 
     nodes = check_nodes(nnodes, node_rank, rdzv_endpoint)
     run_dir = resolve_run(pick_runs_dir(runs_dir), run)
+    if "WORLD_SIZE" not in os.environ and nodes.rank == 0:  # said before any process starts
+        _check_process_count(Path(run_dir), nproc, nodes.count)
     if (nproc > 1 or nodes.count > 1) and "WORLD_SIZE" not in os.environ:
         args = ["resume", str(run_dir), *_common_args(overrides, runs_dir, json_out, quiet)]
         _launch_torchrun(nproc, nodes, args + (["--extend-schedule", extend_schedule] if extend_schedule else []))
@@ -174,6 +176,18 @@ def finetune(
     note = WeightsNote(parent, quiet=quiet)
     _drive(json_out, quiet, lambda listeners, stop: finetune_run(folder, config, root, parent=parent,
                                                                  listeners=[*listeners, note], stop=stop))
+
+
+def _check_process_count(run_dir: Path, nproc: int, nodes: int) -> None:
+    """A run resumes in as many processes as wrote its last checkpoint (their RNG states are restored rank by rank)."""
+    from engine.errors import ConfigError
+    from engine.launch import trained_processes
+
+    trained, asked = trained_processes(run_dir), nproc * nodes
+    if trained != asked:
+        how = f"--nproc {trained}" if nodes == 1 else f"{trained} processes in all (--nproc x --nnodes)"
+        raise ConfigError(f"{run_dir.name} was trained in {trained} process{'es' * (trained > 1)}, not {asked}: "
+                          f"resume it with {how}")
 
 
 def _common_args(overrides: list[str] | None, runs_dir: Path | None, json_out: bool, quiet: bool) -> list[str]:

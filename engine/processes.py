@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigError
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -10,3 +14,15 @@ def child_env(**extra: str) -> dict[str, str]:
     the front of its import path (Python 3.11+), so a user's folder named like one of this project's packages
     (a `presets/` folder of their own, say) never shadows it; `extra` variables added."""
     return {**os.environ, "PYTHONSAFEPATH": "1", **extra}
+
+
+def slurm_executor(submitit: Any, folder: Path, cluster: str) -> Any:
+    """submitit's executor for `cluster` (slurm or local); no Slurm on this machine is a ConfigError saying what
+    to do, not submitit's traceback."""
+    try:
+        return submitit.AutoExecutor(folder=folder, cluster=cluster)
+    except RuntimeError as exc:
+        if cluster == "slurm" and "srun" in str(exc):
+            raise ConfigError("no Slurm on this machine (srun not found): submit from the cluster's login node, or "
+                              "try the job here with --cluster local --wait") from None
+        raise

@@ -20,7 +20,7 @@ from typing import Any
 
 from engine.distributed import Nodes, torchrun_command
 from engine.errors import ConfigError, EngineError
-from engine.processes import child_env
+from engine.processes import child_env, slurm_executor
 
 JOBS_FOLDER = "jobs"  # <runs>/jobs/: submitit's job files and logs (private: it keeps pickles there)
 PORT_BASE, PORT_SPAN = 20000, 20000  # the rendezvous port a job derives from its id when none is given
@@ -91,7 +91,7 @@ def submit_run(experiment: str, overrides: list[str], runs_root: Path, job: RunJ
         raise ConfigError(f"--nodes {job.nodes} --nproc {job.nproc}: expected 1 or more of each")
     folder = Path(runs_root) / JOBS_FOLDER
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    executor = submitit.AutoExecutor(folder=folder, cluster=job.cluster)
+    executor = slurm_executor(submitit, folder, job.cluster)
     parameters: dict[str, Any] = {"name": f"train-{name or experiment}", "timeout_min": job.time_minutes}
     if job.cluster == "local":  # one machine: each task stands for a node
         parameters.update(nodes=1, tasks_per_node=job.nodes, gpus_per_node=0)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError
-from engine.processes import child_env
+from engine.processes import child_env, slurm_executor
 from engine.sweep import sweep_dir
 
 CPU_THREADS_KEY = "train.cpu_threads"
@@ -45,7 +45,11 @@ def plan_workers(workers: int | None, gpus: Sequence[str] | None, cores: int | N
         raise ConfigError(f"--workers {count}: expected at least 1")
     if gpu_list:
         return [WorkerSlot(i, gpu_list[i % len(gpu_list)], None) for i in range(count)]
-    share = max(1, (cores or os.cpu_count() or 1) // count) if count > 1 else None
+    available = cores or os.cpu_count() or 1
+    if count > available:
+        raise ConfigError(f"--workers {count}: this machine has {available} CPU core{'s' * (available > 1)} and a "
+                          f"CPU worker needs one; use --workers {available} or fewer, or give GPUs with --gpus")
+    share = max(1, available // count) if count > 1 else None
     return [WorkerSlot(i, None, share) for i in range(count)]
 
 
@@ -149,7 +153,7 @@ def submit_slurm(name: str, storage: str, runs_root: Path, options: SlurmOptions
         raise ConfigError("submitting to Slurm needs submitit: pip install 'imgcls-console[slurm]'") from None
     folder = sweep_dir(runs_root) / f"{name}-jobs"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    executor = submitit.AutoExecutor(folder=folder, cluster=options.cluster)
+    executor = slurm_executor(submitit, folder, options.cluster)
     parameters: dict[str, Any] = {"name": f"sweep-{name}", "timeout_min": options.time_minutes,
                                   "gpus_per_node": options.gpus_per_job, "tasks_per_node": 1, "nodes": 1}
     if options.partition:

@@ -126,8 +126,8 @@ class Trainer:
         ranks = state["rng_ranks"]
         if len(ranks) != self.dist.world_size:
             raise CheckpointError(f"the checkpoint was written by {len(ranks)} processes; resume with as many "
-                                  f"(now {self.dist.world_size}): resume RUN --nproc {len(ranks)}, or as many in all "
-                                  "across machines")
+                                  f"(now {self.dist.world_size}): resume {self.run_dir.name} --nproc {len(ranks)}, or as "
+                                  "many in all across machines")
         set_rng_state(ranks[self.dist.rank]["rng"], self.device)
         parts.generator.set_state(ranks[self.dist.rank]["aug_generator"])
         self.progress = Progress(**state["progress"])

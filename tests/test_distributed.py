@@ -68,7 +68,9 @@ def test_a_ddp_run_resumes_with_as_many_processes(tmp_path: Path, monkeypatch: p
     run = Path(trained["run_dir"]).name
     alone = _cli(tmp_path, "resume", run, "--set", "train.epochs=3", "--quiet")
     assert alone.returncode != 0
-    assert "written by 2 processes; resume with as many (now 1): resume RUN --nproc 2" in alone.stderr
+    assert alone.stderr.strip() == f"error: {run} was trained in 2 processes, not 1: resume it with --nproc 2"
+    three = _cli(tmp_path, "resume", run, "--nproc", "3", "--set", "train.epochs=3", "--quiet")
+    assert three.returncode == 2 and three.stderr.strip().endswith("not 3: resume it with --nproc 2"), three.stderr
     resumed = _cli(tmp_path, "resume", run, "--nproc", "2", "--set", "train.epochs=3", "--json", "--quiet")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     summary = json.loads(resumed.stdout)

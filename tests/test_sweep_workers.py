@@ -122,6 +122,7 @@ def test_a_time_budget_in_the_spec_reaches_the_summary(isolated_dirs: Path) -> N
 @pytest.mark.parametrize(("args", "says"), [
     (["--time", "soon"], "error: --time soon: expected a positive time"),
     (["--gpus", " , "], "error: --gpus ' , ': expected GPU ids"),
+    (["--workers", "4096"], "error: --workers 4096: this machine has"),
 ])
 def test_bad_worker_options_are_one_line_errors_before_any_trial(isolated_dirs: Path, args: list[str],
                                                                 says: str) -> None:
