@@ -444,3 +444,6 @@ def _print_table(result: dict[str, Any]) -> None:
         shares = ", ".join(f"{key} {share:.0%}" for key, share in result["importances"].items())
         out_console.print(f"parameter importances (fANOVA over the complete trials): {escape(shares)}",
                           highlight=False)
+    elif sum(row["state"] == "complete" for row in result["ranked"]) >= 3:
+        out_console.print("parameter importances: none to tell (no parameter varied among the complete trials, or "
+                          "their values do not differ)", highlight=False)

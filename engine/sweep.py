@@ -230,7 +230,10 @@ def _check_against_base(spec: SweepSpec, overrides: list[str], fail: Callable[[s
             try:
                 resolve_experiment(spec.base, [*overrides, text])
             except ConfigError as exc:
-                message = str(exc).splitlines()[0].removeprefix(f"--set {text}: ").removeprefix(f"{param.key}: ")
+                message = re.sub(r"^(?:--set \S+ ?)+: ", "", str(exc).splitlines()[0])  # not the whole --set list
+                message = message.removeprefix(f"{param.key}: ")
+                if "unknown key" in message:  # the key is wrong, whatever the value
+                    raise fail(f"params.{param.key}", message) from None
                 raise fail(f"params.{param.key}", f"{value!r}: {message}") from None
 
 

@@ -58,6 +58,9 @@ def write_sweep_report(study: Any, spec: SweepSpec, out_dir: Path) -> Path:
     if result["importances"]:
         lines += ["Parameter importances (fANOVA over the complete trials): " + ", ".join(
             f"{key} {share:.0%}" for key, share in result["importances"].items()) + ".", ""]
+    elif sum(row["state"] == "complete" for row in result["ranked"]) >= 3:
+        lines += ["Parameter importances: none to tell (no parameter varied among the complete trials, or their "
+                  "values do not differ).", ""]
     points, order = _figure_points(study, spec)
     if any(points.values()):
         log_params = {p.key for p in spec.params if p.log}
