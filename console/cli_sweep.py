@@ -220,13 +220,18 @@ def resume_cmd(
     quiet: QuietOption = False,
 ) -> None:
     """Continue a sweep until it has its trials (trials of a killed process are run again), here or in several
-    workers; other workers (another machine, Slurm jobs) may pull trials from the same study meanwhile."""
+    workers; other workers (another machine, Slurm jobs) may pull trials from the same study meanwhile. The
+    sweep's own --set values (given to `sweep run`) are kept; --trials N raises its budget."""
     from engine.runs import runs_dir as pick_runs_dir
-    from engine.sweep import open_named, storage_url
+    from engine.sweep import done_trials, open_named, storage_url
 
     how = Invocation(trials, _time_limit(time), workers, gpus, quiet, json_out)
     root = pick_runs_dir(runs_dir)
     study, spec, overrides = open_named(root, name, storage)
+    planned = trials or study.user_attrs.get("trials") or spec.trials
+    if done_trials(study) >= planned and not (quiet or json_out):
+        err_console.print(f"sweep {escape(spec.name)} already has its {planned} trials: nothing to run "
+                          "(--trials N to add more)", highlight=False)
     _drive(study, spec, overrides, root, storage_url(root, name, storage), how)
 
 
