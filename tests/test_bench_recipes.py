@@ -21,7 +21,7 @@ def test_the_recipe_benchmark_reports_seeds_apart_from_its_warm_up(tmp_path: Pat
     out, ledger = tmp_path / "out", tmp_path / "BENCHMARKS.md"
     ledger.write_text("# Benchmarks\n")
     command = [sys.executable, str(REPO / "bench" / "recipes.py"), "cifar10-speedrun", "--seeds", "2",
-               "--synthetic", "128", *(arg for key in CPU for arg in ("--set", key)), "--out", str(out),
+               "--synthetic", "64", *(arg for key in CPU for arg in ("--set", key)), "--out", str(out),
                "--append", str(ledger)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path,
                             env={**os.environ, "IMGCLS_DATA_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "2"})

@@ -18,6 +18,7 @@ from typing import Any
 from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
+from textual.css.query import NoMatches
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.message import Message
@@ -106,7 +107,10 @@ class MonitorScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one("#epochs", DataTable)
+        try:
+            table = self.query_one("#epochs", DataTable)
+        except NoMatches:  # the app closed while this screen was being mounted (quit right after Start)
+            return
         table.add_columns("ep", "val acc", "val loss", "train acc", "train loss", "lr", "time")
         for plot_id, title in (("loss", "loss"), ("acc", "accuracy"), ("lr", "learning rate")):
             self.query_one(f"#{plot_id}", PlotextPlot).plt.title(title)

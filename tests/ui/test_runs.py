@@ -263,6 +263,10 @@ def test_fine_tune_from_runs_starts_from_the_runs_weights(trained_run: Path, run
             await pilot.press("ctrl+r")
             await wait_for(pilot, lambda: launch.last_launch is not None, tries=1200)
             handles.append(launch.last_launch)
+            # Start switches to Monitor: let it finish mounting before the app closes (closing mid-mount left the
+            # Monitor's on_mount without its widgets)
+            await wait_for(pilot, lambda: app.current_mode == "monitor" and app.screen.is_mounted)
+            await pilot.pause(0.2)
 
     asyncio.run(main())
     (handle,) = handles
