@@ -314,6 +314,11 @@ class SweepsScreen(Screen[None]):
         numbers = [row["trial"] for row in view.ranked]
         if numbers and len(numbers) <= 20:
             plt.xticks(sorted(numbers))
+        values = sorted({round(scale * y, 2) for state in ("pruned", "complete") for _, y in view.points(state)})
+        if values and len(values) <= 6:  # few values: label the rows the points are on, not rows between them
+            plt.yticks(values)
+            if values[0] == values[-1]:  # all equal: plotext's own range put them on a row labelled otherwise
+                plt.ylim(values[0] - 1, values[0] + 1)
         chart.refresh()
 
     # ---------------------------------------------------------------- the highlighted trial
