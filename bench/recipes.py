@@ -38,6 +38,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine.provenance import commit_label  # noqa: E402 - after the path
+
 WARMUP_SEED = 1000
 
 
@@ -54,14 +56,6 @@ def _device() -> dict[str, Any]:
     except (OSError, subprocess.CalledProcessError, IndexError):
         pass
     return {"device": f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}", "driver": driver}
-
-
-def _commit() -> str:
-    """The checkout's short commit, `+dirty` with uncommitted changes (engine.provenance, as runs record it)."""
-    from engine.provenance import git_commit
-
-    found = git_commit()
-    return f"{found['commit'][:7]}{'+dirty' if found.get('dirty') else ''}" if found else "unknown"
 
 
 def synthetic_root(preset: str, overrides: list[str], count: int, folder: Path) -> list[str]:
@@ -110,7 +104,7 @@ def summarize(preset: str, runs: list[dict[str, Any]], warmup: dict[str, Any], c
     stats = {key: _mean_std([float(r[key]) for r in runs if r[key] is not None])
              for key in ("tta_test_acc", "test_acc", "train_s", "wall_s")}
     return {"preset": preset, "seeds": len(runs), **_device(), "torch": torch.__version__,
-            "python": platform.python_version(), "commit": _commit(), "date": time.strftime("%Y-%m-%d"),
+            "python": platform.python_version(), "commit": commit_label(), "date": time.strftime("%Y-%m-%d"),
             "command": command, "warmup": warmup, "runs": runs,
             **{f"{key}_mean": round(mean, 5) for key, (mean, _) in stats.items()},
             **{f"{key}_std": round(std, 5) for key, (_, std) in stats.items()}}

@@ -31,6 +31,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine.provenance import commit_label  # noqa: E402 - after the path
+
 SPEC = """\
 description: bench - a 12-point grid of the digits quickstart
 base: quickstart
@@ -68,14 +70,6 @@ def one_sweep(workers: int, epochs: int, folder: Path) -> dict[str, Any]:
             "sum_run_wall_s": round(sum(run_walls), 2), "first_trial_after_s": round(first_start - launched, 2)}
 
 
-def _commit() -> str:
-    """The checkout's short commit, `+dirty` with uncommitted changes (engine.provenance, as runs record it)."""
-    from engine.provenance import git_commit
-
-    found = git_commit()
-    return f"{found['commit'][:7]}{'+dirty' if found.get('dirty') else ''}" if found else "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
@@ -95,7 +89,7 @@ def main() -> None:
                                  for r in results[1])
     summary = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU",
-        "python": platform.python_version(), "torch": metadata.version("torch"), "commit": _commit(),
+        "python": platform.python_version(), "torch": metadata.version("torch"), "commit": commit_label(),
         "date": time.strftime("%Y-%m-%d"), "epochs": args.epochs, "trials": 12, "repeats": args.repeats,
         "one_worker_wall_s": one, f"{args.workers}_workers_wall_s": many, "ratio": round(many / one, 3),
         "overhead_per_trial_s": round(overhead, 3),

@@ -27,7 +27,6 @@ import queue
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import traceback
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from engine.errors import EngineError
+from engine.processes import safe_python
 
 if TYPE_CHECKING:
     from engine.config import ExperimentConfig
@@ -138,8 +138,7 @@ class ComputeProcess:
         ours, theirs = socket.socketpair()
         stderr = tempfile.TemporaryFile()
         process = subprocess.Popen(
-            [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else []), "-c",
-             "import sys; from console.compute import serve; serve(int(sys.argv[1]))",
+            [*safe_python(), "-c", "import sys; from console.compute import serve; serve(int(sys.argv[1]))",
              str(theirs.fileno())],
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, cwd=_cwd())
         theirs.close()  # only the child holds its end: the UI process's death is its end-of-file

@@ -24,7 +24,6 @@ import secrets
 import shlex
 import signal
 import socket
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -80,10 +79,9 @@ def check_token(token: str) -> str:
 def app_command(runs_root: Path, experiment: str) -> str:
     """The shell command textual-serve runs per browser session: this console on the same runs folder, with the
     Python that runs the server."""
-    safe_path = ["-P"] if sys.version_info >= (3, 11) else []  # the working folder off the import path: a
-    # `presets/` folder there would shadow this project's own presets package
-    console = [sys.executable, *safe_path, "-m", "console.cli", "--runs-dir", str(runs_root), "--experiment",
-               experiment]
+    from engine.processes import safe_python  # a `presets/` folder where the server runs must not shadow ours
+
+    console = [*safe_python(), "-m", "console.cli", "--runs-dir", str(runs_root), "--experiment", experiment]
     return "exec " + shlex.join(console)  # exec: the session's process is the console itself, not a shell
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,12 @@ def child_env(**extra: str) -> dict[str, str]:
     the front of its import path (Python 3.11+), so a user's folder named like one of this project's packages
     (a `presets/` folder of their own, say) never shadows it; `extra` variables added."""
     return {**os.environ, "PYTHONSAFEPATH": "1", **extra}
+
+
+def safe_python() -> list[str]:
+    """This Python, with the working folder kept off the front of its import path where Python can (-P, 3.11+):
+    the command start for a child that inherits a user's working folder (see `child_env`)."""
+    return [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else [])]
 
 
 def slurm_executor(submitit: Any, folder: Path, cluster: str) -> Any:

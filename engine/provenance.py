@@ -56,6 +56,12 @@ def git_commit(source: Path | None = None) -> dict[str, Any]:
     return {"commit": head, "dirty": bool(changed)} if head else {}
 
 
+def commit_label(source: Path | None = None) -> str:
+    """The checkout's short commit, with `+dirty` when it has uncommitted changes; `unknown` outside git."""
+    found = git_commit(source)
+    return f"{found['commit'][:7]}{'+dirty' if found.get('dirty') else ''}" if found else "unknown"
+
+
 def _torch_versions() -> dict[str, Any]:
     """torch, torchvision, CUDA, cuDNN and the visible GPUs (names and count)."""
     import torch
