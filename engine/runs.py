@@ -348,18 +348,27 @@ class RunLock:
 
 
 class RunningRuns:
-    """Which runs of a runs folder are training now, cheaply enough to ask every few seconds with thousands of
-    runs: a status.json is read again only when its modification time changed (a running one each time, so a
+    """Which runs of a runs folder are training now, or were started since the first scan (a short run can start
+    and end between two scans, and should still be seen), cheaply enough to ask every few seconds with thousands
+    of runs: a status.json is read again only when its modification time changed (a running one each time, so a
     killed process is noticed)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._seen: dict[Path, tuple[float, str]] = {}  # status path -> (mtime, state)
+        self._known: set[Path] | None = None  # the run folders of the first scan; None before it
+        self._new: set[Path] = set()  # run folders that appeared after the first scan
 
     def scan(self) -> list[Path]:
-        """The run folders whose state is `starting` or `running`."""
+        """The run folders whose state is `starting` or `running`, and those that appeared since the first scan
+        once their status is written (whatever its state: finished already, or failed)."""
         found: list[Path] = []
-        for run_dir in self._candidates():
+        candidates = self._candidates()
+        if self._known is None:
+            self._known = set(candidates)
+        else:
+            self._new.update(c for c in candidates if c not in self._known)
+        for run_dir in candidates:
             path = RunFolder(run_dir).status
             try:
                 mtime = path.stat().st_mtime
@@ -372,7 +381,7 @@ class RunningRuns:
                 except (RunError, OSError):
                     state = "unknown"
                 self._seen[path] = (mtime, state)
-            if self._seen[path][1] in ("running", "starting"):
+            if self._seen[path][1] in ("running", "starting") or run_dir in self._new:
                 found.append(run_dir)
         return found
 

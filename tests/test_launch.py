@@ -117,6 +117,11 @@ def test_running_runs_rereads_only_what_changed(isolated_dirs: Path, monkeypatch
     assert sorted(p.name for p in reads) == ["exp-fold0-1", "run-1"]  # finished ones are not read again
     write_status(root / "run-1", {"state": "finished"})
     assert [p.name for p in scanner.scan()] == ["exp-fold0-1"]
+    quick = root / "run-3"  # started and finished between two scans: seen, as new
+    quick.mkdir()
+    assert [p.name for p in scanner.scan()] == ["exp-fold0-1"]  # no status yet: not a run to show
+    write_status(quick, {"state": "finished"})
+    assert sorted(p.name for p in scanner.scan()) == ["exp-fold0-1", "run-3"]
 
 
 def test_a_stop_asked_while_the_run_is_still_starting_is_honoured(isolated_dirs: Path) -> None:

@@ -82,7 +82,7 @@ class MonitorScreen(Screen[None]):
         self.selected: Path | None = None
         self._dirty = False  # the title line is out of date
         self._charts_dirty = False  # charts and epoch table are out of date
-        self._running: Any = None  # engine.runs.RunningRuns of the runs folder, made in the discovery worker
+        self._running_runs: Any = None  # engine.runs.RunningRuns of the runs folder, made in the discovery worker
         self.dismissed: set[Path] = set()  # runs closed with `x`: never followed again by discovery
         self._texts: dict[str, str] = {}  # what each text widget shows (updated only on change)
 
@@ -120,7 +120,7 @@ class MonitorScreen(Screen[None]):
         self._update_device()
         self._poll()
         self._discover_running()
-        self.set_interval(3.0, self._discover_running)
+        self.set_interval(2.0, self._discover_running)
 
     # --- following ---
 
@@ -149,13 +149,14 @@ class MonitorScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, exclusive=True, group="discover")
     def _discover_running(self) -> None:
         """Follow the runs of the runs folder that are training now (started headless, before the app, or
-        from another terminal while it is open); the selection moves only when nothing was followed."""
+        from another terminal while it is open) or were started since the screen opened (a short run may end
+        between two scans); the selection moves only when nothing was followed."""
         from engine.runs import RunningRuns
 
         app: Any = self.app
-        if self._running is None or self._running.root != app.runs_root:
-            self._running = RunningRuns(app.runs_root)
-        for run_dir in self._running.scan():
+        if self._running_runs is None or self._running_runs.root != app.runs_root:
+            self._running_runs = RunningRuns(app.runs_root)
+        for run_dir in self._running_runs.scan():
             path = run_dir.resolve()
             if path not in self.followed and path not in self.dismissed:
                 self.app.call_from_thread(self.follow_run, path, None, self.selected is not None)

@@ -31,17 +31,21 @@ def _monitor(app: Any) -> MonitorScreen:
 
 
 def test_a_headless_run_is_found_and_followed_to_its_end(runs_root: Path) -> None:
-    process = subprocess.Popen([sys.executable, "-m", "console.cli", "train", "quickstart", "--quiet",
-                                "--set", "train.epochs=3"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    """A run started from another terminal while the app is open on Monitor is found without being opened (a run
+    already training when the app opens is found by the same scan: tests/test_launch.py)."""
+    processes: list[subprocess.Popen[bytes]] = []
 
     async def main() -> None:
         app = create_app(runs_root, mode="monitor")
         async with app.run_test(size=(120, 40)) as pilot:
-            await _until(pilot, lambda: runs_root.is_dir() and any(runs_root.iterdir()), 120)
-            run_dir = next(runs_root.iterdir())
-            app.monitor_run(run_dir)
             monitor = _monitor(app)
-            await _until(pilot, lambda: app.current_mode == "monitor")
+            await _until(pilot, lambda: monitor._running_runs is not None)  # the first scan saw an empty folder
+            processes.append(subprocess.Popen([sys.executable, "-m", "console.cli", "train", "quickstart", "--quiet",
+                                               "--set", "train.epochs=3"],
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+            await _until(pilot, lambda: len(monitor.followed) == 1, 120)  # 3 epochs may end between two scans
+            run_dir = next(runs_root.iterdir())
+            assert monitor.selected == run_dir.resolve()
             model = monitor.models[run_dir.resolve()]
             await _until(pilot, lambda: model.state == "finished" and model.test_acc is not None)
             assert sorted(model.rows) == [1, 2, 3] and model.step_x
@@ -51,7 +55,8 @@ def test_a_headless_run_is_found_and_followed_to_its_end(runs_root: Path) -> Non
     try:
         asyncio.run(main())
     finally:
-        assert process.wait(120) == 0, process.stderr.read() if process.stderr else ""
+        for process in processes:
+            assert process.wait(120) == 0, process.stderr.read() if process.stderr else ""
 
 
 def test_stop_then_resume_from_the_app(runs_root: Path) -> None:
