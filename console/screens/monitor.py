@@ -224,6 +224,8 @@ class MonitorScreen(Screen[None]):
                 highlighted = options.option_count - 1
         if highlighted is not None:
             options.highlighted = highlighted
+        if self.is_current and self.focused is None and options.option_count:
+            options.focus()  # opened on an empty Monitor: up/down switch runs once the first is found
 
     @on(OptionList.OptionHighlighted, "#followed")
     def _select(self, event: OptionList.OptionHighlighted) -> None:
