@@ -96,7 +96,7 @@ class MonitorScreen(Screen[None]):
             with Vertical(id="main"):
                 yield Static("No run followed yet: start one in Launch (F2) or open one from Runs (F4).",
                              id="title")
-                yield ProgressBar(id="progress", show_eta=False)
+                yield ProgressBar(total=100, id="progress", show_eta=False)  # not indeterminate: no animation while idle
                 yield Static(LEGEND, id="legend")
                 with Grid(id="charts"):
                     yield PlotextPlot(id="loss")
