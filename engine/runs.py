@@ -356,8 +356,7 @@ class RunningRuns:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._seen: dict[Path, tuple[float, str]] = {}  # status path -> (mtime, state)
-        self._known: set[Path] | None = None  # the run folders of the first scan; None before it
-        self._new: set[Path] = set()  # run folders that appeared after the first scan
+        self._known: set[Path] | None = None  # the run folders of the first scan (any other is new); None before it
 
     def scan(self) -> list[Path]:
         """The run folders whose state is `starting` or `running`, and those that appeared since the first scan
@@ -366,8 +365,6 @@ class RunningRuns:
         candidates = self._candidates()
         if self._known is None:
             self._known = set(candidates)
-        else:
-            self._new.update(c for c in candidates if c not in self._known)
         for run_dir in candidates:
             path = RunFolder(run_dir).status
             try:
@@ -381,7 +378,7 @@ class RunningRuns:
                 except (RunError, OSError):
                     state = "unknown"
                 self._seen[path] = (mtime, state)
-            if self._seen[path][1] in ("running", "starting") or run_dir in self._new:
+            if self._seen[path][1] in ("running", "starting") or run_dir not in self._known:
                 found.append(run_dir)
         return found
 
