@@ -41,6 +41,9 @@ class RunModel:
     last_event: float | None = None
     checkpoints: dict[str, int] = field(default_factory=dict)
     loading: str | None = None  # data decoding progress before the first epoch
+    # Bumped by what changes the charts: a viewer redraws a chart only when the revisions it depends on moved.
+    step_revision: int = 0  # the step series
+    epoch_revision: int = 0  # the epoch rows, LR drops and checkpoints (the charts' marks)
 
     @property
     def name(self) -> str:
@@ -89,6 +92,7 @@ class RunModel:
         self.step_lr.append(float(event["lr"]))
         if event.get("images_per_s") is not None:
             self.images_per_s = float(event["images_per_s"])
+        self.step_revision += 1
 
     def _on_epoch(self, event: Mapping[str, Any]) -> None:
         row = dict(event)
@@ -96,12 +100,15 @@ class RunModel:
         self.rows = {k: v for k, v in self.rows.items() if k < self.epoch}
         self.rows[self.epoch] = row
         self.step = 0
+        self.epoch_revision += 1
 
     def _on_lr_drop(self, event: Mapping[str, Any]) -> None:
         self.lr_drops.append(float(event["epoch"]))
+        self.epoch_revision += 1
 
     def _on_checkpoint(self, event: Mapping[str, Any]) -> None:
         self.checkpoints[str(event["name"])] = int(event["epoch"])
+        self.epoch_revision += 1
 
     def _on_warning(self, event: Mapping[str, Any]) -> None:
         self.warnings.append(str(event["message"]))

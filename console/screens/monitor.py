@@ -3,8 +3,8 @@
 One thread worker tails every followed run's events.jsonl (engine.events.EventFollower) and reads its
 status.json once a second; it posts `RunUpdate` messages, and the screen folds them into `RunModel`s. The
 selected run's title line (state, epoch, last loss and lr, ETA, images/s) is redrawn at most ten times a
-second, its charts and epoch table at most twice a second: the UI costs the training next to it little CPU.
-The worker never touches a widget.
+second, its charts and epoch table at most twice a second, each only when what it shows changed: the UI costs
+the training next to it little CPU. The worker never touches a widget.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +27,18 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, OptionList, ProgressBar, Static
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
-from textual_plotext import PlotextPlot
 
 from console.fmt import fmt_num, fmt_pct
 from console.fmt import fmt_seconds as fmt_s
+from console.run_charts import ChartData, draw_acc, draw_loss, draw_lr
 from console.run_model import RunModel, last_good_checkpoint
+from console.widgets.background_plot import BackgroundPlot
 from console.widgets.nav import NavBar
 
 # One legend line for every chart: labels drawn inside small plotext charts would cover their data.
 POLL_S = 0.1  # how often the followed runs are tailed while they stream (events on screen within ~0.2 s)
 IDLE_POLL_S = 0.05  # when nothing came last time: the next event is seen quickly
+CHARTS_AFTER_KEY_S = 0.05  # a key that selects a run: its title goes out first (a frame is 1/60 s), charts then
 LEGEND = ("[blue]●[/] train  [red]●[/] val  [bright_black]⠒[/] steps  [cyan]⠒[/] lr  "
           "[green]│[/] best ckpt  [dark_orange]│[/] LR drop")
 
@@ -85,6 +88,8 @@ class MonitorScreen(Screen[None]):
         self._running_runs: Any = None  # engine.runs.RunningRuns of the runs folder, made in the discovery worker
         self.dismissed: set[Path] = set()  # runs closed with `x`: never followed again by discovery
         self._texts: dict[str, str] = {}  # what each text widget shows (updated only on change)
+        self._drawn: dict[str, tuple[Any, ...]] = {}  # what each chart and the table show: (model id, revisions)
+        self._drawn_models: list[RunModel] = []  # those models, kept alive so that their ids stay unique
 
     def compose(self) -> ComposeResult:
         yield NavBar()
@@ -99,9 +104,9 @@ class MonitorScreen(Screen[None]):
                 yield ProgressBar(total=100, id="progress", show_eta=False)  # not indeterminate: no animation while idle
                 yield Static(LEGEND, id="legend")
                 with Grid(id="charts"):
-                    yield PlotextPlot(id="loss")
-                    yield PlotextPlot(id="acc")
-                    yield PlotextPlot(id="lr")
+                    yield BackgroundPlot(id="loss")
+                    yield BackgroundPlot(id="acc")
+                    yield BackgroundPlot(id="lr")
                     yield DataTable(id="epochs", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="messages")
         yield Footer()
@@ -112,8 +117,7 @@ class MonitorScreen(Screen[None]):
         except NoMatches:  # the app closed while this screen was being mounted (quit right after Start)
             return
         table.add_columns("ep", "val acc", "val loss", "train acc", "train loss", "lr", "time")
-        for plot_id, title in (("loss", "loss"), ("acc", "accuracy"), ("lr", "learning rate")):
-            self.query_one(f"#{plot_id}", PlotextPlot).plt.title(title)
+        self._draw_empty()
         self.set_interval(0.1, self._redraw_if_dirty)
         self.set_interval(0.5, self._redraw_charts_if_dirty)
         self.set_interval(2.0, self._update_device)
@@ -230,10 +234,10 @@ class MonitorScreen(Screen[None]):
     @on(OptionList.OptionHighlighted, "#followed")
     def _select(self, event: OptionList.OptionHighlighted) -> None:
         if event.option.id is not None and Path(event.option.id) != self.selected:
-            self.selected = Path(event.option.id)  # a key press: the title answers in this frame,
+            self.selected = Path(event.option.id)  # a key press: the title answers in the next frame,
             self.redraw()
-            self._charts_dirty = False
-            self.call_after_refresh(self.redraw_charts)  # the charts (slower to draw) in the next one
+            self._charts_dirty = True  # the charts and the table (slower to draw) after it has gone out
+            self.set_timer(CHARTS_AFTER_KEY_S, self._redraw_charts_if_dirty)
 
     def _redraw_if_dirty(self) -> None:
         if self._dirty:
@@ -266,14 +270,19 @@ class MonitorScreen(Screen[None]):
             self.query_one(selector, Static).update(text, layout=layout)
 
     def redraw_charts(self) -> None:
-        """Draw the selected run's charts and epoch table (twice a second at most)."""
+        """Draw the selected run's charts and epoch table (twice a second at most), each only when its data
+        changed: the accuracy chart and the table change once an epoch, the others with the steps."""
         model = self.models.get(self.selected) if self.selected else None
         if model is None:
             return
-        self._draw_loss(model)
-        self._draw_acc(model)
-        self._draw_lr(model)
-        self._fill_table(model)
+        epochs = (id(model), model.epoch_revision)
+        steps = (*epochs, model.step_revision)
+        for part, signature, draw in (("loss", steps, self._draw_loss), ("acc", epochs, self._draw_acc),
+                                      ("lr", steps, self._draw_lr), ("table", epochs, self._fill_table)):
+            if self._drawn.get(part) != signature:
+                draw(model)
+                self._drawn[part] = signature
+        self._drawn_models = [model]
 
     def _title(self, model: RunModel) -> str:
         best = model.best
@@ -296,47 +305,14 @@ class MonitorScreen(Screen[None]):
             parts.append(f"test {fmt_pct(model.test_acc)}")
         return " · ".join(parts)
 
-    def _marks(self, plt: Any, model: RunModel) -> None:
-        for x in model.lr_drops:
-            plt.vline(x, "orange")
-        best = model.checkpoints.get("best") or (model.best[0] if model.best else None)
-        if best:
-            plt.vline(best, "green")  # the epoch of the `best` checkpoint
-
     def _draw_loss(self, model: RunModel) -> None:
-        plot = self.query_one("#loss", PlotextPlot)
-        plt = plot.plt
-        plt.clear_figure()  # data and axis limits of the previous drawing (maybe of another run)
-        plt.title("loss")
-        xs, losses, _ = model.thinned_steps()
-        if xs:
-            plt.plot(xs, losses, color="gray", marker="braille")
-        epoch_losses = _plot_epochs(plt, model, "loss")
-        if len(epoch_losses) >= 2:  # the first steps' loss would flatten every later epoch: clip the axis
-            plt.ylim(0, 1.3 * max(epoch_losses))
-        self._marks(plt, model)
-        plot.refresh()
+        self.query_one("#loss", BackgroundPlot).draw(partial(draw_loss, data=ChartData.of(model)))
 
     def _draw_acc(self, model: RunModel) -> None:
-        plot = self.query_one("#acc", PlotextPlot)
-        plt = plot.plt
-        plt.clear_figure()  # data and axis limits of the previous drawing (maybe of another run)
-        plt.title("accuracy")
-        _plot_epochs(plt, model, "acc", scale=100)
-        self._marks(plt, model)
-        plot.refresh()
+        self.query_one("#acc", BackgroundPlot).draw(partial(draw_acc, data=ChartData.of(model, steps=False)))
 
     def _draw_lr(self, model: RunModel) -> None:
-        plot = self.query_one("#lr", PlotextPlot)
-        plt = plot.plt
-        plt.clear_figure()  # data and axis limits of the previous drawing (maybe of another run)
-        plt.title("learning rate")
-        xs, _, lrs = model.thinned_steps()
-        if xs:
-            plt.plot(xs, lrs, color="cyan", marker="braille")
-        for x in model.lr_drops:
-            plt.vline(x, "orange")
-        plot.refresh()
+        self.query_one("#lr", BackgroundPlot).draw(partial(draw_lr, data=ChartData.of(model)))
 
     def _fill_table(self, model: RunModel) -> None:
         table = self.query_one("#epochs", DataTable)
@@ -430,26 +406,17 @@ class MonitorScreen(Screen[None]):
 
     def _clear(self) -> None:
         """Nothing followed: an empty screen saying how to follow a run."""
+        self._drawn.clear()
         self._set_text("#title", "No run followed: start one in Launch (F2) or open one from Runs (F4).")
         self.query_one("#progress", ProgressBar).update(total=100, progress=0)
         self._set_text("#messages", "")
         self.query_one("#epochs", DataTable).clear()
-        for plot_id in ("loss", "acc", "lr"):
-            plot = self.query_one(f"#{plot_id}", PlotextPlot)
-            plot.plt.clear_data()
-            plot.refresh()
+        self._draw_empty()
 
-
-def _plot_epochs(plt: Any, model: RunModel, metric: str, scale: float = 1.0) -> list[float]:
-    """Plot train_<metric> and val_<metric> per epoch; the values plotted."""
-    plotted: list[float] = []
-    for split, color in (("train", "blue"), ("val", "red")):
-        points = [(e, scale * row[f"{split}_{metric}"]) for e, row in sorted(model.rows.items())
-                  if _finite(row.get(f"{split}_{metric}"))]
-        if points:
-            plt.plot([p[0] for p in points], [p[1] for p in points], color=color, marker="dot")
-            plotted.extend(p[1] for p in points)
-    return plotted
+    def _draw_empty(self) -> None:
+        """The charts' titles over empty axes."""
+        for plot_id, draw in (("loss", draw_loss), ("acc", draw_acc), ("lr", draw_lr)):
+            self.query_one(f"#{plot_id}", BackgroundPlot).draw(partial(draw, data=ChartData()))
 
 
 def _run_label(mark: str, name: str) -> str:
@@ -458,10 +425,6 @@ def _run_label(mark: str, name: str) -> str:
     if found is None:
         return f"{mark} {escape(name)}"
     return f"{mark} {escape(found.group(1))}\n  [dim]{found.group(2)}[/]"
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and value == value and abs(value) != float("inf")
 
 
 _NVML_STATE = "unknown"  # NVML (nvidia-ml-py): unknown until first tried, then ready or absent

@@ -16,6 +16,7 @@ from textual.widgets import DataTable
 
 from console.app import create_app
 from console.screens.monitor import MonitorScreen
+from console.widgets.background_plot import BackgroundPlot
 
 DATA = Path(__file__).parent / "data"
 SIZES = [(80, 24), (120, 40)]
@@ -35,8 +36,10 @@ async def _settle(pilot: Any, *, long_lived: bool = False) -> None:
         if not long_lived:
             await pilot.app.workers.wait_for_complete()
         await pilot.pause(0.2)
-    for _ in range(100):  # a DataTable sizes its columns for new rows when it next goes idle: wait for that
-        if not any(table._require_update_dimensions for table in pilot.app.screen.query(DataTable)):
+    for _ in range(100):  # a DataTable sizes its columns for new rows when it next goes idle: wait for that,
+        screen = pilot.app.screen  # and for the charts built in workers to be shown
+        if not any(table._require_update_dimensions for table in screen.query(DataTable)) and not any(
+                plot.pending for plot in screen.query(BackgroundPlot)):
             break
         await pilot.pause(0.05)
 

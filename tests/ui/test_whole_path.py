@@ -43,10 +43,9 @@ def test_compose_start_watch_evaluate_and_ensemble(runs_root: Path, second_run: 
             model = monitor.models[run_dir]
             await _until(pilot, lambda: len(model.step_x) > 0)  # the charts receive points while it trains
             await _until(pilot, lambda: model.state == "finished" and model.test_acc is not None)
-            await pilot.pause(0.3)
             assert sorted(model.rows) == [1, 2, 3]
             loss_chart = monitor.query_one("#loss", PlotextPlot)
-            assert "•" in str(loss_chart.render())  # the per-epoch train and val points
+            await _until(pilot, lambda: "•" in str(loss_chart.render()))  # the per-epoch train and val points
             legend = str(monitor.query_one("#legend", Static).render())
             assert "train" in legend and "val" in legend
 

@@ -1,0 +1,94 @@
+"""A plotext chart whose figure is built in a thread worker, off the UI thread.
+
+Building a plotext figure and decoding its ANSI text takes ~10 ms a chart on a 2-core machine; done in
+`render()` (as `PlotextPlot` does it) a key pressed meanwhile waits for every chart of the frame. Here the
+screen hands `draw()` a function of a data snapshot; a worker runs it on the chart's own plotext object, at the
+widget's size and theme, and `render()` shows the last text built. The UI thread never touches `plt`: the
+function is run again (in a worker) when the widget is resized or the theme changes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.geometry import Size
+from textual.message import Message
+from textual.worker import get_current_worker
+from textual_plotext import PlotextPlot
+
+Draw = Callable[[Any], None]  # draws a whole figure on a plotext `plt` (starting with plt.clear_figure())
+
+
+class BackgroundPlot(PlotextPlot):
+    """A `PlotextPlot` drawn with `draw(fn)`; `pending` while the latest drawing is not shown yet."""
+
+    class Built(Message):
+        """A figure built by the worker, for the request `key` (generation, size, theme)."""
+
+        def __init__(self, key: tuple[int, Size, str], text: Text) -> None:
+            super().__init__()
+            self.key, self.text = key, text
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._draw: Draw | None = None
+        self._generation = 0  # bumped by each draw()
+        self._requested: tuple[int, Size, str] | None = None  # the last build asked for
+        self._shown: tuple[int, Size, str] | None = None  # the build render() shows
+        self._text = Text()
+        self._lock = threading.Lock()  # one build at a time on this chart's plotext object
+
+    @property
+    def pending(self) -> bool:
+        """A drawing (or a size or theme change) is not on screen yet."""
+        return self._draw is not None and self._shown != self._key()
+
+    def draw(self, fn: Draw) -> None:
+        """Draw the figure `fn(plt)` (called in a worker: it must use only data it was given, never live state)."""
+        self._draw = fn
+        self._generation += 1
+        self._request()
+
+    def _key(self) -> tuple[int, Size, str]:
+        return (self._generation, self.size, self._get_plotext_theme_name(self.app.theme))
+
+    def _request(self) -> None:
+        key = self._key()
+        if self._draw is None or key == self._requested or not self.size.area:
+            return
+        self._requested = key
+        self._build(self._draw, key)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="plot")
+    def _build(self, fn: Draw, key: tuple[int, Size, str]) -> None:
+        with self._lock:
+            if get_current_worker().is_cancelled:  # a newer request came while the previous build ran
+                return
+            _, size, theme = key
+            plt = self.plt
+            try:
+                fn(plt)
+                plt.plotsize(size.width, size.height)
+                plt._set_size(size.width, size.height)  # as PlotextPlot.render does (textual-plotext issue 5)
+                plt.theme(theme)
+                text = Text.from_ansi(plt.build())
+            except Exception as exc:  # noqa: BLE001 - a figure plotext cannot draw: say so in its place
+                text = Text(f"chart not drawn: {exc}", style="red")
+        self.post_message(self.Built(key, text))
+
+    def on_background_plot_built(self, message: Built) -> None:
+        message.stop()
+        if message.key == self._requested:  # an older build's text is never shown over a newer one
+            self._shown, self._text = message.key, message.text
+            self.refresh()
+
+    def on_resize(self) -> None:
+        self._request()
+
+    def render(self) -> Text:
+        self._request()  # the theme changed (PlotextPlot refreshes then): rebuilt, the old text shown meanwhile
+        return self._text
