@@ -24,7 +24,7 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, OptionList, ProgressBar, Static
+from textual.widgets import Footer, OptionList, ProgressBar, Static
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
@@ -33,6 +33,7 @@ from console.fmt import fmt_seconds as fmt_s
 from console.run_charts import ChartData, draw_acc, draw_loss, draw_lr
 from console.run_model import RunModel, last_good_checkpoint
 from console.widgets.background_plot import BackgroundPlot
+from console.widgets.epoch_table import EpochTable
 from console.widgets.nav import NavBar
 
 # One legend line for every chart: labels drawn inside small plotext charts would cover their data.
@@ -107,16 +108,15 @@ class MonitorScreen(Screen[None]):
                     yield BackgroundPlot(id="loss")
                     yield BackgroundPlot(id="acc")
                     yield BackgroundPlot(id="lr")
-                    yield DataTable(id="epochs", cursor_type="row", zebra_stripes=True)
+                    yield EpochTable(id="epochs")
                 yield Static("", id="messages")
         yield Footer()
 
     def on_mount(self) -> None:
         try:
-            table = self.query_one("#epochs", DataTable)
+            self.query_one("#epochs", EpochTable)
         except NoMatches:  # the app closed while this screen was being mounted (quit right after Start)
             return
-        table.add_columns("ep", "val acc", "val loss", "train acc", "train loss", "lr", "time")
         self._draw_empty()
         self.set_interval(0.1, self._redraw_if_dirty)
         self.set_interval(0.5, self._redraw_charts_if_dirty)
@@ -315,13 +315,11 @@ class MonitorScreen(Screen[None]):
         self.query_one("#lr", BackgroundPlot).draw(partial(draw_lr, data=ChartData.of(model)))
 
     def _fill_table(self, model: RunModel) -> None:
-        table = self.query_one("#epochs", DataTable)
-        table.clear()
-        for epoch in sorted(model.rows, reverse=True):
-            row = model.rows[epoch]
-            table.add_row(str(epoch), fmt_pct(row.get("val_acc")), fmt_num(row.get("val_loss")),
-                          fmt_pct(row.get("train_acc")), fmt_num(row.get("train_loss")), fmt_num(row.get("lr"), 3),
-                          fmt_s(row.get("epoch_s")), key=str(epoch))
+        rows = [model.rows[epoch] for epoch in sorted(model.rows, reverse=True)]
+        self.query_one("#epochs", EpochTable).show(
+            [(str(row["epoch"]), fmt_pct(row.get("val_acc")), fmt_num(row.get("val_loss")),
+              fmt_pct(row.get("train_acc")), fmt_num(row.get("train_loss")), fmt_s(row.get("epoch_s")),
+              fmt_num(row.get("lr"), 3)) for row in rows])
 
     def _messages(self, model: RunModel) -> str:
         lines = []
@@ -410,7 +408,7 @@ class MonitorScreen(Screen[None]):
         self._set_text("#title", "No run followed: start one in Launch (F2) or open one from Runs (F4).")
         self.query_one("#progress", ProgressBar).update(total=100, progress=0)
         self._set_text("#messages", "")
-        self.query_one("#epochs", DataTable).clear()
+        self.query_one("#epochs", EpochTable).show([])
         self._draw_empty()
 
     def _draw_empty(self) -> None:

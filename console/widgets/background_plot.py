@@ -1,10 +1,11 @@
 """A plotext chart whose figure is built in a thread worker, off the UI thread.
 
-Building a plotext figure and decoding its ANSI text takes ~10 ms a chart on a 2-core machine; done in
-`render()` (as `PlotextPlot` does it) a key pressed meanwhile waits for every chart of the frame. Here the
-screen hands `draw()` a function of a data snapshot; a worker runs it on the chart's own plotext object, at the
-widget's size and theme, and `render()` shows the last text built. The UI thread never touches `plt`: the
-function is run again (in a worker) when the widget is resized or the theme changes.
+Building a plotext figure, decoding its ANSI text and cutting it into lines takes ~10 ms a chart on a 2-core
+machine; done in `render()` (as `PlotextPlot` does it) a key pressed meanwhile waits for every chart of the
+frame. Here the screen hands `draw()` a function of a data snapshot; a worker runs it on the chart's own
+plotext object at the widget's size and theme, and renders the text to lines; the widget shows the last lines
+built. The UI thread never touches `plt`: the function is run again (in a worker) when the widget is resized
+or the theme changes.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from rich.console import Console
 from rich.text import Text
 from textual import work
 from textual.geometry import Size
 from textual.message import Message
+from textual.strip import Strip
 from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
@@ -29,9 +32,9 @@ class BackgroundPlot(PlotextPlot):
     class Built(Message):
         """A figure built by the worker, for the request `key` (generation, size, theme)."""
 
-        def __init__(self, key: tuple[int, Size, str], text: Text) -> None:
+        def __init__(self, key: tuple[int, Size, str], text: Text, lines: list[Strip]) -> None:
             super().__init__()
-            self.key, self.text = key, text
+            self.key, self.text, self.lines = key, text, lines
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -40,6 +43,7 @@ class BackgroundPlot(PlotextPlot):
         self._requested: tuple[int, Size, str] | None = None  # the last build asked for
         self._shown: tuple[int, Size, str] | None = None  # the build render() shows
         self._text = Text()
+        self._lines: list[Strip] = []
         self._lock = threading.Lock()  # one build at a time on this chart's plotext object
 
     @property
@@ -78,17 +82,27 @@ class BackgroundPlot(PlotextPlot):
                 text = Text.from_ansi(plt.build())
             except Exception as exc:  # noqa: BLE001 - a figure plotext cannot draw: say so in its place
                 text = Text(f"chart not drawn: {exc}", style="red")
-        self.post_message(self.Built(key, text))
+        console = Console(width=size.width, height=size.height, color_system="truecolor", force_terminal=True)
+        lines = [Strip(line, size.width) for line in console.render_lines(text, pad=True, new_lines=False)]
+        self.post_message(self.Built(key, text, lines))
 
     def on_background_plot_built(self, message: Built) -> None:
         message.stop()
         if message.key == self._requested:  # an older build's text is never shown over a newer one
-            self._shown, self._text = message.key, message.text
+            self._shown, self._text, self._lines = message.key, message.text, message.lines
             self.refresh()
 
     def on_resize(self) -> None:
         self._request()
 
     def render(self) -> Text:
-        self._request()  # the theme changed (PlotextPlot refreshes then): rebuilt, the old text shown meanwhile
+        """The last figure built, as text."""
         return self._text
+
+    def render_line(self, y: int) -> Strip:
+        """A line of the last figure built (drawn for the size it was built at until the new one comes)."""
+        if y == 0:
+            self._request()  # the theme changed (PlotextPlot refreshes then): rebuilt, the old lines shown meanwhile
+        if y < len(self._lines):
+            return self._lines[y]
+        return Strip.blank(self.size.width, self.rich_style)

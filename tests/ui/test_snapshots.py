@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from textual.widgets import DataTable
+from textual.worker import WorkerCancelled
 
 from console.app import create_app
 from console.screens.monitor import MonitorScreen
@@ -34,7 +35,10 @@ async def _settle(pilot: Any, *, long_lived: bool = False) -> None:
     """Let workers finish (they may start others) and the screen repaint. Monitor's poller never finishes."""
     for _ in range(6):
         if not long_lived:
-            await pilot.app.workers.wait_for_complete()
+            try:
+                await pilot.app.workers.wait_for_complete()
+            except WorkerCancelled:  # an exclusive worker superseded by a newer one (the newer one is awaited next)
+                continue
         await pilot.pause(0.2)
     for _ in range(100):  # a DataTable sizes its columns for new rows when it next goes idle: wait for that,
         screen = pilot.app.screen  # and for the charts built in workers to be shown
