@@ -1,8 +1,8 @@
 """The Textual console: one app, six screens (Textual modes) over the same run folders as the CLI.
 
 `create_app` is the one factory: `imgcls-console` with no arguments and the UI tests both call it. The UI
-process never imports torch at start-up; screens that need it do their work in thread workers (imports
-happen there) or in child processes (training, through `engine.launch`).
+process never imports torch: Launch's previews and Evaluate's evaluations run in the compute process
+(console/compute.py), training in child processes of its own (`engine.launch`).
 """
 
 from __future__ import annotations

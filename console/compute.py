@@ -47,6 +47,7 @@ TORCH_MODULES = frozenset({"torch", "torchvision", "timm", "functorch"})  # neve
 PORTABLE_EXCEPTION_MODULES = ("builtins", "engine.errors")  # exception classes rebuilt as themselves in the UI
 NICENESS = 10  # the child's scheduling priority below the UI's and the training processes'
 STOP_WAIT_S = 2.0  # how long `stop` waits for the child to leave on its own before killing it
+CANCEL_POLL_S = 0.05  # how often a cancellable call looks at its cancel event while it waits
 
 
 class ComputeCrashed(EngineError):
@@ -92,23 +93,24 @@ class ComputeProcess:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
-    def call(self, target: str, *args: Any, progress: Callable[..., None] | None = None, retry: bool = False,
-             **kwargs: Any) -> Any:
+    def call(self, target: str, *args: Any, progress: Callable[..., None] | None = None,
+             cancel: threading.Event | None = None, retry: bool = False, **kwargs: Any) -> Any:
         """`module:function(*args, **kwargs)` run in the child; its result, or its exception raised here. With
         `progress`, the function gets a `progress` callback whose calls arrive here, in this thread. With
+        `cancel`, it gets a `cancel` event of its own, set in the child soon after this one is set here. With
         `retry` (calls without side effects), a call cut short by a crash runs once more on a new child."""
         try:
-            return self._call_once(target, args, kwargs, progress)
+            return self._call_once(target, args, kwargs, progress, cancel)
         except ComputeCrashed:
             if not retry:
                 raise
-            return self._call_once(target, args, kwargs, progress)
+            return self._call_once(target, args, kwargs, progress, cancel)
 
     def _call_once(self, target: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-                   progress: Callable[..., None] | None) -> Any:
+                   progress: Callable[..., None] | None, cancel: threading.Event | None) -> Any:
         request = next(self._ids)
-        message = pickle.dumps(("call", request, target, args, kwargs, progress is not None, dict(os.environ),
-                                _cwd()))
+        message = pickle.dumps(("call", request, target, args, kwargs, progress is not None, cancel is not None,
+                                dict(os.environ), _cwd()))
         answers: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         with self._lock:  # registered before the reader can see the child die: a crash always answers it
             child, notice = self._started()
@@ -121,8 +123,20 @@ class ComputeProcess:
                 child.conn.send_bytes(message)
         except OSError:
             pass  # the child is gone: its reader answers every pending call with the crash
+        cancel_sent = False
         while True:
-            kind, payload = answers.get()
+            watching = cancel is not None and not cancel_sent
+            try:
+                kind, payload = answers.get(timeout=CANCEL_POLL_S if watching else None)
+            except queue.Empty:
+                if cancel is not None and cancel.is_set():
+                    cancel_sent = True
+                    try:
+                        with child.send_lock:
+                            child.conn.send_bytes(pickle.dumps(("cancel", request)))
+                    except OSError:
+                        pass  # the child is gone: its reader answers the call with the crash
+                continue
             if kind == "progress" and progress is not None:
                 progress(*payload)
             elif kind == "done":
@@ -273,14 +287,23 @@ def serve(fd: int) -> None:
     conn = Connection(fd)
     send_lock = threading.Lock()
     applied = dict(os.environ)
+    cancels: dict[int, threading.Event] = {}  # the cancel events of the calls running (request -> event)
     while True:
         try:
-            _, request, target, args, kwargs, wants_progress, env, cwd = pickle.loads(conn.recv_bytes())
+            message = pickle.loads(conn.recv_bytes())
         except (EOFError, OSError):
             os._exit(0)  # no interpreter teardown: torch's takes seconds, and nothing here needs saving
+        if message[0] == "cancel":
+            event = cancels.get(message[1])
+            if event is not None:
+                event.set()
+            continue
+        _, request, target, args, kwargs, wants_progress, wants_cancel, env, cwd = message
         applied = _follow_context(applied, env, cwd)
-        threading.Thread(target=_run_call, args=(conn, send_lock, request, target, args, kwargs, wants_progress),
-                         daemon=True).start()
+        if wants_cancel:
+            kwargs = {**kwargs, "cancel": cancels.setdefault(request, threading.Event())}
+        threading.Thread(target=_run_call, args=(conn, send_lock, request, target, args, kwargs, wants_progress,
+                                                 cancels), daemon=True).start()
 
 
 def _follow_context(applied: dict[str, str], env: dict[str, str], cwd: str) -> dict[str, str]:
@@ -299,8 +322,8 @@ def _follow_context(applied: dict[str, str], env: dict[str, str], cwd: str) -> d
 
 
 def _run_call(conn: Connection, send_lock: threading.Lock, request: int, target: str, args: tuple[Any, ...],
-              kwargs: dict[str, Any], wants_progress: bool) -> None:
-    """Run one call and send its answer (and its progress on the way)."""
+              kwargs: dict[str, Any], wants_progress: bool, cancels: dict[int, threading.Event]) -> None:
+    """Run one call and send its answer (and its progress on the way); forget its cancel event after."""
 
     def send(kind: str, payload: Any) -> None:
         try:
@@ -321,6 +344,8 @@ def _run_call(conn: Connection, send_lock: threading.Lock, request: int, target:
         send("failed", portable_exception(exc))
     else:
         send("done", result)
+    finally:
+        cancels.pop(request, None)
 
 
 def portable_exception(exc: BaseException) -> BaseException:
@@ -397,3 +422,27 @@ def share_composition(experiment: str, overrides: list[str], *, preset: str | No
     export.parent.mkdir(parents=True, exist_ok=True)
     export.write_text(resolved_yaml(config), encoding="utf-8")
     return f"wrote {export}"
+
+
+# --- what the Presets screen runs here (composing an experiment checks its model and augmentations: torch) ------
+
+def validate_preset(path: Path, kind: str | None) -> str:
+    """The kind of the valid preset file `path` (engine.presets.validate_file); its error otherwise."""
+    from engine.presets import validate_file
+
+    return validate_file(path, kind)[0]
+
+
+def preset_export_text(kind: str, path: Path, file_name: str | None) -> str:
+    """What the Presets screen's export writes (as `presets export`): an experiment fully resolved, a sweep with the
+    presets it names, any other preset as written."""
+    if kind == "experiment":
+        from engine.presets import resolve_experiment, resolved_yaml
+
+        return resolved_yaml(resolve_experiment(str(path)))
+    if kind == "sweep":
+        from engine.sweep_bundle import export_sweep
+
+        return export_sweep(str(path), file_name=file_name)
+    return path.read_text(encoding="utf-8")
+

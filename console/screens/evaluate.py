@@ -3,8 +3,9 @@
 Left: runs and k-fold groups expandable to their checkpoints (space picks; `all` and groups allowed), the split,
 TTA, how members and views are combined, greedy selection. Right: progress (cancellable), accuracy and loss,
 per-class precision/recall/F1, the confusion heatmap and most-confused pairs, the most confidently wrong images,
-and the members with the greedy steps. The evaluation runs in a thread worker through the same engine functions
-as `imgcls-console eval` / `ensemble`, so it reads and writes the same prediction cache and evals/ records.
+and the members with the greedy steps. The evaluation runs in the console's compute process (console/compute.py,
+waited for by a thread worker) through the same engine functions as `imgcls-console eval` / `ensemble`, so it
+reads and writes the same prediction cache and evals/ records; the UI process never imports torch.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from textual.containers import Horizontal, ItemGrid, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import (
-    Button, Checkbox, DataTable, Footer, Header, Input, Label, ProgressBar, Select, Static, TabbedContent, TabPane,
+    Button, Checkbox, DataTable, Footer, Input, Label, ProgressBar, Select, Static, TabbedContent, TabPane,
 )
 
+from console.evaluation import EvalOutcome, EvalRequest
 from console.screens.evaluate_parts import (
-    CatalogGroup, CatalogRun, CheckpointTree, EvalOutcome, EvalRequest, confusion_heatmap, greedy_table,
-    load_catalog, members_table, num, pct, run_evaluation,
+    CatalogGroup, CatalogRun, CheckpointTree, confusion_heatmap, greedy_table, load_catalog, members_table, num,
+    pct,
 )
 from console.widgets.nav import NavBar
 from engine.errors import Cancelled, EngineError
@@ -290,9 +292,13 @@ class EvaluateScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="evaluate")
     def _evaluate(self, request: EvalRequest, progress: Progress) -> None:
-        """Run the evaluation (worker thread) and post its outcome, failure or cancellation."""
+        """Run the evaluation in the compute process (this worker thread waits for it, passing on its progress
+        and the cancel flag) and post its outcome, failure or cancellation."""
+        from console.compute import shared
+
         try:
-            outcome = run_evaluation(request, progress)
+            outcome = shared().call("console.evaluation:evaluate", request, progress=progress.callback,
+                                    cancel=progress.cancel)
         except Cancelled:
             self.post_message(EvalStopped("Cancelled: nothing was saved for this evaluation.", cancelled=True))
         except EngineError as exc:

@@ -1,9 +1,9 @@
-"""Pieces of the Evaluate screen: the run/checkpoint catalog, the checkbox tree, the confusion heatmap, the
-pictures of wrong images, and the evaluation itself (run in a thread worker; torch is imported there only)."""
+"""Pieces of the Evaluate screen: the run/checkpoint catalog, the checkbox tree, the confusion heatmap and the
+members' and greedy steps' tables (the evaluation itself runs in the compute process: console/evaluation.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +16,10 @@ from textual.message import Message
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from engine.progress import Progress
+from console.evaluation import short as _short
 
 PICKED_MARK, UNPICKED_MARK = "●", "○"
 ALL_CHECKPOINTS = "all"  # `RUN:all` (engine.members.ALL_CHECKPOINTS; that module imports torch)
-PICTURE_WIDTH = 16  # columns of one wrong-image picture (half-block pixels: 2 image rows per line)
-PICTURES_SHOWN = 12
 # viridis stops: dark for 0, yellow for 1; readable on dark and light themes
 HEAT_STOPS = [(0.0, (38, 16, 60)), (0.25, (59, 82, 139)), (0.5, (33, 145, 140)), (0.75, (94, 201, 98)),
               (1.0, (253, 231, 37))]
@@ -163,11 +161,6 @@ def _heat_colour(value: float) -> Color:
     return Color.from_rgb(*HEAT_STOPS[-1][1])
 
 
-def _short(name: str, width: int) -> str:
-    """`name` cut to `width` characters with an ellipsis."""
-    return name if len(name) <= width else name[: width - 1] + "…"
-
-
 def confusion_heatmap(matrix: list[list[int]], classes: list[str]) -> Table:
     """The confusion matrix as a table of counts on backgrounds scaled by the row-normalised value (row = true
     class, column = predicted)."""
@@ -223,73 +216,3 @@ def greedy_table(greedy: dict[str, Any]) -> Table:
     for index, step in enumerate(greedy.get("trace", []), 1):
         table.add_row(str(index), pct(step["accuracy"]), num(step["loss"]), step["added"])
     return table
-
-
-def mistake_pictures(images: Any, mistakes: list[dict[str, Any]]) -> list[tuple[Any, str]]:
-    """(picture, caption) for each wrong image: uint8 (K, C, H, W) numpy images drawn with rich-pixels."""
-    from PIL import Image
-    from rich_pixels import Pixels
-
-    pictures = []
-    for image, mistake in zip(images, mistakes):
-        array = image[0] if image.shape[0] == 1 else image[:3].transpose(1, 2, 0)
-        picture = Image.fromarray(array, mode="L" if image.shape[0] == 1 else "RGB").convert("RGB")
-        height = max(2, round(PICTURE_WIDTH * picture.height / picture.width / 2) * 2)
-        resample = Image.Resampling.NEAREST if picture.width < PICTURE_WIDTH else Image.Resampling.LANCZOS
-        picture = picture.resize((PICTURE_WIDTH, min(height, 2 * PICTURE_WIDTH)), resample)
-        caption = (f"{_short(mistake['true'], 6)}→{_short(mistake['predicted'], 6)} "
-                   f"{100 * mistake['confidence']:.0f}%")
-        pictures.append((Pixels.from_image(picture), caption))
-    return pictures
-
-
-# ---------------------------------------------------------------- the evaluation (worker side)
-
-
-@dataclass(frozen=True)
-class EvalRequest:
-    """What to evaluate, as picked on the screen."""
-
-    runs_root: Path
-    refs: list[str]
-    split: str
-    tta: str | None      # None: each run's eval.tta
-    combine: str | None  # None: the first run's eval.combine
-    greedy: bool
-
-
-@dataclass
-class EvalOutcome:
-    """An evaluation record (engine's), with the notes, warnings and wrong-image pictures to show."""
-
-    result: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    pictures: list[tuple[Any, str]] = field(default_factory=list)
-
-
-def run_evaluation(request: EvalRequest, progress: Progress) -> EvalOutcome:
-    """Resolve the references and evaluate them (one checkpoint, or an ensemble) with the engine functions the
-    CLI uses (so the same evals/ records and prediction cache); then draw the most confidently wrong images.
-    Runs in a thread worker: torch is imported here."""
-    from engine.ensemble import evaluate_checkpoint, evaluate_ensemble
-    from engine.errors import RunError
-    from engine.members import EvalOptions, resolve_refs
-
-    refs, notes = resolve_refs(request.runs_root, request.refs)
-    if not refs:
-        raise RunError("nothing to evaluate: pick a run or a checkpoint")
-    options = EvalOptions(split=request.split, tta=request.tta)
-    if len(refs) == 1 and not request.greedy:
-        result = evaluate_checkpoint(refs[0], options, request.combine, progress=progress)
-    else:
-        result = evaluate_ensemble(refs, options, request.combine, out_dir=request.runs_root / "ensembles",
-                                   greedy_split="val" if request.greedy else None, progress=progress)
-    progress.report("drawing the wrong images", 0, 1)
-    mistakes = (result.get("confident_mistakes") or [])[:PICTURES_SHOWN]
-    from engine.inference import split_images
-
-    images, _ = split_images(refs[0], options, [m["position"] for m in mistakes])
-    pictures = mistake_pictures(images.numpy(), mistakes)
-    progress.report("done", 1, 1)
-    return EvalOutcome(result, notes, list(progress.warnings), pictures)

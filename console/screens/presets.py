@@ -1,7 +1,8 @@
 """The Presets screen: browse presets by kind, read their YAML, validate, import, export, launch experiments.
 
-The preset files are listed and read in thread workers; validating or exporting an experiment composes it
-(model and augmentation checks import torch), so that always runs in a worker too.
+The preset files are listed and read in thread workers; validating, importing or exporting an experiment composes
+it (model and augmentation checks import torch), so that runs in the console's compute process (console/compute.py),
+waited for by a worker: the UI process never imports torch.
 """
 
 from __future__ import annotations
@@ -65,20 +66,6 @@ def one_line(exc: BaseException) -> str:
     text = str(exc) if isinstance(exc, (EngineError, OSError)) else f"{type(exc).__name__}: {exc}"
     text = text.replace(' in "<unicode string>",', "")  # the parser's name for the text it was given
     return " ".join(line.strip() for line in text.splitlines() if line.strip() not in ("", "^"))
-
-
-def export_text(info: PresetInfo, out: Path | None = None) -> str:
-    """What `export` writes: an experiment fully resolved and a sweep with the presets it names (as `presets
-    export`), any other preset as written."""
-    if info.kind == "experiment":
-        from engine.presets import resolve_experiment, resolved_yaml
-
-        return resolved_yaml(resolve_experiment(str(info.path)))
-    if info.kind == "sweep":
-        from engine.sweep_bundle import export_sweep
-
-        return export_sweep(str(info.path), file_name=out.name if out else None)
-    return info.path.read_text(encoding="utf-8")
 
 
 class PresetsScreen(Screen[None]):
@@ -279,11 +266,11 @@ class PresetsScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="presets-action")
     def _validate(self, info: PresetInfo) -> None:
-        """Worker: engine.presets.validate_file -> OK or the one-line error."""
-        from engine.presets import validate_file
+        """Worker: engine.presets.validate_file (in the compute process) -> OK or the one-line error."""
+        from console.compute import shared
 
         try:
-            kind, _ = validate_file(info.path, info.kind)
+            kind = shared().call("console.compute:validate_preset", info.path, info.kind, retry=True)
         except Exception as exc:
             self.post_message(PresetResult(one_line(exc), ok=False))
             return
@@ -318,14 +305,14 @@ class PresetsScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="presets-action")
     def _import(self, path: Path) -> None:
-        """Worker: engine.presets.import_preset, then show the imported preset."""
+        """Worker: engine.presets.import_preset (in the compute process), then show the imported preset."""
+        from console.compute import shared
         from engine.errors import ConfigError
-        from engine.presets import import_preset
 
         try:
             if not path.is_file():
                 raise ConfigError(f"{path}: no such file")
-            target = import_preset(path)
+            target = shared().call("engine.presets:import_preset", path)
         except Exception as exc:
             self.post_message(PresetResult(one_line(exc), ok=False))
             return
@@ -342,10 +329,11 @@ class PresetsScreen(Screen[None]):
     @work(thread=True, exit_on_error=False, exclusive=True, group="presets-action")
     def _export(self, info: PresetInfo, out: Path) -> None:
         """Worker: write what `presets export` writes for this preset."""
+        from console.compute import shared
         from engine.runs import atomic_write_text
 
         try:
-            text = export_text(info, out)
+            text = shared().call("console.compute:preset_export_text", info.kind, info.path, out.name, retry=True)
             out.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out, text)
         except Exception as exc:

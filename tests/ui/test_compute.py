@@ -177,6 +177,60 @@ def test_launch_previews_keep_torch_out_of_the_ui_process_and_its_exit_ends_the_
     assert report["child"] is not None and gone(report["child"])  # left with os._exit: no orphan
 
 
+# A fresh UI process: open Evaluate on a trained run, evaluate its best checkpoint; validate the quickstart
+# experiment in Presets (composing it checks the model: torch); report what was shown, torch and memory.
+EVALUATE_PROCESS = """
+import asyncio, json, sys
+import psutil
+from console.app import create_app
+from console.cli import end_at_once
+
+async def main():
+    app = create_app(sys.argv[1], mode="evaluate")
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.evaluate_refs([sys.argv[2] + ":best"])
+        await pilot.pause()
+        screen = app.screen
+        await pilot.press("r")
+        for _ in range(2400):
+            if screen.outcome is not None or "failed" in str(screen.query_one("#eval-stage").content):
+                break
+            await pilot.pause(0.05)
+        report = {"accuracy": screen.outcome.result["accuracy"] if screen.outcome else None,
+                  "summary": str(screen.query_one("#eval-summary").content),
+                  "pictures": len(screen.query(".wrong-cell"))}
+        app.show_preset("experiment", "quickstart")
+        await pilot.pause()
+        presets = app.screen
+        for _ in range(400):
+            if presets.current is not None:
+                break
+            await pilot.pause(0.05)
+        await pilot.press("v")
+        for _ in range(2400):
+            result = str(presets.query_one("#presets-result").content)
+            if result.startswith(("OK", "invalid", "Error")) or "error" in presets.query_one("#presets-result").classes:
+                break
+            await pilot.pause(0.05)
+        return {**report, "validated": result, "torch": "torch" in sys.modules,
+                "rss_mb": psutil.Process().memory_info().rss / 2**20}
+
+print(json.dumps(asyncio.run(main())), flush=True)
+end_at_once(0)
+"""
+
+
+def test_evaluate_and_preset_validation_keep_torch_out_of_the_ui_process(trained_run: Path, runs_root: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", EVALUATE_PROCESS, str(runs_root), trained_run.name], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["accuracy"] is not None and f"{100 * report['accuracy']:.2f}%" in report["summary"], report
+    assert report["pictures"] > 0  # the wrong images came back drawn, across the process boundary
+    assert report["validated"].startswith("OK: ") and "valid experiment preset" in report["validated"], report
+    assert report["torch"] is False and report["rss_mb"] < 300, report
+
+
 def test_a_ui_process_killed_outright_takes_its_child_along(isolated_dirs: Path) -> None:
     code = ("import sys; from console.compute import shared; shared().call('os:getpid'); "
             "print(shared().pid, flush=True); sys.stdin.readline()")
