@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,13 @@ from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
-from textual_plotext import PlotextPlot
 
 from console.screens.run_rows import (
     COLUMNS, KFOLD, Comparison, RunRow, build_comparison, cell_texts, filter_rows, load_rows, sort_rows,
 )
 from console.screens.launch_composition import field_override
 from console.screens.runs_dialogs import ConfirmDialog, NoteDialog, PathDialog
+from console.widgets.background_plot import BackgroundPlot
 from console.widgets.nav import NavBar
 from engine.annotations import Annotations
 from engine.errors import EngineError
@@ -135,8 +136,8 @@ class RunsScreen(Screen[None]):
         with TabbedContent(id="runs-compare"):
             with TabPane("Curves", id="compare-curves"):
                 with Horizontal(id="runs-charts"):
-                    yield PlotextPlot(id="runs-acc")
-                    yield PlotextPlot(id="runs-loss")
+                    yield BackgroundPlot(id="runs-acc")
+                    yield BackgroundPlot(id="runs-loss")
             with TabPane("Config diff", id="compare-diff"):
                 yield DataTable(id="runs-diff", cursor_type="row", zebra_stripes=True)
         yield Footer()
@@ -374,30 +375,11 @@ class RunsScreen(Screen[None]):
             self._say("not compared: " + "; ".join(comparison.skipped), error=True)
 
     def _draw_curves(self, comparison: Comparison) -> None:
-        """One colour per run: val accuracy on the left; train (dots) and val (line) loss on the right."""
-        accuracy = self.query_one("#runs-acc", PlotextPlot)
-        loss = self.query_one("#runs-loss", PlotextPlot)
-        for plot, title in ((accuracy, "val accuracy"), (loss, "loss (train: dots, val: line)")):
-            plot.plt.clear_figure()
-            plot.plt.title(title)
-            plot.plt.xlabel("epoch")
-        for index, curve in enumerate(comparison.curves):
-            color = CHART_COLORS[index % len(CHART_COLORS)]
-            for plot, ys, label, marker in (
-                    (accuracy, curve.val_acc, curve.label, "braille"),
-                    (loss, curve.val_loss, f"{curve.label} val", "braille"),
-                    (loss, curve.train_loss, f"{curve.label} train", "dot")):
-                points = [(x, y) for x, y in zip(curve.epochs, ys) if y is not None]
-                if points:
-                    plot.plt.plot([p[0] for p in points], [p[1] for p in points], label=label, color=color,
-                                  marker=marker)
-        epochs = sorted({e for curve in comparison.curves for e in curve.epochs})
-        if 1 < len(epochs) <= 12:  # whole epochs on the axis, not 1.25
-            for plot in (accuracy, loss):
-                plot.plt.xticks(epochs)
+        """One colour per run: val accuracy on the left; train (dots) and val (line) loss on the right (built in
+        workers from this comparison, which is never changed: another selection makes a new one)."""
+        self.query_one("#runs-acc", BackgroundPlot).draw(partial(draw_overlay, comparison=comparison, loss=False))
+        self.query_one("#runs-loss", BackgroundPlot).draw(partial(draw_overlay, comparison=comparison, loss=True))
         self.overlay_labels = [c.label for c in comparison.curves if any(v is not None for v in c.val_acc)]
-        accuracy.refresh()
-        loss.refresh()
 
     def _fill_diff(self, comparison: Comparison) -> None:
         """The config keys that differ, one column per run."""
@@ -618,3 +600,21 @@ def _delete_refusal(row: RunRow, runs_root: Path) -> str:
         except EngineError:
             pass
     return ""
+
+
+def draw_overlay(plt: Any, comparison: Comparison, loss: bool) -> None:
+    """The compared runs' val accuracy (`loss` False), or their train (dots) and val (line) loss, one colour each."""
+    plt.clear_figure()
+    plt.title("loss (train: dots, val: line)" if loss else "val accuracy")
+    plt.xlabel("epoch")
+    for index, curve in enumerate(comparison.curves):
+        color = CHART_COLORS[index % len(CHART_COLORS)]
+        series = ([(curve.val_loss, f"{curve.label} val", "braille"), (curve.train_loss, f"{curve.label} train", "dot")]
+                  if loss else [(curve.val_acc, curve.label, "braille")])
+        for ys, label, marker in series:
+            points = [(x, y) for x, y in zip(curve.epochs, ys) if y is not None]
+            if points:
+                plt.plot([p[0] for p in points], [p[1] for p in points], label=label, color=color, marker=marker)
+    epochs = sorted({e for curve in comparison.curves for e in curve.epochs})
+    if 1 < len(epochs) <= 12:  # whole epochs on the axis, not 1.25
+        plt.xticks(epochs)

@@ -9,6 +9,7 @@ with r there, so TTA and the combine rule can be chosen first).
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, OptionList, Static
 from textual.widgets.option_list import Option
-from textual_plotext import PlotextPlot
 
 from console.fmt import NO_VALUE, fmt_fixed, fmt_pct
+from console.widgets.background_plot import BackgroundPlot
 from console.widgets.nav import NavBar
 from engine.errors import EngineError
 from engine.sweep_view import SweepReader, SweepView, compact_params
@@ -101,7 +102,7 @@ class SweepsScreen(Screen[None]):
             yield Static("reading the sweeps …", id="sweeps-title")
             yield DataTable(id="sweeps-trials", cursor_type="row", zebra_stripes=True)
             yield Static(LEGEND, id="sweeps-legend")
-            yield PlotextPlot(id="sweeps-chart")
+            yield BackgroundPlot(id="sweeps-chart")
             yield Static("", id="sweeps-detail", markup=False)
             yield Static("", id="sweeps-error", markup=False)
         yield Footer()
@@ -272,9 +273,7 @@ class SweepsScreen(Screen[None]):
         self.query_one("#sweeps-title", Static).update(Text(text))
         self.query_one("#sweeps-trials", DataTable).clear(columns=True)
         self.query_one("#sweeps-detail", Static).update("")
-        chart = self.query_one("#sweeps-chart", PlotextPlot)
-        chart.plt.clear_figure()
-        chart.refresh()
+        self.query_one("#sweeps-chart", BackgroundPlot).draw(lambda plt: plt.clear_figure())
         self._shown = None
         self.refresh_bindings()
 
@@ -296,30 +295,9 @@ class SweepsScreen(Screen[None]):
             table.move_cursor(row=table.get_row_index(str(kept["trial"])))
 
     def _draw_chart(self, view: SweepView) -> None:
-        """Each complete trial's metric (and each pruned one's last) by trial number; the running best as a line."""
-        chart = self.query_one("#sweeps-chart", PlotextPlot)
-        plt = chart.plt
-        plt.clear_figure()
-        scale = 100.0 if view.metric.endswith("acc") else 1.0
-        plt.title(f"{view.metric.replace('_', ' ')}{' %' if scale == 100 else ''} by trial")
-        plt.xlabel("trial")
-        best = view.best_so_far()
-        if best:  # one marker resolution for all series (braille lines would sit off the points' cells)
-            xs, ys = _steps(best)
-            plt.plot(xs, [scale * y for y in ys], color="cyan", marker="•")
-        for state, color in (("pruned", "orange"), ("complete", "green")):
-            points = view.points(state)
-            if points:
-                plt.scatter([x for x, _ in points], [scale * y for _, y in points], color=color, marker="●")
-        numbers = [row["trial"] for row in view.ranked]
-        if numbers and len(numbers) <= 20:
-            plt.xticks(sorted(numbers))
-        values = sorted({round(scale * y, 2) for state in ("pruned", "complete") for _, y in view.points(state)})
-        if values and len(values) <= 6:  # few values: label the rows the points are on, not rows between them
-            plt.yticks(values)
-            if values[0] == values[-1]:  # all equal: plotext's own range put them on a row labelled otherwise
-                plt.ylim(values[0] - 1, values[0] + 1)
-        chart.refresh()
+        """Each complete trial's metric (and each pruned one's last) by trial number; the running best as a line
+        (built in a worker from this view, which is never changed: a refresh makes a new one)."""
+        self.query_one("#sweeps-chart", BackgroundPlot).draw(partial(draw_sweep_chart, view=view))
 
     # ---------------------------------------------------------------- the highlighted trial
 
@@ -389,6 +367,30 @@ class SweepsScreen(Screen[None]):
         error = self.query_one("#sweeps-error", Static)
         error.update(text)
         error.display = bool(text)
+
+
+def draw_sweep_chart(plt: Any, view: SweepView) -> None:
+    """Each complete trial's metric (and each pruned one's last) by trial number; the running best as a line."""
+    plt.clear_figure()
+    scale = 100.0 if view.metric.endswith("acc") else 1.0
+    plt.title(f"{view.metric.replace('_', ' ')}{' %' if scale == 100 else ''} by trial")
+    plt.xlabel("trial")
+    best = view.best_so_far()
+    if best:  # one marker resolution for all series (braille lines would sit off the points' cells)
+        xs, ys = _steps(best)
+        plt.plot(xs, [scale * y for y in ys], color="cyan", marker="•")
+    for state, color in (("pruned", "orange"), ("complete", "green")):
+        points = view.points(state)
+        if points:
+            plt.scatter([x for x, _ in points], [scale * y for _, y in points], color=color, marker="●")
+    numbers = [row["trial"] for row in view.ranked]
+    if numbers and len(numbers) <= 20:
+        plt.xticks(sorted(numbers))
+    values = sorted({round(scale * y, 2) for state in ("pruned", "complete") for _, y in view.points(state)})
+    if values and len(values) <= 6:  # few values: label the rows the points are on, not rows between them
+        plt.yticks(values)
+        if values[0] == values[-1]:  # all equal: plotext's own range put them on a row labelled otherwise
+            plt.ylim(values[0] - 1, values[0] + 1)
 
 
 def _steps(points: list[tuple[int, float]]) -> tuple[list[float], list[float]]:

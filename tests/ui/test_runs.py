@@ -11,13 +11,13 @@ from pathlib import Path
 import yaml
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
-from textual_plotext import PlotextPlot
 from typer.testing import CliRunner
 
 from console.app import ConsoleApp, create_app
 from console.cli import app as cli_app
 from console.screens.runs import RunsScreen
 from console.screens.runs_dialogs import ConfirmDialog, NoteDialog, PathDialog
+from console.widgets.background_plot import BackgroundPlot
 from engine.annotations import read_annotations
 from engine.runs import write_status
 
@@ -127,7 +127,9 @@ async def check_comparison(screen: RunsScreen, pilot: Pilot) -> None:
     await pilot.pause()
     assert compare.display
     assert sorted(screen.overlay_labels) == ["quickstart", "quickstart-b"]
-    chart = screen.query_one("#runs-acc", PlotextPlot).render().plain  # type: ignore[union-attr]
+    plot = screen.query_one("#runs-acc", BackgroundPlot)
+    await wait_for(pilot, lambda: not plot.pending)  # the overlay is built in a worker
+    chart = plot.render().plain
     assert "quickstart" in chart and "quickstart-b" in chart and "val accuracy" in chart
     assert "optim.lr" in screen.diff_keys and "train.seed" in screen.diff_keys
     assert not {"train.epochs", "model.name", "data.source", "name"} & set(screen.diff_keys)

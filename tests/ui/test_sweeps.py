@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, OptionList, Static
-from textual_plotext import PlotextPlot
 
 from conftest import write
 from console.app import ConsoleApp, create_app
 from console.screens.evaluate import EvaluateScreen
 from console.screens.monitor import MonitorScreen
 from console.screens.sweeps import SweepsScreen
+from console.widgets.background_plot import BackgroundPlot
 from engine.sweep import create_study, known_sweeps, load_spec, open_named, open_storage, storage_url, summary
 from engine.sweep_trials import run_sweep
 
@@ -97,8 +97,8 @@ def test_lists_ranks_and_charts_the_sweep_then_opens_monitor_and_evaluate(sweep_
             assert rows[0][0] == "1 ★" and [row[2] for row in rows] == ["complete", "complete"]
             assert [row[6] for row in rows] == [Path(r["run_dir"]).name for r in ranked]
             assert rows[0][5] == f"lr={ranked[0]['params']['optim.lr']}"
-            chart = screen.query_one("#sweeps-chart", PlotextPlot)
-            assert chart.render().plain.count("●") == 2  # one point per complete trial
+            chart = screen.query_one("#sweeps-chart", BackgroundPlot)
+            await wait_for(pilot, lambda: chart.render().plain.count("●") == 2)  # one point per complete trial
 
             await pilot.press("down", "m")  # the second-ranked trial in Monitor
             await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen))
@@ -132,7 +132,8 @@ def test_a_trial_finished_by_another_worker_shows_after_a_refresh(sweep_root: Pa
             assert "3/3 done" in str(screen.query_one("#sweeps-list", OptionList).get_option_at_index(0).prompt)
             best = next(row for row in grown["ranked"] if row["best"])
             assert table_rows(screen)[0][1] == str(best["trial"])
-            assert screen.query_one("#sweeps-chart", PlotextPlot).render().plain.count("●") == 3
+            chart = screen.query_one("#sweeps-chart", BackgroundPlot)
+            await wait_for(pilot, lambda: chart.render().plain.count("●") == 3)
 
     asyncio.run(main())
 
