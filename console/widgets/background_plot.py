@@ -23,6 +23,7 @@ from textual.strip import Strip
 from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
+HIDDEN_SIZE = Size(40, 10)  # what a chart not on screen yet is built at (its figure is ready; a resize redraws)
 Draw = Callable[[Any], None]  # draws a whole figure on a plotext `plt` (starting with plt.clear_figure())
 
 
@@ -62,7 +63,7 @@ class BackgroundPlot(PlotextPlot):
 
     def _request(self) -> None:
         key = self._key()
-        if self._draw is None or key == self._requested or not self.size.area:
+        if self._draw is None or key == self._requested:
             return
         self._requested = key
         self._build(self._draw, key)
@@ -73,6 +74,8 @@ class BackgroundPlot(PlotextPlot):
             if get_current_worker().is_cancelled:  # a newer request came while the previous build ran
                 return
             _, size, theme = key
+            if not size.area:  # not laid out (a hidden tab): drawn at a nominal size, again when shown
+                size = HIDDEN_SIZE
             plt = self.plt
             try:
                 fn(plt)

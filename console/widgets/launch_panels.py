@@ -6,6 +6,7 @@ Each panel only shows what it is given (the screen computes it in thread workers
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 from rich.columns import Columns
@@ -14,9 +15,9 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Static
-from textual_plotext import PlotextPlot
 
 from console.fmt import fmt_count
+from console.widgets.background_plot import BackgroundPlot
 from engine.preview import DataSummary, ModelCost, SchedulePreview
 
 SAMPLE_PIXELS = 16  # sample images are drawn 16 px wide: 16 columns x 8 rows
@@ -47,7 +48,7 @@ class SchedulePanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("waiting for the composition…", id="schedule-info", markup=False)
-        yield PlotextPlot(id="schedule-plot")
+        yield BackgroundPlot(id="schedule-plot")
         yield Static("", id="schedule-notes", markup=False)
 
     def show(self, preview: SchedulePreview, schedule_name: str, peak_lr: float) -> None:
@@ -58,15 +59,8 @@ class SchedulePanel(Vertical):
         info.update(f"{schedule_name}: {epochs} epochs × {preview.steps_per_epoch} steps, peak lr {peak_lr:g}")
         drawn = thin_series(preview.series)
         self.points = len(drawn)
-        plot = self.query_one("#schedule-plot", PlotextPlot)
-        plt = plot.plt
-        plt.clear_figure()
-        plt.plot([x + 1 for x, _ in drawn], [y for _, y in drawn], marker="braille", color="cyan")
-        for drop in preview.drops:
-            plt.vline(drop + 1, "red")
-        plt.xlabel("epoch")
-        plt.ylabel("lr")
-        plot.refresh()
+        self.query_one("#schedule-plot", BackgroundPlot).draw(partial(_draw_schedule, drawn=drawn,
+                                                                      drops=list(preview.drops)))
         notes = []
         if preview.drops:
             notes.append("lr drops at the start of epochs: " + ", ".join(f"{d + 1:g}" for d in preview.drops))
@@ -82,9 +76,7 @@ class SchedulePanel(Vertical):
         info.set_class(error, "error")
         info.update(text)
         self.points = 0
-        plot = self.query_one("#schedule-plot", PlotextPlot)
-        plot.plt.clear_figure()
-        plot.refresh()
+        self.query_one("#schedule-plot", BackgroundPlot).draw(_clear)
         self.query_one("#schedule-notes", Static).update("")
 
 
@@ -101,7 +93,7 @@ class DataPanel(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         yield Static("waiting for the composition…", id="data-info", markup=False)
-        yield PlotextPlot(id="data-histogram")
+        yield BackgroundPlot(id="data-histogram")
         yield Static("", id="data-samples")
 
     def show(self, summary: DataSummary, samples: list[tuple[str, RenderableType]]) -> None:
@@ -126,25 +118,15 @@ class DataPanel(VerticalScroll):
         self.query_one("#data-samples", Static).update(columns)
 
     def _draw_histogram(self, summary: DataSummary) -> None:
-        plot = self.query_one("#data-histogram", PlotextPlot)
-        plt = plot.plt
-        plt.clear_figure()
-        train = summary.counts.get("train", [])
-        if summary.num_classes <= 20:
-            plt.bar(summary.classes, train, color="cyan", width=0.3)
-        else:  # too many names for the axis: class indices
-            plt.bar(list(range(summary.num_classes)), train, color="cyan", width=1)
-        plt.title("training images per class")
-        plot.refresh()
+        self.query_one("#data-histogram", BackgroundPlot).draw(partial(
+            _draw_histogram, classes=list(summary.classes), train=list(summary.counts.get("train", []))))
 
     def show_message(self, text: str, *, error: bool = False) -> None:
         """No data: say why."""
         info = self.query_one("#data-info", Static)
         info.set_class(error, "error")
         info.update(text)
-        plot = self.query_one("#data-histogram", PlotextPlot)
-        plot.plt.clear_figure()
-        plot.refresh()
+        self.query_one("#data-histogram", BackgroundPlot).draw(_clear)
         self.query_one("#data-samples", Static).update("")
 
 
@@ -165,7 +147,7 @@ class LrFinderPanel(Vertical):
         yield Static("ctrl+l runs the LR range test on this composition (a few hundred steps, not saved)",
                      id="lrfind-info", markup=False)
         yield ProgressBar(total=100, id="lrfind-progress", show_eta=False)  # shown once a test runs
-        yield PlotextPlot(id="lrfind-plot")
+        yield BackgroundPlot(id="lrfind-plot")
         with Horizontal(id="lrfind-buttons"):
             yield Button("Run (ctrl+l)", id="lrfind-run", action="screen.lr_find", compact=True)
             yield Button("Apply (ctrl+g)", id="lrfind-apply", action="screen.apply_lr", compact=True,
@@ -182,16 +164,9 @@ class LrFinderPanel(Vertical):
 
     def show_result(self, series: list[dict[str, float]], suggestion: float | None, steps: int) -> None:
         """Smoothed loss against LR (log scale), the suggestion marked."""
-        plot = self.query_one("#lrfind-plot", PlotextPlot)
-        plt = plot.plt
-        plt.clear_figure()
-        finite = [p for p in series if math.isfinite(p["smoothed"])]
-        plt.plot([math.log10(p["lr"]) for p in finite], [p["smoothed"] for p in finite], marker="braille")
-        if suggestion:
-            plt.vline(math.log10(suggestion), "green")
-        plt.xlabel("log10 lr")
-        plt.ylabel("smoothed loss")
-        plot.refresh()
+        finite = [(math.log10(p["lr"]), p["smoothed"]) for p in series if math.isfinite(p["smoothed"])]
+        self.query_one("#lrfind-plot", BackgroundPlot).draw(partial(
+            _draw_lr_finder, points=finite, suggestion=math.log10(suggestion) if suggestion else None))
         self.query_one("#lrfind-progress", ProgressBar).update(total=steps, progress=steps)
         stopped = f" (stopped after {len(series)} of {steps} steps: the loss blew up)" if len(series) < steps else ""
         text = (f"suggested lr {suggestion:.3g}: ctrl+g applies it to optim.lr{stopped}" if suggestion
@@ -272,3 +247,40 @@ class SharePanel(Vertical):
         status = self.query_one("#share-status", Static)
         status.set_class(error, "error")
         status.update(text)
+
+
+# --- the panels' charts, drawn in their BackgroundPlot's worker from the values given -------------------------
+
+def _clear(plt: Any) -> None:
+    plt.clear_figure()
+
+
+def _draw_schedule(plt: Any, drawn: list[tuple[float, float]], drops: list[float]) -> None:
+    """LR per step against the epoch, a red line at each drop."""
+    plt.clear_figure()
+    plt.plot([x + 1 for x, _ in drawn], [y for _, y in drawn], marker="braille", color="cyan")
+    for drop in drops:
+        plt.vline(drop + 1, "red")
+    plt.xlabel("epoch")
+    plt.ylabel("lr")
+
+
+def _draw_histogram(plt: Any, classes: list[str], train: list[int]) -> None:
+    """Training images per class (class indices on the axis past 20 classes)."""
+    plt.clear_figure()
+    if len(classes) <= 20:
+        plt.bar(classes, train, color="cyan", width=0.3)
+    else:  # too many names for the axis: class indices
+        plt.bar(list(range(len(classes))), train, color="cyan", width=1)
+    plt.title("training images per class")
+
+
+def _draw_lr_finder(plt: Any, points: list[tuple[float, float]], suggestion: float | None) -> None:
+    """Smoothed loss against log10 LR, the suggestion marked."""
+    plt.clear_figure()
+    plt.plot([x for x, _ in points], [y for _, y in points], marker="braille")
+    if suggestion is not None:
+        plt.vline(suggestion, "green")
+    plt.xlabel("log10 lr")
+    plt.ylabel("smoothed loss")
+

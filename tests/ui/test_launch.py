@@ -12,10 +12,10 @@ from typing import Any
 
 from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static
-from textual_plotext import PlotextPlot
 
 from console.app import ConsoleApp, create_app
 from console.screens.launch import LaunchScreen
+from console.widgets.background_plot import BackgroundPlot
 from console.widgets.launch_panels import SchedulePanel
 
 SIZE = (80, 24)  # the smallest supported terminal: everything must work there (and it renders fastest)
@@ -42,9 +42,11 @@ def text_of(screen: LaunchScreen, selector: str) -> str:
     return str(screen.query_one(selector, Static).content)
 
 
-def plotted_x(screen: LaunchScreen, selector: str) -> list[float]:
-    """The x values of the first series drawn in a plot."""
-    monitor = screen.query_one(selector, PlotextPlot).plt._active.monitor
+async def plotted_x(pilot: Pilot[Any], screen: LaunchScreen, selector: str) -> list[float]:
+    """The x values of the first series drawn in a plot (once its worker has drawn it)."""
+    plot = screen.query_one(selector, BackgroundPlot)
+    await until(pilot, lambda: not plot.pending, f"{selector} drawn")
+    monitor = plot.plt._active.monitor
     return list(monitor.x[0]) if monitor.x else []
 
 
@@ -122,7 +124,7 @@ def test_fields_revalidate_as_typed_start_refuses_and_the_schedule_follows(runs_
             screen = launch(app)
             await ready(pilot, screen)
             panel = screen.query_one(SchedulePanel)
-            assert panel.points == len(plotted_x(screen, "#schedule-plot")) == config.train.epochs * steps
+            assert panel.points == len(await plotted_x(pilot, screen, "#schedule-plot")) == config.train.epochs * steps
             assert f"15 epochs × {steps} steps" in text_of(screen, "#schedule-info")
 
             await type_into(pilot, screen, "#field-optim-lr", "abc")
@@ -145,7 +147,7 @@ def test_fields_revalidate_as_typed_start_refuses_and_the_schedule_follows(runs_
             screen.query_one("#pick-schedule", Select).value = "multistep-10"
             await until(pilot, lambda: "lr drops at the start of epochs: 11" in text_of(screen, "#schedule-notes"),
                         "the 12-epoch multistep schedule, its drop after epoch 10")
-            assert panel.points == len(plotted_x(screen, "#schedule-plot")) == 12 * steps
+            assert panel.points == len(await plotted_x(pilot, screen, "#schedule-plot")) == 12 * steps
             assert "peak lr 0.2" in text_of(screen, "#schedule-info")
 
     asyncio.run(main())
@@ -162,7 +164,7 @@ def test_lr_finder_suggestion_then_save_as_preset_and_export(runs_root: Path, tm
             await ready(pilot, screen)
             await pilot.press("ctrl+l")
             await until(pilot, lambda: screen.suggested_lr is not None, "the LR finder's suggestion")
-            assert len(plotted_x(screen, "#lrfind-plot")) >= 10
+            assert len(await plotted_x(pilot, screen, "#lrfind-plot")) >= 10
             suggestion = f"{screen.suggested_lr:.3g}"
             assert suggestion in text_of(screen, "#lrfind-info")
             await pilot.press("ctrl+g")

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from textual.widgets import Select, Static
-from textual_plotext import PlotextPlot
 
 from console.app import create_app
 from console.screens.evaluate import EvaluateScreen
 from console.screens.launch import LaunchScreen
 from console.screens.monitor import MonitorScreen
+from console.widgets.background_plot import BackgroundPlot
 
 
 async def _until(pilot: Any, condition: Any, seconds: float = 180.0) -> None:
@@ -44,7 +44,7 @@ def test_compose_start_watch_evaluate_and_ensemble(runs_root: Path, second_run: 
             await _until(pilot, lambda: len(model.step_x) > 0)  # the charts receive points while it trains
             await _until(pilot, lambda: model.state == "finished" and model.test_acc is not None)
             assert sorted(model.rows) == [1, 2, 3]
-            loss_chart = monitor.query_one("#loss", PlotextPlot)
+            loss_chart = monitor.query_one("#loss", BackgroundPlot)
             await _until(pilot, lambda: "•" in str(loss_chart.render()))  # the per-epoch train and val points
             legend = str(monitor.query_one("#legend", Static).render())
             assert "train" in legend and "val" in legend
