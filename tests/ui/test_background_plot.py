@@ -51,7 +51,7 @@ async def _until(pilot: Any, condition: Any) -> None:
     raise AssertionError("condition not reached")
 
 
-def test_a_chart_is_built_in_a_worker_and_redrawn_at_a_new_size() -> None:
+def test_a_chart_is_built_in_a_worker_and_redrawn_at_a_new_size_and_theme() -> None:
     async def main() -> None:
         app = _Charts()
         async with app.run_test(size=(60, 20)) as pilot:
@@ -66,6 +66,11 @@ def test_a_chart_is_built_in_a_worker_and_redrawn_at_a_new_size() -> None:
             await pilot.resize_terminal(90, 20)
             await _until(pilot, lambda: chart.size.width == 90 and not chart.pending)
             assert max(len(line) for line in chart.render().plain.splitlines()) == 90
+            before = chart.render_line(1)
+            app.theme = "textual-light"  # the figure's colours follow the theme: built again
+            await _until(pilot, lambda: chart.render_line(1) is not before and not chart.pending)
+            after = chart.render_line(1)
+            assert after.text == before.text and [s.style for s in after] != [s.style for s in before]
 
     asyncio.run(main())
 
