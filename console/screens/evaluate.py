@@ -94,6 +94,7 @@ class EvaluateScreen(Screen[None]):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.picked: list[str] = []
+        self._reveal_picks = False  # set by pick(): show the first pick once the runs are listed
         self.outcome: EvalOutcome | None = None
         self._progress: Progress | None = None  # set while an evaluation runs
         self._last_post = 0.0
@@ -105,6 +106,7 @@ class EvaluateScreen(Screen[None]):
         """Pick these references (RUN, RUN:best, RUN:epoch-012, RUN:all, a k-fold group), replacing the picks;
         works before the screen is mounted."""
         self.picked = list(dict.fromkeys(refs))
+        self._reveal_picks = True  # the tree's cursor goes to the first of them once the runs are listed
         if self.is_mounted:
             self._show_picked()
 
@@ -197,8 +199,12 @@ class EvaluateScreen(Screen[None]):
         if message.error:
             self._set_status(message.error, error=True)
             return
-        self.query_one(CheckpointTree).show_catalog(message.runs, message.groups, self.picked)
+        tree = self.query_one(CheckpointTree)
+        tree.show_catalog(message.runs, message.groups, self.picked)
         self._show_picked()
+        if self._reveal_picks:  # picked from another screen: may be far down a long list
+            self._reveal_picks = False
+            tree.reveal(self.picked)
         if not message.runs and not message.groups:
             self._set_status("No runs yet in this runs folder: train one (F2 Launch).")
 

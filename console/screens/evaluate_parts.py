@@ -141,6 +141,17 @@ class CheckpointTree(Tree[str]):
                 node.set_label(Text.assemble((mark, "bold" if picked_here else "dim"), " ",
                                              (self.texts[node.id], "bold" if picked_here else "")))
 
+    def reveal(self, picked: list[str]) -> None:
+        """Put the cursor on the first picked node in the tree's order, scrolled into view (once the rebuilt tree
+        has been laid out: lines are numbered then)."""
+        chosen, stack = set(picked), list(reversed(self.root.children))
+        while stack:
+            node = stack.pop()
+            if node.data in chosen:
+                self.call_after_refresh(self.move_cursor, node)
+                return
+            stack.extend(reversed(node.children))
+
     def action_toggle_pick(self) -> None:
         """Space: ask the screen to pick or unpick the reference under the cursor."""
         node = self.cursor_node

@@ -147,3 +147,27 @@ def test_ensemble_picked_by_keyboard_and_greedy_steps(trained_run: Path, second_
             assert _text(screen, "#eval-stopped") == greedy["stopped"] and greedy["stopped"]
 
     asyncio.run(main())
+
+
+def test_a_pick_from_another_screen_is_shown_far_down_a_long_list(trained_run: Path, runs_root: Path) -> None:
+    """`e` on an old run among many: Evaluate opens with the cursor on it, scrolled into view, space unpicks it."""
+    for index in range(40):  # newer runs, listed above it (newest first)
+        newer = runs_root / f"quickstart-newer-{index:02d}"
+        newer.mkdir()
+        shutil.copy(trained_run / "config.yaml", newer / "config.yaml")
+        shutil.copy(trained_run / "status.json", newer / "status.json")
+
+    async def main() -> None:
+        app = create_app(runs_root, mode="runs")
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await _open(app, pilot, [f"{trained_run.name}:best"])
+            tree = screen.query_one(CheckpointTree)
+            picked = f"{trained_run.name}:best"
+            await _until(pilot, lambda: tree.cursor_node is not None and tree.cursor_node.data == picked)
+            line = tree.cursor_line
+            assert line > tree.size.height  # far below the first screenful...
+            assert tree.scroll_offset.y <= line < tree.scroll_offset.y + tree.size.height  # ...and in view
+            await pilot.press("space")
+            assert screen.picked == []
+
+    asyncio.run(main())
