@@ -39,6 +39,7 @@ from console.widgets.nav import NavBar
 # One legend line for every chart: labels drawn inside small plotext charts would cover their data.
 POLL_S = 0.1  # how often the followed runs are tailed while they stream (events on screen within ~0.2 s)
 IDLE_POLL_S = 0.05  # when nothing came last time: the next event is seen quickly
+CHART_DRAWS = {"loss": draw_loss, "acc": draw_acc, "lr": draw_lr}  # chart id -> how it is drawn (console.run_charts)
 CHARTS_AFTER_KEY_S = 0.05  # a key that selects a run: its title goes out first (a frame is 1/60 s), charts then
 LEGEND = ("[blue]●[/] train  [red]●[/] val  [bright_black]⠒[/] steps  [cyan]⠒[/] lr  "
           "[green]│[/] best ckpt  [dark_orange]│[/] LR drop")
@@ -91,6 +92,7 @@ class MonitorScreen(Screen[None]):
         self._texts: dict[str, str] = {}  # what each text widget shows (updated only on change)
         self._drawn: dict[str, tuple[Any, ...]] = {}  # what each chart and the table show: (model id, revisions)
         self._drawn_models: list[RunModel] = []  # those models, kept alive so that their ids stay unique
+        self._row_cells: dict[Path, dict[int, tuple[dict[str, Any], tuple[str, ...]]]] = {}  # run -> epoch -> cells
 
     def compose(self) -> ComposeResult:
         yield NavBar()
@@ -102,7 +104,8 @@ class MonitorScreen(Screen[None]):
             with Vertical(id="main"):
                 yield Static("No run followed yet: start one in Launch (F2) or open one from Runs (F4).",
                              id="title")
-                yield ProgressBar(total=100, id="progress", show_eta=False)  # not indeterminate: no animation while idle
+                # total=100: never indeterminate, which animates even while nothing runs
+                yield ProgressBar(total=100, id="progress", show_eta=False)
                 yield Static(LEGEND, id="legend")
                 with Grid(id="charts"):
                     yield BackgroundPlot(id="loss")
@@ -277,11 +280,17 @@ class MonitorScreen(Screen[None]):
             return
         epochs = (id(model), model.epoch_revision)
         steps = (*epochs, model.step_revision)
-        for part, signature, draw in (("loss", steps, self._draw_loss), ("acc", epochs, self._draw_acc),
-                                      ("lr", steps, self._draw_lr), ("table", epochs, self._fill_table)):
-            if self._drawn.get(part) != signature:
-                draw(model)
-                self._drawn[part] = signature
+        changed = [part for part, signature in (("loss", steps), ("acc", epochs), ("lr", steps), ("table", epochs))
+                   if self._drawn.get(part) != signature]
+        if not changed:
+            return
+        data = ChartData.of(model, steps="loss" in changed or "lr" in changed)  # one copy for every chart
+        for part in changed:
+            if part == "table":
+                self._fill_table(model)
+            else:
+                self.query_one(f"#{part}", BackgroundPlot).draw(partial(CHART_DRAWS[part], data=data))
+            self._drawn[part] = steps if part in ("loss", "lr") else epochs
         self._drawn_models = [model]
 
     def _title(self, model: RunModel) -> str:
@@ -305,21 +314,17 @@ class MonitorScreen(Screen[None]):
             parts.append(f"test {fmt_pct(model.test_acc)}")
         return " · ".join(parts)
 
-    def _draw_loss(self, model: RunModel) -> None:
-        self.query_one("#loss", BackgroundPlot).draw(partial(draw_loss, data=ChartData.of(model)))
-
-    def _draw_acc(self, model: RunModel) -> None:
-        self.query_one("#acc", BackgroundPlot).draw(partial(draw_acc, data=ChartData.of(model, steps=False)))
-
-    def _draw_lr(self, model: RunModel) -> None:
-        self.query_one("#lr", BackgroundPlot).draw(partial(draw_lr, data=ChartData.of(model)))
-
     def _fill_table(self, model: RunModel) -> None:
-        rows = [model.rows[epoch] for epoch in sorted(model.rows, reverse=True)]
-        self.query_one("#epochs", EpochTable).show(
-            [(str(row["epoch"]), fmt_pct(row.get("val_acc")), fmt_num(row.get("val_loss")),
-              fmt_pct(row.get("train_acc")), fmt_num(row.get("train_loss")), fmt_s(row.get("epoch_s")),
-              fmt_num(row.get("lr"), 3)) for row in rows])
+        """The epoch table, newest first; each row's cells formatted once (a new row object: formatted again)."""
+        cells = self._row_cells.setdefault(model.run_dir, {})
+        shown = []
+        for epoch in sorted(model.rows, reverse=True):
+            row = model.rows[epoch]
+            cached = cells.get(epoch)
+            if cached is None or cached[0] is not row:
+                cached = cells[epoch] = (row, _epoch_cells(row))
+            shown.append(cached[1])
+        self.query_one("#epochs", EpochTable).show(shown)
 
     def _messages(self, model: RunModel) -> str:
         lines = []
@@ -394,6 +399,7 @@ class MonitorScreen(Screen[None]):
         self.dismissed.add(self.selected)
         self.followed = {k: v for k, v in self.followed.items() if k != self.selected}
         self.models.pop(self.selected, None)
+        self._row_cells.pop(self.selected, None)
         self.selected = next(iter(self.followed), None)
         self._refresh_list()
         if self.selected is None:
@@ -413,8 +419,14 @@ class MonitorScreen(Screen[None]):
 
     def _draw_empty(self) -> None:
         """The charts' titles over empty axes."""
-        for plot_id, draw in (("loss", draw_loss), ("acc", draw_acc), ("lr", draw_lr)):
+        for plot_id, draw in CHART_DRAWS.items():
             self.query_one(f"#{plot_id}", BackgroundPlot).draw(partial(draw, data=ChartData()))
+
+
+def _epoch_cells(row: dict[str, Any]) -> tuple[str, ...]:
+    """One epoch's cells in the table's column order (console.widgets.epoch_table.COLUMNS)."""
+    return (str(row["epoch"]), fmt_pct(row.get("val_acc")), fmt_num(row.get("val_loss")), fmt_pct(row.get("train_acc")),
+            fmt_num(row.get("train_loss")), fmt_s(row.get("epoch_s")), fmt_num(row.get("lr"), 3))
 
 
 def _run_label(mark: str, name: str) -> str:

@@ -68,7 +68,8 @@ class BackgroundPlot(PlotextPlot):
         self._requested = key
         self._build(self._draw, key)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="plot")
+    # A fixed description: by default Textual describes a worker by the repr of its arguments (here, every point).
+    @work(thread=True, exclusive=True, exit_on_error=False, group="plot", description="build a chart")
     def _build(self, fn: Draw, key: tuple[int, Size, str]) -> None:
         with self._lock:
             if get_current_worker().is_cancelled:  # a newer request came while the previous build ran
