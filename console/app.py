@@ -76,9 +76,17 @@ class ConsoleApp(App[None]):
         self.switch_mode("monitor")
 
     def evaluate_refs(self, refs: list[str]) -> None:
-        """Open Evaluate with these checkpoint references (RUN, RUN:best, RUN:all, a k-fold group) picked."""
-        self.get_screen("evaluate").pick(refs)  # type: ignore[attr-defined]
+        """Open Evaluate with these checkpoint references (RUN, RUN:best, RUN:all, a k-fold group) picked; a run
+        given by its folder's path is picked by its name when it is in the runs folder (as Evaluate lists it)."""
+        self.get_screen("evaluate").pick([self._listed_name(ref) for ref in refs])  # type: ignore[attr-defined]
         self.switch_mode("evaluate")
+
+    def _listed_name(self, ref: str) -> str:
+        """`ref`, or the name of the run folder it is a path of, if that folder is in the runs folder."""
+        path = Path(ref)
+        if len(path.parts) > 1 and path.resolve().parent == Path(self.runs_root).resolve():
+            return path.name
+        return ref
 
     def launch_experiment(self, experiment: str, overrides: list[str] | None = None, *,
                           finetune_from: str | None = None) -> None:

@@ -348,12 +348,7 @@ class SweepsScreen(Screen[None]):
             return
         if len(rows) < TOP_K:
             self.notify(f"only {len(rows)} complete trial{'s' if len(rows) > 1 else ''} of the top {TOP_K}")
-        getattr(self.app, "evaluate_refs")([self._ref(Path(row["run_dir"])) for row in rows])
-
-    def _ref(self, run_dir: Path) -> str:
-        """A run as Evaluate names it: its folder name inside the runs folder, else its path."""
-        root = Path(getattr(self.app, "runs_root")).resolve()
-        return run_dir.name if run_dir.resolve().parent == root else str(run_dir)
+        getattr(self.app, "evaluate_refs")([str(row["run_dir"]) for row in rows])
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Monitor and Ensemble are offered (not dimmed) when the shown sweep has trials."""

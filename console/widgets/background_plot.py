@@ -92,7 +92,10 @@ class BackgroundPlot(PlotextPlot):
 
     def on_background_plot_built(self, message: Built) -> None:
         message.stop()
-        if message.key == self._requested:  # an older build's text is never shown over a newer one
+        # Any build newer than the one shown is shown, even if a newer one was asked for meanwhile: on a busy
+        # machine, builds slower than the data arrives would otherwise never show anything (`pending` stays true
+        # until the latest is shown). An older build never replaces a newer one.
+        if self._shown is None or message.key[0] >= self._shown[0]:
             self._shown, self._text, self._lines = message.key, message.text, message.lines
             self.refresh()
 

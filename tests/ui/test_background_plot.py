@@ -4,6 +4,7 @@ figure plotext cannot draw says so in its place."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -89,5 +90,31 @@ def test_a_figure_that_cannot_be_drawn_says_so_and_the_app_stays_up() -> None:
             chart.draw(lambda plt: draw_acc(plt, ChartData.of(_model(), steps=False)))  # the next one is drawn
             await _until(pilot, lambda: not chart.pending)
             assert "accuracy" in chart.render().plain
+
+    asyncio.run(main())
+
+
+def test_builds_slower_than_the_data_still_show_the_newest_finished_one() -> None:
+    """On a busy machine a build can take longer than the next data takes to come: the charts must not stay empty
+    until the data stops (each finished build newer than the one shown is shown)."""
+
+    def slow(plt: Any, value: int) -> None:
+        time.sleep(0.15)  # a build slower than the draws below come
+        plt.clear_figure()
+        plt.title(f"figure {value}")
+
+    async def main() -> None:
+        app = _Charts()
+        async with app.run_test(size=(60, 20)) as pilot:
+            chart = app.query_one(BackgroundPlot)
+            shown_while_streaming = None
+            for value in range(30):  # a new drawing every 0.05 s for 1.5 s
+                chart.draw(lambda plt, value=value: slow(plt, value))
+                await pilot.pause(0.05)
+                if shown_while_streaming is None and "figure" in chart.render().plain:
+                    shown_while_streaming = value
+            assert shown_while_streaming is not None and shown_while_streaming < 29
+            await _until(pilot, lambda: not chart.pending)
+            assert "figure 29" in chart.render().plain  # and the last one once the data stops
 
     asyncio.run(main())

@@ -11,6 +11,7 @@ from textual.widgets import Select, Static
 
 from console.app import create_app
 from console.screens.evaluate import EvaluateScreen
+from console.screens.evaluate_parts import CheckpointTree
 from console.screens.launch import LaunchScreen
 from console.screens.monitor import MonitorScreen
 from console.widgets.background_plot import BackgroundPlot
@@ -53,7 +54,10 @@ def test_compose_start_watch_evaluate_and_ensemble(runs_root: Path, second_run: 
             await pilot.press("e")
             await _until(pilot, lambda: app.current_mode == "evaluate")
             evaluate = app.get_screen("evaluate", EvaluateScreen)
-            assert evaluate.picked == [str(run_dir)]
+            assert evaluate.picked == [run_dir.name]  # as Evaluate lists it: marked picked in its tree...
+            tree = evaluate.query_one(CheckpointTree)
+            await _until(pilot, lambda: tree.cursor_node is not None and tree.cursor_node.data == run_dir.name)
+            assert str(tree.cursor_node.label).startswith("●")  # ...with the cursor on it
             evaluate.query_one("#eval-split", Select).value = "test"
             evaluate.query_one("#eval-tta", Select).value = "flip"
             evaluate.query_one("#eval-combine", Select).value = "logits"
