@@ -304,14 +304,14 @@ class MonitorScreen(Screen[None]):
         eta = model.eta_s()
         if eta is not None:
             parts.append(f"ETA {fmt_s(eta)}")
-        if model.images_per_s:
+        if model.images_per_s and model.state == "running":  # a finished run's last step is no measure of it
             parts.append(f"{model.images_per_s:,.0f} img/s")
         if best:
             parts.append(f"top val acc {fmt_pct(best[1])} (ep {best[0]})")
+        if model.test_acc is not None:  # before the checkpoint note: on a narrow screen the last part is cut
+            parts.append(f"test {fmt_pct(model.test_acc)}")
         if "best" in model.checkpoints and (not best or model.checkpoints["best"] != best[0]):
             parts.append(f"best ckpt ep {model.checkpoints['best']}")  # only when it is not the top-val epoch
-        if model.test_acc is not None:
-            parts.append(f"test {fmt_pct(model.test_acc)}")
         return " · ".join(parts)
 
     def _fill_table(self, model: RunModel) -> None:
@@ -426,7 +426,12 @@ class MonitorScreen(Screen[None]):
 def _epoch_cells(row: dict[str, Any]) -> tuple[str, ...]:
     """One epoch's cells in the table's column order (console.widgets.epoch_table.COLUMNS)."""
     return (str(row["epoch"]), fmt_pct(row.get("val_acc")), fmt_num(row.get("val_loss")), fmt_pct(row.get("train_acc")),
-            fmt_num(row.get("train_loss")), fmt_s(row.get("epoch_s")), fmt_num(row.get("lr"), 3))
+            fmt_num(row.get("train_loss")), _epoch_time(row.get("epoch_s")), fmt_num(row.get("lr"), 3))
+
+
+def _epoch_time(seconds: Any) -> str:
+    """`0.4s`, `9.8s`, then as elsewhere (`12s`, `1m05s`): short epochs are not all `0s`."""
+    return f"{seconds:.1f}s" if isinstance(seconds, (int, float)) and 0 <= seconds < 9.95 else fmt_s(seconds)
 
 
 def _run_label(mark: str, name: str) -> str:
