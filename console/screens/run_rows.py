@@ -219,12 +219,23 @@ def build_comparison(rows: list[RunRow]) -> Comparison:
             skipped.append(f"{row.name}: {exc}")
             continue
         runs.append(row)
-    labels = short_labels([r.name for r in runs])
+    keys = differing_keys(configs) if len(configs) > 1 else []
+    values = [[_value_text(config.get(key, MISSING), key) for config in configs] for key in keys]
+    labels = labels_by_difference(short_labels([r.name for r in runs]), keys, values)
     curves = []
     for label, row in zip(labels, runs):
         epochs = epoch_rows(row.path)
         curves.append(Curve(label, [int(e["epoch"]) for e in epochs], _series(epochs, "val_acc"),
                             _series(epochs, "train_loss"), _series(epochs, "val_loss")))
-    keys = differing_keys(configs) if len(configs) > 1 else []
-    values = [[_value_text(config.get(key, MISSING), key) for config in configs] for key in keys]
     return Comparison(labels, curves, keys, values, skipped)
+
+
+def labels_by_difference(labels: list[str], keys: list[str], values: list[list[str]]) -> list[str]:
+    """Runs that would read the same (`quickstart#1`, `quickstart#2`) named by what differs in their configs
+    (`quickstart lr=0.05`), from the first two differing keys, when that tells them apart; else `labels`."""
+    if not keys or not any("#" in label for label in labels):
+        return labels
+    named = [label.split("#")[0] + " " + ", ".join(f"{key.rsplit('.', 1)[-1]}={values[k][i]}"
+                                                   for k, key in enumerate(keys[:2]))
+             for i, label in enumerate(labels)]
+    return named if len(set(named)) == len(named) else labels

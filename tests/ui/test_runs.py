@@ -105,7 +105,7 @@ async def click_header(screen: RunsScreen, pilot: Pilot, column_key: str) -> Non
 
 
 def test_rows_filter_sort_and_labels() -> None:
-    from console.screens.run_rows import RunRow, filter_rows, short_labels, sort_rows
+    from console.screens.run_rows import RunRow, filter_rows, labels_by_difference, short_labels, sort_rows
 
     rows = [RunRow("a-20250101-000000", Path("a"), model="resnet", best_val_acc=0.5, tags=("baseline",)),
             RunRow("b-20250101-000000", Path("b"), model="convnet", best_val_acc=None),
@@ -115,6 +115,11 @@ def test_rows_filter_sort_and_labels() -> None:
     assert [r.name[0] for r in sort_rows(rows, "best_val_acc", True)] == ["c", "a", "b"]  # missing: last
     assert [r.name[0] for r in sort_rows(rows, "best_val_acc", False)] == ["a", "c", "b"]
     assert short_labels(["g/x-20250101-000000", "x-20250102-000000-1", "y"]) == ["x#1", "x#2", "y"]
+    # runs that read the same are named by what differs in their configs, when that tells them apart
+    assert labels_by_difference(["x#1", "x#2"], ["optim.lr", "train.seed"], [["0.05", "0.2"], ["0", "0"]]) == [
+        "x lr=0.05, seed=0", "x lr=0.2, seed=0"]
+    assert labels_by_difference(["x#1", "x#2"], [], []) == ["x#1", "x#2"]
+    assert labels_by_difference(["x", "y"], ["optim.lr"], [["0.05", "0.2"]]) == ["x", "y"]
 
 
 async def check_comparison(screen: RunsScreen, pilot: Pilot) -> None:
