@@ -38,6 +38,7 @@ def draw_loss(plt: Any, data: ChartData) -> None:
     if len(epoch_losses) >= 2:  # the first steps' loss would flatten every later epoch: clip the axis
         plt.ylim(0, 1.3 * max(epoch_losses))
     _marks(plt, data)
+    _epoch_ticks(plt, data)
 
 
 def draw_acc(plt: Any, data: ChartData) -> None:
@@ -46,6 +47,7 @@ def draw_acc(plt: Any, data: ChartData) -> None:
     plt.title("accuracy")
     _plot_epochs(plt, data, "acc", scale=100)
     _marks(plt, data)
+    _epoch_ticks(plt, data)
 
 
 def draw_lr(plt: Any, data: ChartData) -> None:
@@ -56,6 +58,15 @@ def draw_lr(plt: Any, data: ChartData) -> None:
         plt.plot(list(data.step_x), list(data.step_lr), color="cyan", marker="braille")
     for x in data.lr_drops:
         plt.vline(x, "orange")
+    _epoch_ticks(plt, data)
+
+
+def _epoch_ticks(plt: Any, data: ChartData, most: int = 5) -> None:
+    """Whole epochs on the x axis (plotext's own ticks fall between them: 0.2, 3.9, 7.6), at most `most`."""
+    last = int(max([*data.step_x, *(epoch for epoch, _ in data.epochs)], default=0))
+    if last >= 1:
+        step = -(-last // most)
+        plt.xticks(list(range(step, last + 1, step)) if step > 1 else list(range(1, last + 1)))
 
 
 def _marks(plt: Any, data: ChartData) -> None:

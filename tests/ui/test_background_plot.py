@@ -118,3 +118,19 @@ def test_builds_slower_than_the_data_still_show_the_newest_finished_one() -> Non
             assert "figure 29" in chart.render().plain  # and the last one once the data stops
 
     asyncio.run(main())
+
+
+def test_the_epoch_axis_is_labelled_with_whole_epochs() -> None:
+    rows = tuple((epoch, {"epoch": epoch, "train_acc": 0.5 + epoch / 40, "val_acc": 0.5 + epoch / 50})
+                 for epoch in range(1, 16))
+
+    async def main() -> None:
+        app = _Charts()
+        async with app.run_test(size=(60, 20)) as pilot:
+            chart = app.query_one(BackgroundPlot)
+            chart.draw(lambda plt: draw_acc(plt, ChartData(epochs=rows)))
+            await _until(pilot, lambda: not chart.pending)
+            axis = chart.render().plain.splitlines()[-1].split()  # plotext's last line: the x tick labels
+            assert axis == ["3", "6", "9", "12", "15"], axis
+
+    asyncio.run(main())
