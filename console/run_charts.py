@@ -61,12 +61,17 @@ def draw_lr(plt: Any, data: ChartData) -> None:
     _epoch_ticks(plt, data)
 
 
-def _epoch_ticks(plt: Any, data: ChartData, most: int = 5) -> None:
-    """Whole epochs on the x axis (plotext's own ticks fall between them: 0.2, 3.9, 7.6), at most `most`."""
+def _epoch_ticks(plt: Any, data: ChartData) -> None:
     last = int(max([*data.step_x, *(epoch for epoch, _ in data.epochs)], default=0))
     if last >= 1:
-        step = -(-last // most)
-        plt.xticks(list(range(step, last + 1, step)) if step > 1 else list(range(1, last + 1)))
+        plt.xticks(whole_epoch_ticks(last))
+
+
+def whole_epoch_ticks(last: int, most: int = 5) -> list[int]:
+    """Whole epochs for an x axis that ends at epoch `last` (plotext's own ticks fall between them: 0.2, 3.9,
+    7.6), at most `most`: 1 2 3 4, or 3 6 9 12 15."""
+    step = -(-last // most)
+    return list(range(step, last + 1, step)) if step > 1 else list(range(1, last + 1))
 
 
 def _marks(plt: Any, data: ChartData) -> None:

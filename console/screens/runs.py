@@ -24,6 +24,7 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 
+from console.run_charts import whole_epoch_ticks
 from console.screens.run_rows import (
     COLUMNS, KFOLD, Comparison, RunRow, build_comparison, cell_texts, filter_rows, load_rows, sort_rows,
 )
@@ -605,16 +606,16 @@ def _delete_refusal(row: RunRow, runs_root: Path) -> str:
 def draw_overlay(plt: Any, comparison: Comparison, loss: bool) -> None:
     """The compared runs' val accuracy (`loss` False), or their train (dots) and val (line) loss, one colour each."""
     plt.clear_figure()
-    plt.title("loss (train: dots, val: line)" if loss else "val accuracy")
+    plt.title("loss (train: dots, val: line)" if loss else "val accuracy %")  # percent, as Monitor shows it
     plt.xlabel("epoch")
     for index, curve in enumerate(comparison.curves):
         color = CHART_COLORS[index % len(CHART_COLORS)]
         series = ([(curve.val_loss, f"{curve.label} val", "braille"), (curve.train_loss, f"{curve.label} train", "dot")]
-                  if loss else [(curve.val_acc, curve.label, "braille")])
+                  if loss else [([None if y is None else 100 * y for y in curve.val_acc], curve.label, "braille")])
         for ys, label, marker in series:
             points = [(x, y) for x, y in zip(curve.epochs, ys) if y is not None]
             if points:
                 plt.plot([p[0] for p in points], [p[1] for p in points], label=label, color=color, marker=marker)
-    epochs = sorted({e for curve in comparison.curves for e in curve.epochs})
-    if 1 < len(epochs) <= 12:  # whole epochs on the axis, not 1.25
-        plt.xticks(epochs)
+    last = max((e for curve in comparison.curves for e in curve.epochs), default=0)
+    if last > 1:
+        plt.xticks(whole_epoch_ticks(last))

@@ -38,7 +38,7 @@ async def _settle(pilot: Any, *, long_lived: bool = False) -> None:
             try:
                 await pilot.app.workers.wait_for_complete()
             except WorkerCancelled:  # an exclusive worker superseded by a newer one (the newer one is awaited next)
-                continue
+                pass
         await pilot.pause(0.2)
     for _ in range(100):  # a DataTable sizes its columns for new rows when it next goes idle: wait for that,
         screen = pilot.app.screen  # and for the charts built in workers to be shown
