@@ -93,6 +93,13 @@ def main() -> None:
     KeyboardInterrupt traceback."""
     try:
         app()
+    except SystemExit as done:
+        # A rank under torchrun, its run recorded and its process group left, ends without the interpreter's
+        # teardown: gloo's threads destroyed there aborted a finished rank ("terminate called without an active
+        # exception", SIGABRT), and torchrun then failed the whole job.
+        if "TORCHELASTIC_RUN_ID" in os.environ and isinstance(done.code, (int, type(None))):
+            end_at_once(done.code or 0)
+        raise
     finally:
         exit_quietly_on_interrupt()
 
