@@ -81,6 +81,10 @@ def test_monitor(snap_compare: Any, recorded_runs: Path, size: tuple[int, int]) 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_runs(snap_compare: Any, recorded_runs: Path, size: tuple[int, int]) -> None:
     async def run_before(pilot: Any) -> None:
+        for _ in range(400):  # the runs read (on a busy machine they came after settling, unsized in the picture)
+            if pilot.app.screen.loaded:
+                break
+            await pilot.pause(0.05)
         await _settle(pilot)
 
     assert snap_compare(create_app(recorded_runs, mode="runs"), terminal_size=size, run_before=run_before)
