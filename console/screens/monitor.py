@@ -280,8 +280,8 @@ class MonitorScreen(Screen[None]):
             return
         epochs = (id(model), model.epoch_revision)
         steps = (*epochs, model.step_revision)
-        changed = [part for part, signature in (("loss", steps), ("acc", epochs), ("lr", steps), ("table", epochs))
-                   if self._drawn.get(part) != signature]
+        signatures = {"loss": steps, "acc": epochs, "lr": steps, "table": epochs}
+        changed = [part for part, signature in signatures.items() if self._drawn.get(part) != signature]
         if not changed:
             return
         data = ChartData.of(model, steps="loss" in changed or "lr" in changed)  # one copy for every chart
@@ -290,7 +290,7 @@ class MonitorScreen(Screen[None]):
                 self._fill_table(model)
             else:
                 self.query_one(f"#{part}", BackgroundPlot).draw(partial(CHART_DRAWS[part], data=data))
-            self._drawn[part] = steps if part in ("loss", "lr") else epochs
+            self._drawn[part] = signatures[part]
         self._drawn_models = [model]
 
     def _title(self, model: RunModel) -> str:
