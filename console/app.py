@@ -107,9 +107,14 @@ class ConsoleApp(App[None]):
         self.switch_mode("sweeps")
 
     def action_help(self) -> None:
-        from console.screens.help import HelpScreen
+        from console.screens.help import HelpScreen, help_page
 
-        self.push_screen(HelpScreen())
+        screen = self.screen
+        if isinstance(screen, HelpScreen):
+            return
+        base = self.screen_stack[0] if self.screen_stack else None
+        name = self.current_mode.capitalize() if screen is base else "this dialog"
+        self.push_screen(HelpScreen(help_page(screen, name)))
 
 
 def create_app(runs_root: Path | str | None = None, experiment: str = "quickstart", mode: str = "launch") -> ConsoleApp:

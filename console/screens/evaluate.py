@@ -84,11 +84,12 @@ class EvaluateScreen(Screen[None]):
 
     CSS_PATH = "evaluate.tcss"
     BINDINGS = [
-        Binding("r", "run", "Run"),
-        Binding("c", "cancel", "Cancel"),
-        Binding("x", "clear", "Clear picks", show=False),
-        Binding("g", "toggle_greedy", "Greedy", show=False),
-        Binding("escape", "cancel", "Cancel", show=False),
+        Binding("r", "run", "Run", tooltip="evaluate the picks with the options below (ensembled when several)"),
+        Binding("c", "cancel", "Cancel", tooltip="cancel the running evaluation"),
+        Binding("x", "clear", "Clear picks", show=False, tooltip="unpick everything"),
+        Binding("g", "toggle_greedy", "Greedy", show=False,
+                tooltip="greedy ensemble selection on the val split, on or off"),
+        Binding("escape", "cancel", "Cancel", show=False, tooltip="cancel the running evaluation"),
     ]
 
     def __init__(self, **kwargs: Any) -> None:
@@ -130,7 +131,7 @@ class EvaluateScreen(Screen[None]):
                 with Horizontal(classes="eval-option"):
                     yield Label("combine", classes="eval-label")
                     yield Select(COMBINES, value=DEFAULT, allow_blank=False, compact=True, id="eval-combine")
-                with Horizontal(classes="eval-option"):
+                with Horizontal(classes="eval-option", id="eval-greedy-row"):
                     yield Checkbox("greedy on val", compact=True, id="eval-greedy")
                     yield Button("Run", variant="primary", compact=True, id="eval-run")
             with Vertical(id="eval-results"):

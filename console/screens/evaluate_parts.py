@@ -66,7 +66,8 @@ class CheckpointTree(Tree[str]):
     DEFAULT_CSS = """
     CheckpointTree { height: 1fr; }
     """
-    BINDINGS = [Binding("space", "toggle_pick", "Pick")]
+    BINDINGS = [Binding("space", "toggle_pick", "Pick",
+                        tooltip="pick or unpick the run, checkpoint or group under the cursor")]
 
     class Toggled(Message):
         """Space was pressed on a node: pick or unpick its reference."""

@@ -145,12 +145,16 @@ class LaunchScreen(Screen[None]):
     CSS_PATH = "launch.tcss"
     SUB_TITLE = "Launch"
     BINDINGS = [
-        Binding("ctrl+r", "start", "Start"),
-        Binding("ctrl+l", "lr_find", "LR finder"),
-        Binding("ctrl+g", "apply_lr", "Apply LR", show=False),  # on the LR finder's button
-        Binding("ctrl+s", "save_preset", "Save preset"),
-        Binding("ctrl+t", "from_scratch", "From scratch"),  # shown while a fine-tune is composed
-        Binding("ctrl+o", "export", "Export", show=False),  # on the Save tab's button
+        Binding("ctrl+r", "start", "Start", tooltip="start training the composition and follow it in Monitor"),
+        Binding("ctrl+l", "lr_find", "LR finder", tooltip="run the LR range test on the composition and plot it"),
+        Binding("ctrl+g", "apply_lr", "Apply LR", show=False,  # on the LR finder's button
+                tooltip="put the LR finder's suggestion into lr"),
+        Binding("ctrl+f", "fields", "Fields", tooltip="jump to the fields (lr, epochs, batch, ...)"),
+        Binding("ctrl+s", "save_preset", "Save preset", tooltip="save the composition as your own experiment preset"),
+        Binding("ctrl+t", "from_scratch", "From scratch",  # shown while a fine-tune is composed
+                tooltip="train from scratch, not from the fine-tune's checkpoint"),
+        Binding("ctrl+o", "export", "Export", show=False,  # on the Save tab's button
+                tooltip="write the resolved composition to a YAML file"),
     ]
     lr_find_steps = 100  # optimizer steps of the screen's LR range test
 
@@ -375,6 +379,7 @@ class LaunchScreen(Screen[None]):
     @on(Select.Changed, "#pick-experiment")
     def _experiment_picked(self, event: Select.Changed) -> None:
         if event.value is not Select.NULL and event.value != self.composition.experiment:
+            self._edited()
             self.compose_experiment(str(event.value), [])
 
     @on(Select.Changed, ".section-picker")
@@ -385,6 +390,7 @@ class LaunchScreen(Screen[None]):
             self.composition.set(kind, None)
         else:
             self.composition.set(kind, f"{kind}={event.value}")
+        self._edited()
         self._show_pickers()
         self._resolve()
 
@@ -393,6 +399,7 @@ class LaunchScreen(Screen[None]):
         key = str(event.input.name)
         text = event.value.strip()
         self.composition.set(key, field_override(key, text) if text else None)
+        self._edited()
         self._resolve()
 
     @on(Select.Changed, "#field-train-precision")
@@ -400,7 +407,14 @@ class LaunchScreen(Screen[None]):
         if self.config is None or event.value == self.config.train.precision:
             return  # the picker showing the config's value (also posted when it first mounts), not an edit
         self.composition.set("train.precision", f"train.precision={event.value}")
+        self._edited()
         self._resolve()
+
+    def _edited(self) -> None:
+        """A person changed the composition: a status about the one before (`started …`, an error, the LR
+        finder's value) no longer applies; one for a start under way stays."""
+        if "launch" not in self._busy:
+            self._show_status("")
 
     # --- resolving ---
 
@@ -429,6 +443,7 @@ class LaunchScreen(Screen[None]):
         problem.set_classes("ok")
         problem.update("✓ valid")
         problem.tooltip = None
+        self._mark_field(None)
         for key, _ in FIELDS:
             widget = self.query_one(f"#{field_id(key)}")
             if key not in self.composition.overrides and not widget.has_focus:
@@ -439,11 +454,28 @@ class LaunchScreen(Screen[None]):
         self._refresh_previews()
 
     def _show_problem(self, text: str) -> None:
+        """The engine's error for the composition, in the app's words (not the CLI's `--set …:` source), under
+        the field it names (that field tinted), else under the fields."""
+        text = self.composition.without_source(text)
         self.problem = text
         problem = self.query_one("#launch-problem", Static)
         problem.set_classes("error")
         problem.update(text)
         problem.tooltip = text
+        key = next((key for key, _ in FIELDS if text.startswith(f"{key}:")), None)
+        self._mark_field(key)
+        if key is not None and self.query_one(f"#{field_id(key)}").has_focus:
+            self.call_after_refresh(problem.scroll_visible)
+
+    def _mark_field(self, key: str | None) -> None:
+        """Tint the field the error names (none: no field) and put the problem line under it."""
+        for other, _ in FIELDS:
+            self.query_one(f"#{field_id(other)}").set_class(other == key, "field-problem")
+        row = self.query_one(f"#{field_id(key or FIELDS[-1][0])}").parent
+        problem = self.query_one("#launch-problem", Static)
+        if row is not None and problem.parent is row.parent:
+            row.parent.move_child(problem, after=row)
+        problem.set_class(key is not None, "under-field")
 
     # --- previews: data, then model size and schedule (both need the data's shape) ---
 
@@ -585,7 +617,8 @@ class LaunchScreen(Screen[None]):
         status = self.query_one("#launch-status", Static)
         status.set_class(error, "error")
         status.update(text)
-        self.call_after_refresh(status.scroll_visible)  # once its new height is laid out
+        if text:
+            self.call_after_refresh(status.scroll_visible)  # once its new height is laid out
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A worker that failed with something other than an engine error (a bug): shown where its answer would
@@ -611,6 +644,12 @@ class LaunchScreen(Screen[None]):
         if self.finetune_from is not None:
             line.update(f"fine-tune from {Path(self.finetune_from).name}:best (ctrl+t: from scratch)")
         self.refresh_bindings()
+
+    def action_fields(self) -> None:
+        """Focus the first field (lr), scrolled into view: the pickers above it are seven Tabs away."""
+        first = self.query_one(f"#{field_id(FIELDS[0][0])}", Input)
+        first.focus()
+        first.scroll_visible()
 
     def action_from_scratch(self) -> None:
         """Start the composition from scratch, not from the fine-tune's weights."""

@@ -72,6 +72,16 @@ class Composition:
         """From `--set` style overrides (a later one for the same key wins)."""
         return cls(experiment, {override_key(text): text for text in overrides})
 
+    def without_source(self, error: str) -> str:
+        """An engine error about this composition without the `--set …: ` it starts with (the CLI's words for
+        where the value came from): `--set train.epochs=-1: train.epochs: must be at least 1` →
+        `train.epochs: must be at least 1`."""
+        overrides = self.as_list()
+        for source in ("--set " + " --set ".join(overrides), *(f"--set {text}" for text in overrides)):
+            if overrides and error.startswith(source + ": "):
+                return error[len(source) + 2:]
+        return error
+
     def set(self, key: str, override: str | None) -> None:
         """Set or (with None) drop the override of `key`."""
         self.overrides.pop(key, None)

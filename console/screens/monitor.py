@@ -74,10 +74,11 @@ class MonitorScreen(Screen[None]):
 
     CSS_PATH = "monitor.tcss"
     BINDINGS = [
-        Binding("s", "stop", "Stop"),
-        Binding("r", "resume", "Resume"),
-        Binding("e", "evaluate", "Evaluate"),
-        Binding("x", "close", "Close"),
+        Binding("s", "stop", "Stop",
+                tooltip="stop the run gracefully: the current step ends and its last checkpoint is saved"),
+        Binding("r", "resume", "Resume", tooltip="resume a stopped or failed run from its last checkpoint"),
+        Binding("e", "evaluate", "Evaluate", tooltip="open Evaluate with this run picked"),
+        Binding("x", "close", "Close", tooltip="stop following the run here (it keeps training)"),
     ]
 
     def __init__(self, **kwargs: Any) -> None:
@@ -387,6 +388,7 @@ class MonitorScreen(Screen[None]):
         self.app.call_from_thread(self.notify, f"resuming {run_dir.name}")
 
     def action_evaluate(self) -> None:
+        """Open Evaluate with the selected run's best checkpoint picked."""
         model = self._selected_model()
         if model is not None:
             app: Any = self.app

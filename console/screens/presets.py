@@ -75,13 +75,14 @@ class PresetsScreen(Screen[None]):
     SUB_TITLE = "Presets"
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
     BINDINGS = [
-        Binding("v", "validate", "Validate"),
-        Binding("l", "launch", "Launch"),
-        Binding("p", "focus_path", "Path"),
-        Binding("i", "import_preset", "Import"),
-        Binding("x", "export", "Export"),
-        Binding("ctrl+r", "reload", "Refresh", show=False),
-        Binding("escape", "focus_tree", "Back", show=False),
+        Binding("v", "validate", "Validate", tooltip="check the preset as training would"),
+        Binding("l", "launch", "Launch", tooltip="open Launch with this experiment"),
+        Binding("p", "focus_path", "Path", tooltip="type a file path for import or export"),
+        Binding("i", "import_preset", "Import", tooltip="check the file in the path box and add it to your presets"),
+        Binding("x", "export", "Export",
+                tooltip="write the preset to the file in the path box (an experiment fully resolved)"),
+        Binding("ctrl+r", "reload", "Refresh", show=False, tooltip="list the presets again"),
+        Binding("escape", "focus_tree", "Back", show=False, tooltip="back to the list"),
     ]
 
     def __init__(self, **kwargs: Any) -> None:

@@ -95,19 +95,28 @@ class RunsScreen(Screen[None]):
     SUB_TITLE = "Runs"
     # The footer shows the everyday keys; the rest are in the key panel (ctrl+p, "Keys") and the help (F1).
     BINDINGS = [
-        Binding("slash", "focus_filter", "Filter"),
-        Binding("space", "toggle_select", "Select"),
-        Binding("a", "select_shown", "Select all shown", show=False),
-        Binding("n", "edit_notes", "Note"),
-        Binding("e", "evaluate", "Eval"),
-        Binding("r", "resume", "Resume", show=False),
-        Binding("f", "finetune", "Fine-tune", show=False),
-        Binding("x", "export", "Export preset", show=False),
-        Binding("d,delete", "delete", "Delete"),
-        Binding("s", "sort_next", "Sort by next column", show=False),
-        Binding("S", "sort_reverse", "Reverse the sort", show=False),
-        Binding("ctrl+r", "reload", "Refresh", show=False),
-        Binding("escape", "escape", "Leave filter / clear selection", show=False),
+        Binding("slash", "focus_filter", "Filter",
+                tooltip="type to filter the runs (name, state, model, tags, note)"),
+        Binding("space", "toggle_select", "Select",
+                tooltip="select or unselect the run and move down (two or more: their curves overlaid, their "
+                        "configs diffed)"),
+        Binding("a", "select_shown", "Select all shown", show=False,
+                tooltip="select every run the filter shows (again: unselect them)"),
+        Binding("n", "edit_notes", "Note", tooltip="edit the run's note and tags"),
+        Binding("e", "evaluate", "Eval", tooltip="open Evaluate with the selected runs (or this one) picked"),
+        Binding("r", "resume", "Resume", show=False,
+                tooltip="resume the run from its last checkpoint and watch it in Monitor"),
+        Binding("f", "finetune", "Fine-tune", show=False,
+                tooltip="open Launch on the run's config; Start fine-tunes from its best checkpoint"),
+        Binding("x", "export", "Export preset", show=False,
+                tooltip="write the run's resolved config as an experiment preset"),
+        Binding("d,delete", "delete", "Delete",
+                tooltip="delete the run or group folder (asks first; a running run is refused)"),
+        Binding("s", "sort_next", "Sort by next column", show=False, tooltip="sort by the next column"),
+        Binding("S", "sort_reverse", "Reverse the sort", show=False, tooltip="reverse the sort"),
+        Binding("ctrl+r", "reload", "Refresh", show=False, tooltip="read the runs folder again"),
+        Binding("escape", "escape", "Leave filter / clear selection", show=False,
+                tooltip="leave the filter; else clear the selection"),
     ]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
 

@@ -108,6 +108,10 @@ def test_opens_with_quickstart_and_picked_presets_change_the_yaml(runs_root: Pat
             await until(pilot, lambda: text_of(screen, "#about-model").startswith("650 params"),
                         "the logistic regression's size at 1x8x8 (64*10 + 10 parameters)")
 
+            screen.query_one("#pick-experiment", Select).focus()  # the fields are seven Tabs down: ctrl+f jumps
+            await pilot.press("ctrl+f")
+            assert app.focused is screen.query_one("#field-optim-lr", Input)
+
     asyncio.run(main())
 
 
@@ -130,7 +134,12 @@ def test_fields_revalidate_as_typed_start_refuses_and_the_schedule_follows(runs_
             await type_into(pilot, screen, "#field-optim-lr", "abc")
             await until(pilot, lambda: screen.problem is not None, "the engine's error")
             shown = text_of(screen, "#launch-problem")
-            assert "optim.lr" in shown and "expected float" in shown and "\n" not in shown
+            assert shown.startswith("optim.lr: ") and "expected float" in shown and "\n" not in shown  # not --set
+            lr_field, problem = screen.query_one("#field-optim-lr", Input), screen.query_one("#launch-problem")
+            assert lr_field.has_class("field-problem")  # the field named is tinted, the error right under it
+            await pilot.pause()
+            assert problem.region.y == lr_field.region.bottom
+            assert screen.query_one("#launch-left").region.contains_region(problem.region)  # scrolled into view
             await pilot.press("ctrl+r")
             assert text_of(screen, "#launch-status") == f"error: {shown}"
             await type_into(pilot, screen, "#field-optim-lr", "-1")
@@ -140,7 +149,7 @@ def test_fields_revalidate_as_typed_start_refuses_and_the_schedule_follows(runs_
             assert run_folders(runs_root) == [] and app.current_mode == "launch"
             await type_into(pilot, screen, "#field-optim-lr", "0.2")
             await until(pilot, lambda: screen.problem is None and screen.config.optim.lr == 0.2, "lr 0.2 accepted")
-            assert text_of(screen, "#launch-problem") == "✓ valid"
+            assert text_of(screen, "#launch-problem") == "✓ valid" and not lr_field.has_class("field-problem")
             assert text_of(screen, "#about-optim").startswith("sgd lr 0.2, ")  # not the preset's own lr
 
             await type_into(pilot, screen, "#field-train-epochs", "12")
@@ -244,6 +253,10 @@ def test_start_launches_a_run_and_switches_to_monitor(runs_root: Path) -> None:
             await until(pilot, lambda: app.current_mode == "monitor", "Monitor")
             handle = screen.last_launch
             assert handle is not None and run_folders(runs_root) == [handle.run_dir]
+            assert text_of(screen, "#launch-status") == f"started {handle.run_dir.name}"
+            app.switch_mode("launch")
+            await type_into(pilot, screen, "#field-train-epochs", "2")  # a new composition: that status is old
+            assert text_of(screen, "#launch-status") == ""
             handle.process.terminate()  # the test needs the folder, not the training
             handle.wait(timeout=30)
 
