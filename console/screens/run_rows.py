@@ -23,9 +23,10 @@ RUN = "run"
 KFOLD = "k-fold"
 
 # (column key, header label): the table's columns, in order.
-COLUMNS = [("state", "state"), ("name", "run"), ("model", "model"), ("data", "data"),
-           ("best_val_acc", "best val"), ("test_acc", "test"), ("epochs", "epochs"), ("wall_s", "time"),
-           ("started", "date"), ("tags", "tags")]
+# (key, header), most wanted first: at 80 columns the table shows through the time (the rest scrolls sideways)
+COLUMNS = [("state", "state"), ("name", "run"), ("best_val_acc", "best val"), ("test_acc", "test"),
+           ("epochs", "epochs"), ("wall_s", "time"), ("model", "model"), ("data", "data"), ("started", "date"),
+           ("tags", "tags")]
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,9 @@ class RunsScreen(Screen[None]):
             table.add_column(label, key=key)
         table.focus()
         self.set_interval(3.0, self._live_reload)
+        self.watch(table, "scroll_x", lambda: self._update_count(), init=False)
+        self.watch(table, "virtual_size", lambda: self._update_count(), init=False)
+        self.watch(table, "size", lambda: self._update_count(), init=False)
 
     def on_screen_suspend(self) -> None:
         """Remember whether a dialog covers the screen (its closing must not re-read every run)."""
@@ -245,8 +248,9 @@ class RunsScreen(Screen[None]):
         self._update_count()
 
     def _cells(self, row: RunRow) -> dict[str, str]:
-        """A row's cell texts by column key (the selection mark first)."""
-        return {"mark": SELECTED_MARK if row.key in self.selected else "", **cell_texts(row)}
+        """A row's cell texts by column key, in the table's column order (the selection mark first)."""
+        texts = cell_texts(row)
+        return {"mark": SELECTED_MARK if row.key in self.selected else "", **{key: texts[key] for key, _ in COLUMNS}}
 
     def _cell(self, column: str, text: str) -> Text:
         """A cell: the state in its colour, everything else plain (names are never read as markup)."""
@@ -256,8 +260,11 @@ class RunsScreen(Screen[None]):
         """The `shown/all · selected · sort` line next to the filter."""
         label = dict(COLUMNS)[self.sort_column]
         arrow = "↓" if self.sort_descending else "↑"
+        table = self.query_one("#runs-table", DataTable)
+        hidden = "←" * (table.scroll_x > 0) + "→" * (table.scroll_x < table.max_scroll_x)
+        more = f" · {hidden} more" if hidden else ""  # columns out of view: left / right scroll the table to them
         self.query_one("#runs-count", Static).update(
-            f"{len(self.shown)}/{len(self.rows)} · {len(self.selected)} selected · by {label} {arrow}")
+            f"{len(self.shown)}/{len(self.rows)} · {len(self.selected)} selected · by {label} {arrow}{more}")
 
     def current_row(self) -> RunRow | None:
         """The run under the table's cursor."""

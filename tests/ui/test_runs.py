@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from console.app import ConsoleApp, create_app
 from console.cli import app as cli_app
+from console.screens.run_rows import COLUMNS
 from console.screens.runs import RunsScreen
 from console.screens.runs_dialogs import ConfirmDialog, NoteDialog, PathDialog
 from console.widgets.background_plot import BackgroundPlot
@@ -47,6 +48,9 @@ async def wait_for(pilot: Pilot, condition: object, tries: int = 200) -> None:
     raise AssertionError(f"condition not met in time: {detail}")
 
 
+COLUMN = {key: index for index, key in enumerate(["mark", *(key for key, _ in COLUMNS)])}  # a row's cell by key
+
+
 def table_rows(screen: RunsScreen) -> list[list[str]]:
     table = screen.query_one("#runs-table", DataTable)
     return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
@@ -66,7 +70,7 @@ def test_table_filter_sort_and_comparison(trained_run: Path, second_run: Path, r
             rows = table_rows(screen)
             assert {row[2] for row in rows} == set(best)
             for row in rows:
-                assert row[5] == f"{100 * best[row[2]]:.2f}%" and row[1] == "finished"
+                assert row[COLUMN["best_val_acc"]] == f"{100 * best[row[2]]:.2f}%" and row[1] == "finished"
             await pilot.press("slash", *"quickstart-b")
             assert [row[2] for row in table_rows(screen)] == [second_run.name]
             screen.query_one("#runs-filter", Input).value = "digits finished"
@@ -85,7 +89,7 @@ def test_table_filter_sort_and_comparison(trained_run: Path, second_run: Path, r
             assert [row[2] for row in table_rows(screen)] == ranked[::-1]
             await click_header(screen, pilot, "test_acc")
             assert (screen.sort_column, screen.sort_descending) == ("test_acc", True)
-            tests = [float(row[6].rstrip("%")) for row in table_rows(screen)]
+            tests = [float(row[COLUMN["test_acc"]].rstrip("%")) for row in table_rows(screen)]
             assert tests == sorted(tests, reverse=True)
             await check_comparison(screen, pilot)
 
@@ -152,6 +156,12 @@ def test_note_tags_written_shown_by_cli_and_export(trained_run: Path, runs_root:
         app = create_app(runs_root, mode="runs")
         async with app.run_test(size=(80, 24)) as pilot:
             screen = await open_runs(app, pilot)
+            table, count = screen.query_one("#runs-table", DataTable), screen.query_one("#runs-count", Static)
+            assert str(count.content).endswith("· → more")  # at 80 columns the table scrolls sideways
+            shown = table.ordered_columns[:COLUMN["wall_s"] + 1]  # state, run, accuracies, epochs, time: in view
+            assert sum(column.get_render_width(table) for column in shown) <= table.scrollable_content_region.width
+            table.scroll_x = table.max_scroll_x
+            await wait_for(pilot, lambda: str(count.content).endswith("· ← more"))
             await pilot.press("n")
             await wait_for(pilot, lambda: isinstance(app.screen, NoteDialog))
             app.screen.query_one("#tags-input", Input).value = "two words!"
