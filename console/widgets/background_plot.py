@@ -23,6 +23,8 @@ from textual.strip import Strip
 from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
+from console.widgets.chart_axes import round_y_axis
+
 HIDDEN_SIZE = Size(40, 10)  # what a chart not on screen yet is built at (its figure is ready; a resize redraws)
 Draw = Callable[[Any], None]  # draws a whole figure on a plotext `plt` (starting with plt.clear_figure())
 
@@ -82,6 +84,7 @@ class BackgroundPlot(PlotextPlot):
                 fn(plt)
                 plt.plotsize(size.width, size.height)
                 plt._set_size(size.width, size.height)  # as PlotextPlot.render does (textual-plotext issue 5)
+                round_y_axis(plt, size.height)
                 plt.theme(theme)
                 text = Text.from_ansi(plt.build())
             except Exception as exc:  # noqa: BLE001 - a figure plotext cannot draw: say so in its place
