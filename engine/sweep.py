@@ -407,6 +407,12 @@ def shown_value(trial: Any) -> float | None:
     return None
 
 
+def trial_params(trial: Any) -> dict[str, Any]:
+    """A trial's values: those it ran with, or for one waiting to run (an interrupted trial queued again) those
+    queued for it."""
+    return dict(trial.params) or dict(trial.system_attrs.get("fixed_params", {}))
+
+
 def trial_rows(study: Any, spec: SweepSpec) -> list[dict[str, Any]]:
     """Every trial ranked: complete ones by value (best first), then pruned ones by their last metric, then the
     rest by number; the best complete trial is marked."""
@@ -420,7 +426,7 @@ def trial_rows(study: Any, spec: SweepSpec) -> list[dict[str, Any]]:
     rows = []
     for rank, trial in enumerate(sorted(study.trials, key=key), start=1):
         rows.append({"rank": rank, "trial": trial.number, "state": trial.state.name.lower(),
-                     spec.metric: shown_value(trial), "params": dict(trial.params),
+                     spec.metric: shown_value(trial), "params": trial_params(trial),
                      "epochs": len(trial.intermediate_values), "run_dir": trial.user_attrs.get("run_dir"),
                      "best": False})
     if rows and rows[0]["state"] == "complete":

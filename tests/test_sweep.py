@@ -16,7 +16,7 @@ from conftest import write
 from console.cli import app
 from engine.annotations import read_annotations
 from engine.runtime import StopRequest
-from engine.sweep import create_study, load_spec, open_named, open_storage, storage_url
+from engine.sweep import create_study, load_spec, open_named, open_storage, storage_url, trial_rows
 from engine.sweep_trials import run_sweep
 
 QUICK = ["--set", "train.epochs=1", "data.limit=300"]
@@ -152,3 +152,18 @@ def test_presets_validate_knows_a_sweep_spec(isolated_dirs: Path) -> None:
     refused = invoke("presets", "validate", str(bad))
     assert refused.exit_code == 2  # type: ignore[attr-defined]
     assert f"{bad}: params.optim.lrr" in refused.stderr and "did you mean `lr`" in refused.stderr  # type: ignore[attr-defined]
+
+
+def test_a_trial_queued_again_shows_its_values_while_it_waits(isolated_dirs: Path) -> None:
+    """An interrupted trial's values are queued to run first on resume; until then the ranked rows (and so
+    `sweep show` and the Sweeps screen) show them on the waiting trial."""
+    from engine.sweep_trials import mark_interrupted
+
+    spec = load_spec(str(write(isolated_dirs / "digits-lr.yaml", SPEC)), [])
+    study = create_study(spec, open_storage(storage_url(isolated_dirs / "runs", spec.name, None)), [])
+    study.ask({"optim.lr": optuna.distributions.CategoricalDistribution([0.02, 0.05, 0.1])})
+    trial = study.trials[-1]  # running, as a sweep's worker sees it when a person stops the sweep
+    mark_interrupted(study, trial)
+    rows = {row["state"]: row for row in trial_rows(study, spec)}
+    assert set(rows) == {"fail", "waiting"}
+    assert rows["waiting"]["params"] == rows["fail"]["params"] == trial.params
