@@ -52,6 +52,11 @@ class RunRow:
     members: tuple[str, ...] = field(default=(), compare=False)  # a group's fold folder names
 
     @property
+    def group(self) -> str:
+        """The k-fold group a fold belongs to (`group` of `group/run`); empty for any other row."""
+        return self.name.rpartition("/")[0] if self.kind != KFOLD else ""
+
+    @property
     def key(self) -> str:
         """The row key in the table: the folder path."""
         return str(self.path)
@@ -149,11 +154,32 @@ def sort_rows(rows: list[RunRow], column: str, descending: bool) -> list[RunRow]
     return present + absent
 
 
-def cell_texts(row: RunRow) -> dict[str, str]:
-    """The table's text for each column of a row."""
+def nest_folds(rows: list[RunRow]) -> list[RunRow]:
+    """Rows in their order, but each fold right under its k-fold group when the group is among them (folds keep
+    their order between themselves); a fold whose group is not there stays where it is."""
+    groups = {row.name for row in rows if row.kind == KFOLD}
+    folds: dict[str, list[RunRow]] = {}
+    for row in rows:
+        if row.kind != KFOLD and row.group in groups:
+            folds.setdefault(row.group, []).append(row)
+    nested: list[RunRow] = []
+    for row in rows:
+        if row.kind == KFOLD:
+            nested += [row, *folds.get(row.name, [])]
+        elif row.group not in groups:
+            nested.append(row)
+    return nested
+
+
+def cell_texts(row: RunRow, nested: bool = False) -> dict[str, str]:
+    """The table's text for each column of a row; a fold `nested` under its group's row is named without the
+    group (`└ fold-run`), else as `group/fold-run`."""
     epochs = (f"{row.epoch}/{row.epochs} folds" if row.kind == KFOLD
               else f"{row.epoch if row.epoch is not None else '-'}/{row.epochs if row.epochs is not None else '-'}")
-    return {"state": row.state, "name": row.name + ("/" if row.kind == KFOLD else ""), "model": row.model or NO_VALUE,
+    name = row.name + "/" if row.kind == KFOLD else row.name
+    if nested and row.group:
+        name = "└ " + row.name.removeprefix(row.group + "/")
+    return {"state": row.state, "name": name, "model": row.model or NO_VALUE,
             "data": row.data or NO_VALUE, "best_val_acc": fmt_pct(row.best_val_acc), "test_acc": fmt_pct(row.test_acc),
             "epochs": epochs, "wall_s": fmt_seconds(row.wall_s),
             "started": _date(row.started),

@@ -26,13 +26,15 @@ from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, Tab
 
 from console.run_charts import whole_epoch_ticks
 from console.screens.run_rows import (
-    COLUMNS, KFOLD, Comparison, RunRow, build_comparison, cell_texts, filter_rows, load_rows, sort_rows,
+    COLUMNS, KFOLD, Comparison, RunRow, build_comparison, cell_texts, filter_rows, load_rows, nest_folds, sort_rows,
 )
 from console.screens.launch_composition import field_override
 from console.screens.runs_dialogs import ConfirmDialog, NoteDialog, PathDialog
 from console.widgets.background_plot import BackgroundPlot
 from console.widgets.nav import NavBar
+from console.widgets.row_table import RowTable
 from engine.annotations import Annotations
+from engine.compare import plural
 from engine.errors import EngineError
 from engine.runs import RunFolder
 
@@ -141,7 +143,7 @@ class RunsScreen(Screen[None]):
         with Horizontal(id="runs-bar"):
             yield Input(placeholder="filter: name, model, data, state, tag  (/)", id="runs-filter")
             yield Static("", id="runs-count", markup=False)
-        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield RowTable(id="runs-table", cursor_type="row", zebra_stripes=True, fixed_columns=3)  # mark, state, run
         yield Static("", id="runs-status", markup=False)
         with TabbedContent(id="runs-compare"):
             with TabPane("Curves", id="compare-curves"):
@@ -207,7 +209,8 @@ class RunsScreen(Screen[None]):
         if message.announce:
             runs = sum(1 for r in self.rows if r.kind != KFOLD)
             groups = len(self.rows) - runs
-            self._say(f"{runs} runs" + (f", {groups} k-fold groups" if groups else "") + f" in {self.app.runs_root}"
+            self._say(plural(runs, "run") + (f", {plural(groups, 'k-fold group')}" if groups else "")
+                      + f" in {self.app.runs_root}"
                       if self.rows else f"no runs in {self.app.runs_root} yet: start one in Launch (F2)")
         self._selection_changed()
 
@@ -221,8 +224,9 @@ class RunsScreen(Screen[None]):
         table = self.query_one("#runs-table", DataTable)
         current = self.current_row()
         text = self.query_one("#runs-filter", Input).value
-        self.shown = sort_rows(filter_rows(self.rows, text), self.sort_column, self.sort_descending)
-        wanted = {row.key: self._cells(row) for row in self.shown}
+        self.shown = nest_folds(sort_rows(filter_rows(self.rows, text), self.sort_column, self.sort_descending))
+        groups = {row.name for row in self.shown if row.kind == KFOLD}
+        wanted = {row.key: self._cells(row, nested=row.group in groups) for row in self.shown}
         gone = [key for key in self.displayed if key not in wanted]
         if len(gone) > len(wanted):  # removing row by row costs more than adding the few left
             table.clear()
@@ -247,9 +251,9 @@ class RunsScreen(Screen[None]):
             table.move_cursor(row=keys.index(current.key))
         self._update_count()
 
-    def _cells(self, row: RunRow) -> dict[str, str]:
+    def _cells(self, row: RunRow, nested: bool = False) -> dict[str, str]:
         """A row's cell texts by column key, in the table's column order (the selection mark first)."""
-        texts = cell_texts(row)
+        texts = cell_texts(row, nested)
         return {"mark": SELECTED_MARK if row.key in self.selected else "", **{key: texts[key] for key, _ in COLUMNS}}
 
     def _cell(self, column: str, text: str) -> Text:
@@ -263,8 +267,9 @@ class RunsScreen(Screen[None]):
         table = self.query_one("#runs-table", DataTable)
         hidden = "←" * (table.scroll_x > 0) + "→" * (table.scroll_x < table.max_scroll_x)
         more = f" · {hidden} more" if hidden else ""  # columns out of view: left / right scroll the table to them
+        selected = f" · {len(self.selected)} selected" if self.selected else ""
         self.query_one("#runs-count", Static).update(
-            f"{len(self.shown)}/{len(self.rows)} · {len(self.selected)} selected · by {label} {arrow}{more}")
+            f"{len(self.shown)}/{len(self.rows)}{selected} · by {label} {arrow}{more}")
 
     def current_row(self) -> RunRow | None:
         """The run under the table's cursor."""
@@ -363,7 +368,10 @@ class RunsScreen(Screen[None]):
         """Show the overlay and diff for two or more selected runs; hide them otherwise."""
         panel = self.query_one("#runs-compare", TabbedContent)
         keys = frozenset(self.selected)
-        panel.set_class(len(keys) >= 2, "-shown")
+        if panel.has_class("-shown") != (len(keys) >= 2):
+            panel.set_class(len(keys) >= 2, "-shown")
+            table = self.query_one("#runs-table", DataTable)  # shorter or taller now: keep the cursor's row in view
+            self.call_after_refresh(lambda: table.move_cursor(row=table.cursor_row, scroll=True))
         if len(keys) < 2:
             self.compared = frozenset()
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -126,6 +127,21 @@ def test_rows_filter_sort_and_labels() -> None:
     assert labels_by_difference(["x", "y"], ["optim.lr"], [["0.05", "0.2"]]) == ["x", "y"]
 
 
+def test_folds_sit_under_their_group_in_any_order() -> None:
+    from console.screens.run_rows import KFOLD, RunRow, cell_texts, nest_folds, sort_rows
+
+    group = RunRow("g-20250101-000000", Path("g"), kind=KFOLD, best_val_acc=0.2)
+    folds = [RunRow(f"g-20250101-000000/f{i}-20250101-000000", Path(f"g/f{i}"), best_val_acc=0.3 + i / 10)
+             for i in range(2)]
+    run = RunRow("r-20250101-000000", Path("r"), best_val_acc=0.9)
+    ranked = sort_rows([group, *folds, run], "best_val_acc", True)  # r, f1, f0, g
+    assert [r.path.name for r in nest_folds(ranked)] == ["r", "g", "f1", "f0"]
+    assert [r.path.name for r in nest_folds([folds[0], run])] == ["f0", "r"]  # group filtered out: kept as is
+    assert cell_texts(folds[0], nested=True)["name"] == "└ f0-20250101-000000"
+    assert cell_texts(folds[0])["name"] == "g-20250101-000000/f0-20250101-000000"
+    assert cell_texts(group)["name"] == "g-20250101-000000/" and folds[0].group == group.name and not run.group
+
+
 async def check_comparison(screen: RunsScreen, pilot: Pilot) -> None:
     """Space on both runs: the overlay chart has one series per run, the diff only the keys that differ."""
     compare = screen.query_one("#runs-compare")
@@ -149,6 +165,25 @@ async def check_comparison(screen: RunsScreen, pilot: Pilot) -> None:
     assert not compare.display and not screen.selected
 
 
+def test_the_cursor_row_stays_in_view_when_the_comparison_opens(trained_run: Path, runs_root: Path) -> None:
+    for index in range(14):  # more runs than the table shows at 80x24 once the comparison takes its half
+        shutil.copytree(trained_run, runs_root / f"copy{index:02d}-20250101-0000{index:02d}")
+
+    async def main() -> None:
+        app = create_app(runs_root, mode="runs")
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_runs(app, pilot)
+            table = screen.query_one("#runs-table", DataTable)
+            await pilot.press("space", *["down"] * 11, "space")  # the second pick near the bottom
+            compare = screen.query_one("#runs-compare")
+            await wait_for(pilot, lambda: compare.display and len(screen.overlay_labels) == 2)
+            await pilot.pause()
+            cursor_y = table.cursor_row + 1 - table.scroll_y  # below the header
+            assert table.cursor_row == 13 and 1 <= cursor_y < table.scrollable_content_region.height
+
+    asyncio.run(main())
+
+
 def test_note_tags_written_shown_by_cli_and_export(trained_run: Path, runs_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "exported" / "preset.yaml"
 
@@ -160,8 +195,13 @@ def test_note_tags_written_shown_by_cli_and_export(trained_run: Path, runs_root:
             assert str(count.content).endswith("· → more")  # at 80 columns the table scrolls sideways
             shown = table.ordered_columns[:COLUMN["wall_s"] + 1]  # state, run, accuracies, epochs, time: in view
             assert sum(column.get_render_width(table) for column in shown) <= table.scrollable_content_region.width
-            table.scroll_x = table.max_scroll_x
+            await pilot.press("right")  # a column at a time; the mark, state and run stay in view
+            assert table.scroll_x == table.ordered_columns[COLUMN["best_val_acc"]].get_render_width(table)
+            await pilot.press(*["right"] * len(COLUMNS))
             await wait_for(pilot, lambda: str(count.content).endswith("· ← more"))
+            assert table.scroll_x == table.max_scroll_x and table.fixed_columns == COLUMN["name"] + 1
+            await pilot.press("left")
+            assert 0 < table.scroll_x < table.max_scroll_x
             await pilot.press("n")
             await wait_for(pilot, lambda: isinstance(app.screen, NoteDialog))
             app.screen.query_one("#tags-input", Input).value = "two words!"

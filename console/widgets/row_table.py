@@ -1,0 +1,43 @@
+"""A row-cursor DataTable for lists wider than the screen: the first columns stay put, left/right scroll the
+others a whole column at a time (DataTable scrolls one character a press), home/end go to the first/last row."""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+from textual.widgets import DataTable
+
+
+class RowTable(DataTable[object]):
+    """`fixed_columns` stay in view; left/right bring the previous/next scrolled column to the left edge."""
+
+    BINDINGS = [
+        Binding("home", "first_row", "First row", show=False, tooltip="go to the first row"),
+        Binding("end", "last_row", "Last row", show=False, tooltip="go to the last row"),
+        Binding("right", "column_right", "More columns", show=False,
+                tooltip="scroll the table a column to the right"),
+        Binding("left", "column_left", "Back", show=False, tooltip="scroll the table a column to the left"),
+    ]
+
+    def _column_edges(self) -> list[int]:
+        """The scroll offsets at which each scrolled column starts at the left edge."""
+        edges, x = [], 0
+        for column in self.ordered_columns[self.fixed_columns:]:
+            edges.append(x)
+            x += column.get_render_width(self)
+        return edges
+
+    def action_column_right(self) -> None:
+        target = next((edge for edge in self._column_edges() if edge > self.scroll_x), self.max_scroll_x)
+        self.scroll_to(x=min(target, self.max_scroll_x), animate=False)
+
+    def action_column_left(self) -> None:
+        target = max((edge for edge in self._column_edges() if edge < self.scroll_x), default=0)
+        self.scroll_to(x=target, animate=False)
+
+    def action_first_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0)
+
+    def action_last_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)
