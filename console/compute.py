@@ -376,6 +376,28 @@ def resolve_composition(experiment: str, overrides: list[str]) -> tuple[Experime
     return config, resolved_yaml(config), section_presets(experiment)
 
 
+def field_problems(experiment: str, overrides: list[str], keys: list[str]) -> dict[str, str]:
+    """For a composition that does not resolve: each of its overrides of `keys` that is wrong on its own (with
+    the section swaps), and the engine's error for it in the app's words. Empty when the swaps alone fail."""
+    from console.screens.launch_composition import SECTION_KINDS, override_key, without_source
+    from engine.presets import resolve_experiment
+
+    sections = [text for text in overrides if override_key(text) in SECTION_KINDS]
+    try:
+        resolve_experiment(experiment, sections)
+    except EngineError:
+        return {}
+    problems = {}
+    for text in overrides:
+        key = override_key(text)
+        if key in keys:
+            try:
+                resolve_experiment(experiment, [*sections, text])
+            except EngineError as exc:
+                problems[key] = without_source(str(exc), [*sections, text])
+    return problems
+
+
 def prepare_launch(experiment: str, overrides: list[str], runs_root: Path,
                    finetune_from: str | None) -> tuple[Path, str | None]:
     """What `engine.launch.launch_run` (or `launch_finetune`) does before its training process starts: the plan,

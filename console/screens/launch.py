@@ -31,7 +31,7 @@ from console import compute
 from console.fmt import fmt_count
 from console.screens.launch_composition import (
     FIELDS, PRECISIONS, PRESET_NAME, SECTION_KINDS, Composition, config_value, field_id, field_override,
-    optim_summary, preview_key,
+    lr_test_key, optim_summary, preview_key,
 )
 from console.widgets.launch_panels import (
     SAMPLE_PIXELS, DataPanel, LrFinderPanel, ModelPanel, SchedulePanel, SharePanel,
@@ -83,11 +83,12 @@ class PreviewReady(Message):
 class TaskFailed(Message):
     """A worker's engine error, in its own words (`key`: what it was computing, for dropping stale ones)."""
 
-    def __init__(self, task: str, key: Any, message: str) -> None:
+    def __init__(self, task: str, key: Any, message: str, fields: dict[str, str] | None = None) -> None:
         super().__init__()
         self.task = task
         self.key = key
         self.message = message
+        self.fields = fields or {}  # for "resolve": each field wrong on its own, and its error
 
 
 class LrFindProgress(Message):
@@ -176,6 +177,7 @@ class LaunchScreen(Screen[None]):
         self._model_cost: ModelCost | None = None
         self._preset_costs: dict[str, ModelCost | str] = {}  # model preset -> its size at the data's input
         self.suggested_lr: float | None = None
+        self._lr_tested: str | None = None  # lr_test_key of the composition the LR range test ran on
         self.last_launch: RunHandle | None = None
         self._busy: set[str] = set()  # lrfind, launch, share: one at a time each
         self.finetune_from: str | None = None  # RUN[:CHECKPOINT] whose weights Start begins from (None: scratch)
@@ -242,6 +244,7 @@ class LaunchScreen(Screen[None]):
                                  compact=True)
                 else:
                     yield Input(id=field_id(key), name=key, classes="field", compact=True, tooltip=key)
+            yield Static("", id=f"{field_id(key)}-error", classes="field-error", markup=False)
 
     def on_mount(self) -> None:
         if self._requested is None:
@@ -429,7 +432,12 @@ class LaunchScreen(Screen[None]):
                                              retry=True)
             self.post_message(Resolved(generation, *resolved))
         except EngineError as exc:
-            self.post_message(TaskFailed("resolve", generation, str(exc)))
+            try:  # which fields are wrong on their own, to mark each (the engine stops at the first error)
+                fields = compute.shared().call("console.compute:field_problems", experiment, overrides,
+                                               [key for key, _ in FIELDS])
+            except EngineError:
+                fields = {}
+            self.post_message(TaskFailed("resolve", generation, str(exc), fields))
 
     @on(Resolved)
     def _resolved(self, message: Resolved) -> None:
@@ -443,39 +451,48 @@ class LaunchScreen(Screen[None]):
         problem.set_classes("ok")
         problem.update("✓ valid")
         problem.tooltip = None
-        self._mark_field(None)
+        self._mark_fields({})
         for key, _ in FIELDS:
             widget = self.query_one(f"#{field_id(key)}")
             if key not in self.composition.overrides and not widget.has_focus:
                 self._set_field(key, str(config_value(message.config, key)))
         self._show_pickers()
+        if self.suggested_lr is not None and lr_test_key(message.config) != self._lr_tested:
+            self.suggested_lr = None  # the test trained something else: its suggestion no longer applies
+            self.query_one(LrFinderPanel).show_stale()
+            self.refresh_bindings()
         self.query_one("#yaml-view", Static).update(Syntax(message.yaml_text, "yaml", background_color="default",
                                                                word_wrap=True))
         self._refresh_previews()
 
-    def _show_problem(self, text: str) -> None:
-        """The engine's error for the composition, in the app's words (not the CLI's `--set …:` source), under
-        the field it names (that field tinted), else under the fields."""
+    def _show_problem(self, text: str, fields: dict[str, str] | None = None) -> None:
+        """The engine's error for the composition, in the app's words (not the CLI's `--set …:` source); each
+        field wrong on its own (`fields`: key → error) tinted with its error under it, and then the line under
+        the fields points at them instead of repeating one."""
         text = self.composition.without_source(text)
+        fields = fields or {}
         self.problem = text
+        self._mark_fields(fields)
         problem = self.query_one("#launch-problem", Static)
         problem.set_classes("error")
-        problem.update(text)
+        if fields and text in fields.values():
+            problem.update("✗ fix the field marked above" if len(fields) == 1
+                           else f"✗ fix the {len(fields)} fields marked above")
+        else:
+            problem.update(text)
         problem.tooltip = text
-        key = next((key for key, _ in FIELDS if text.startswith(f"{key}:")), None)
-        self._mark_field(key)
-        if key is not None and self.query_one(f"#{field_id(key)}").has_focus:
-            self.call_after_refresh(problem.scroll_visible)
+        focused = next((key for key in fields if self.query_one(f"#{field_id(key)}").has_focus), None)
+        if focused is not None:
+            error = self.query_one(f"#{field_id(focused)}-error", Static)
+            self.call_after_refresh(error.scroll_visible)
 
-    def _mark_field(self, key: str | None) -> None:
-        """Tint the field the error names (none: no field) and put the problem line under it."""
-        for other, _ in FIELDS:
-            self.query_one(f"#{field_id(other)}").set_class(other == key, "field-problem")
-        row = self.query_one(f"#{field_id(key or FIELDS[-1][0])}").parent
-        problem = self.query_one("#launch-problem", Static)
-        if row is not None and problem.parent is row.parent:
-            row.parent.move_child(problem, after=row)
-        problem.set_class(key is not None, "under-field")
+    def _mark_fields(self, fields: dict[str, str]) -> None:
+        """Tint the fields with an error and show it under each; clear the others."""
+        for key, _ in FIELDS:
+            self.query_one(f"#{field_id(key)}").set_class(key in fields, "field-problem")
+            error = self.query_one(f"#{field_id(key)}-error", Static)
+            error.update(fields.get(key, ""))
+            error.display = key in fields
 
     # --- previews: data, then model size and schedule (both need the data's shape) ---
 
@@ -586,7 +603,7 @@ class LaunchScreen(Screen[None]):
     def _task_failed(self, message: TaskFailed) -> None:
         if message.task == "resolve":
             if message.key == self._generation:
-                self._show_problem(message.message)
+                self._show_problem(message.message, message.fields)
         elif message.task == "model-presets":
             return  # the picker keeps plain names
         elif message.task in ("data", "model", "schedule"):
@@ -697,6 +714,7 @@ class LaunchScreen(Screen[None]):
         if "lrfind" in self._busy:
             return
         self._busy.add("lrfind")
+        self._lr_tested = lr_test_key(self.config)
         panel.show_message(f"LR range test on {self.config.name}: {self.lr_find_steps} steps…")
         self._find_lr(self.config, self.lr_find_steps)
 

@@ -55,6 +55,16 @@ def optim_summary(config: ExperimentConfig) -> str:
     return ", ".join(parts)
 
 
+def without_source(error: str, overrides: list[str]) -> str:
+    """An engine error about a composition with these overrides, without the `--set …: ` it starts with (the
+    CLI's words for where the value came from): `--set train.epochs=-1: train.epochs: must be at least 1` →
+    `train.epochs: must be at least 1`."""
+    for source in ("--set " + " --set ".join(overrides), *(f"--set {text}" for text in overrides)):
+        if overrides and error.startswith(source + ": "):
+            return error[len(source) + 2:]
+    return error
+
+
 def field_override(key: str, text: str) -> str:
     """The override a field's text makes; the run name is quoted so that YAML keeps it a string."""
     return f"{key}={json.dumps(text)}" if key == "name" else f"{key}={text}"
@@ -73,14 +83,8 @@ class Composition:
         return cls(experiment, {override_key(text): text for text in overrides})
 
     def without_source(self, error: str) -> str:
-        """An engine error about this composition without the `--set …: ` it starts with (the CLI's words for
-        where the value came from): `--set train.epochs=-1: train.epochs: must be at least 1` →
-        `train.epochs: must be at least 1`."""
-        overrides = self.as_list()
-        for source in ("--set " + " --set ".join(overrides), *(f"--set {text}" for text in overrides)):
-            if overrides and error.startswith(source + ": "):
-                return error[len(source) + 2:]
-        return error
+        """An engine error about this composition in the app's words (see `without_source`)."""
+        return without_source(error, self.as_list())
 
     def set(self, key: str, override: str | None) -> None:
         """Set or (with None) drop the override of `key`."""
@@ -108,6 +112,16 @@ class Composition:
 def preview_key(*parts: Any) -> str:
     """A stable text key of plain data (what a preview was computed for)."""
     return json.dumps(parts, sort_keys=True, default=str)
+
+
+def lr_test_key(config: ExperimentConfig) -> str:
+    """What an LR range test's result depends on: everything it trains with but the LR it sweeps and the
+    schedule it replaces."""
+    from engine.config import to_dict
+
+    optim = {key: value for key, value in to_dict(config.optim).items() if key != "lr"}
+    return preview_key(to_dict(config.data), to_dict(config.model), to_dict(config.augment), optim,
+                       config.train.batch_size, config.train.precision, config.train.seed)
 
 
 def save_user_preset(config: ExperimentConfig, name: str, overwrite: bool) -> Path:

@@ -162,9 +162,6 @@ class RunsScreen(Screen[None]):
             table.add_column(label, key=key)
         table.focus()
         self.set_interval(3.0, self._live_reload)
-        self.watch(table, "scroll_x", lambda: self._update_count(), init=False)
-        self.watch(table, "virtual_size", lambda: self._update_count(), init=False)
-        self.watch(table, "size", lambda: self._update_count(), init=False)
 
     def on_screen_suspend(self) -> None:
         """Remember whether a dialog covers the screen (its closing must not re-read every run)."""
@@ -264,12 +261,15 @@ class RunsScreen(Screen[None]):
         """The `shown/all · selected · sort` line next to the filter."""
         label = dict(COLUMNS)[self.sort_column]
         arrow = "↓" if self.sort_descending else "↑"
-        table = self.query_one("#runs-table", DataTable)
-        hidden = "←" * (table.scroll_x > 0) + "→" * (table.scroll_x < table.max_scroll_x)
+        hidden = self.query_one("#runs-table", RowTable).hidden_sides
         more = f" · {hidden} more" if hidden else ""  # columns out of view: left / right scroll the table to them
         selected = f" · {len(self.selected)} selected" if self.selected else ""
         self.query_one("#runs-count", Static).update(
             f"{len(self.shown)}/{len(self.rows)}{selected} · by {label} {arrow}{more}")
+
+    @on(RowTable.HiddenColumns)
+    def _hidden_columns(self) -> None:
+        self._update_count()
 
     def current_row(self) -> RunRow | None:
         """The run under the table's cursor."""

@@ -17,6 +17,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Static
 
 from console.fmt import fmt_count
+from console.run_charts import whole_epoch_ticks
 from console.widgets.background_plot import BackgroundPlot
 from engine.preview import DataSummary, ModelCost, SchedulePreview
 
@@ -174,6 +175,12 @@ class LrFinderPanel(Vertical):
         self.query_one("#lrfind-info", Static).update(text)
         self.query_one("#lrfind-apply", Button).disabled = suggestion is None
 
+    def show_stale(self) -> None:
+        """The composition changed since the test (data, model, augmentation, optimizer, batch...): its curve is
+        kept, its suggestion cannot be applied."""
+        self.show_message("the composition changed since this test (curve below): ctrl+l runs it again")
+        self.query_one("#lrfind-apply", Button).disabled = True
+
     def show_message(self, text: str, *, error: bool = False) -> None:
         """A one-line state or error."""
         info = self.query_one("#lrfind-info", Static)
@@ -261,6 +268,9 @@ def _draw_schedule(plt: Any, drawn: list[tuple[float, float]], drops: list[float
     plt.plot([x + 1 for x, _ in drawn], [y for _, y in drawn], marker="braille", color="cyan")
     for drop in drops:
         plt.vline(drop + 1, "red")
+    last = int(max((x + 1 for x, _ in drawn), default=0))
+    if last >= 1:
+        plt.xticks(whole_epoch_ticks(last))  # whole epochs, not 1.0 4.7 8.5
     plt.xlabel("epoch")
     plt.ylabel("lr")
 
@@ -276,11 +286,15 @@ def _draw_histogram(plt: Any, classes: list[str], train: list[int]) -> None:
 
 
 def _draw_lr_finder(plt: Any, points: list[tuple[float, float]], suggestion: float | None) -> None:
-    """Smoothed loss against log10 LR, the suggestion marked."""
+    """Smoothed loss against log10 LR (ticked with the LRs at whole decades), the suggestion marked."""
     plt.clear_figure()
     plt.plot([x for x, _ in points], [y for _, y in points], marker="braille")
     if suggestion is not None:
         plt.vline(suggestion, "green")
-    plt.xlabel("log10 lr")
+    decades = range(math.ceil(min((x for x, _ in points), default=0)), math.floor(max((x for x, _ in points),
+                                                                                        default=0)) + 1)
+    if len(decades) >= 2:  # the axis is log10 lr: labelled with the learning rates themselves
+        plt.xticks(list(decades), [f"1e{decade}" if decade else "1" for decade in decades])
+    plt.xlabel("lr (log scale)")
     plt.ylabel("smoothed loss")
 

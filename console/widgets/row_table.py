@@ -3,7 +3,10 @@ others a whole column at a time (DataTable scrolls one character a press), home/
 
 from __future__ import annotations
 
+from textual import events
 from textual.binding import Binding
+from textual.geometry import Size
+from textual.message import Message
 from textual.widgets import DataTable
 
 
@@ -17,6 +20,31 @@ class RowTable(DataTable[object]):
                 tooltip="scroll the table a column to the right"),
         Binding("left", "column_left", "Back", show=False, tooltip="scroll the table a column to the left"),
     ]
+
+    class HiddenColumns(Message):
+        """Which sides have columns out of view changed: `sides` is `←`, `→`, `←→` or empty."""
+
+        def __init__(self, sides: str) -> None:
+            super().__init__()
+            self.sides = sides
+
+    hidden_sides = ""  # the sides last told
+
+    def _tell_hidden_sides(self) -> None:
+        sides = "←" * (self.scroll_x > 0) + "→" * (self.scroll_x < self.max_scroll_x)
+        if sides != self.hidden_sides:
+            self.hidden_sides = sides
+            self.post_message(self.HiddenColumns(sides))
+
+    def watch_scroll_x(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_x(old_value, new_value)
+        self._tell_hidden_sides()
+
+    def watch_virtual_size(self, size: Size) -> None:
+        self.call_after_refresh(self._tell_hidden_sides)  # once laid out at its new width
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._tell_hidden_sides()
 
     def _column_edges(self) -> list[int]:
         """The scroll offsets at which each scrolled column starts at the left edge."""

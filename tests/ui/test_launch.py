@@ -50,6 +50,12 @@ async def plotted_x(pilot: Pilot[Any], screen: LaunchScreen, selector: str) -> l
     return list(monitor.x[0]) if monitor.x else []
 
 
+def plotted_x_labels(screen: LaunchScreen, selector: str) -> list[str]:
+    """The x tick labels a plot was given."""
+    labels = screen.query_one(selector, BackgroundPlot).plt._active.monitor.xlabels[0]
+    return [str(label) for label in labels or []]
+
+
 async def ready(pilot: Pilot[Any], screen: LaunchScreen) -> None:
     """Resolved, with the data, model and schedule previews shown."""
     await until(pilot, lambda: screen.config is not None and {"data", "model", "schedule"} <= set(screen._shown),
@@ -130,26 +136,38 @@ def test_fields_revalidate_as_typed_start_refuses_and_the_schedule_follows(runs_
             panel = screen.query_one(SchedulePanel)
             assert panel.points == len(await plotted_x(pilot, screen, "#schedule-plot")) == config.train.epochs * steps
             assert f"15 epochs × {steps} steps" in text_of(screen, "#schedule-info")
+            schedule_ticks = panel.query_one("#schedule-plot", BackgroundPlot).plt._active.monitor.xticks[0]
+            assert sorted(schedule_ticks) == [3, 6, 9, 12, 15]  # whole epochs
 
             await type_into(pilot, screen, "#field-optim-lr", "abc")
             await until(pilot, lambda: screen.problem is not None, "the engine's error")
-            shown = text_of(screen, "#launch-problem")
-            assert shown.startswith("optim.lr: ") and "expected float" in shown and "\n" not in shown  # not --set
-            lr_field, problem = screen.query_one("#field-optim-lr", Input), screen.query_one("#launch-problem")
-            assert lr_field.has_class("field-problem")  # the field named is tinted, the error right under it
+            assert screen.problem.startswith("optim.lr: ") and "expected float" in screen.problem  # not --set
+            lr_field = screen.query_one("#field-optim-lr", Input)
+            lr_error = screen.query_one("#field-optim-lr-error", Static)
+            await until(pilot, lambda: lr_error.display, "the error under the lr field")
+            assert str(lr_error.content) == screen.problem and lr_field.has_class("field-problem")  # tinted
+            assert text_of(screen, "#launch-problem") == "✗ fix the field marked above"
             await pilot.pause()
-            assert problem.region.y == lr_field.region.bottom
-            assert screen.query_one("#launch-left").region.contains_region(problem.region)  # scrolled into view
+            assert lr_error.region.y == lr_field.region.bottom  # right under it, scrolled into view
+            assert screen.query_one("#launch-left").region.contains_region(lr_error.region)
             await pilot.press("ctrl+r")
-            assert text_of(screen, "#launch-status") == f"error: {shown}"
+            assert text_of(screen, "#launch-status") == f"error: {screen.problem}"
+            await type_into(pilot, screen, "#field-train-epochs", "-3")  # a second wrong field: both marked
+            epochs_error = screen.query_one("#field-train-epochs-error", Static)
+            await until(pilot, lambda: epochs_error.display, "the error under the epochs field")
+            assert str(epochs_error.content) == "train.epochs: must be at least 1" and lr_error.display
+            assert text_of(screen, "#launch-problem") == "✗ fix the 2 fields marked above"
+            await type_into(pilot, screen, "#field-train-epochs", "15")
             await type_into(pilot, screen, "#field-optim-lr", "-1")
-            await until(pilot, lambda: "optim.lr: must be positive" in text_of(screen, "#launch-problem"), "-1")
+            await until(pilot, lambda: "optim.lr: must be positive" in str(lr_error.content), "-1")
+            assert not epochs_error.display
             await pilot.press("ctrl+r")
             await pilot.pause()
             assert run_folders(runs_root) == [] and app.current_mode == "launch"
             await type_into(pilot, screen, "#field-optim-lr", "0.2")
             await until(pilot, lambda: screen.problem is None and screen.config.optim.lr == 0.2, "lr 0.2 accepted")
             assert text_of(screen, "#launch-problem") == "✓ valid" and not lr_field.has_class("field-problem")
+            assert not lr_error.display
             assert text_of(screen, "#about-optim").startswith("sgd lr 0.2, ")  # not the preset's own lr
 
             await type_into(pilot, screen, "#field-train-epochs", "12")
@@ -181,6 +199,9 @@ def test_lr_finder_suggestion_then_save_as_preset_and_export(runs_root: Path, tm
             lr = float(suggestion)
             await until(pilot, lambda: screen.config.optim.lr == lr, "optim.lr from the suggestion")
             assert f"lr: {lr}" in screen.query_one("#yaml-view", Static).content.code  # type: ignore[attr-defined]
+            assert screen.suggested_lr is not None  # a new lr is not a new test subject
+            labels = plotted_x_labels(screen, "#lrfind-plot")
+            assert labels and all(label.startswith("1e-") or label == "1" for label in labels)  # lrs, not log10
 
             screen.query_one("#preset-name", Input).value = "digits-found-lr"
             await pilot.press("ctrl+s")
@@ -200,6 +221,10 @@ def test_lr_finder_suggestion_then_save_as_preset_and_export(runs_root: Path, tm
             await pilot.press("ctrl+o")
             await until(pilot, lambda: target.is_file(), "the exported file")
             assert resolve_experiment(str(target)).optim.lr == lr
+
+            await type_into(pilot, screen, "#field-train-batch-size", "16")  # the test trained another batch size
+            await until(pilot, lambda: "changed since this test" in text_of(screen, "#lrfind-info"), "stale")
+            assert screen.suggested_lr is None and screen.query_one("#lrfind-apply").disabled
 
     asyncio.run(main())
 
