@@ -40,6 +40,7 @@ class RunModel:
     session_first_epoch: int = 0
     last_event: float | None = None
     checkpoints: dict[str, int] = field(default_factory=dict)
+    best_metric: str | None = None  # what picked the `best` checkpoint (val_loss, val_acc), when told
     loading: str | None = None  # data decoding progress before the first epoch
     # Bumped by what changes the charts: a viewer redraws a chart only when the revisions it depends on moved.
     step_revision: int = 0  # the step series
@@ -108,6 +109,8 @@ class RunModel:
 
     def _on_checkpoint(self, event: Mapping[str, Any]) -> None:
         self.checkpoints[str(event["name"])] = int(event["epoch"])
+        if event.get("metric"):
+            self.best_metric = str(event["metric"])
         self.epoch_revision += 1
 
     def _on_warning(self, event: Mapping[str, Any]) -> None:

@@ -63,7 +63,8 @@ EVENT_SPECS: dict[str, EventSpec] = {
                        {"val_loss": OPT_NUMBER, "val_acc": OPT_NUMBER, "epoch_s": OPT_NUMBER,
                         "train_s": OPT_NUMBER, "images_per_s": OPT_NUMBER, "gpu_mem_mb": OPT_NUMBER}),
     "lr_drop": EventSpec("a stepped schedule lowered the LR", {"epoch": (int,), "old_lr": NUMBER, "new_lr": NUMBER}),
-    "checkpoint": EventSpec("a checkpoint was saved", {"name": (str,), "epoch": (int,), "path": (str,)}),
+    "checkpoint": EventSpec("a checkpoint was saved", {"name": (str,), "epoch": (int,), "path": (str,)},
+                            {"metric": OPT_STR}),  # `best`'s: the metric that picked it (train.checkpoint.best_metric)
     "test": EventSpec("test-split metrics at the end of the run",
                       {"split": (str,), "loss": NUMBER, "acc": NUMBER}, {"checkpoint": OPT_STR}),
     "warning": EventSpec("something the user should know; training goes on", {"message": (str,)},

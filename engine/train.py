@@ -407,7 +407,8 @@ class Trainer:
         ema = parts.ema.state_dict() if parts.ema is not None else None
         path = ckpt.save_checkpoint(self.run_dir / "checkpoints", name, weights=parts.model.state_dict(),
                                     config_text=self.config_text, meta=meta, state=state, ema=ema)
-        self.events.emit("checkpoint", name=name, epoch=self.progress.epoch, path=str(path))
+        extra = {"metric": self.config.train.checkpoint.best_metric} if name == "best" else {}
+        self.events.emit("checkpoint", name=name, epoch=self.progress.epoch, path=str(path), **extra)
 
     def _training_state(self) -> dict[str, Any]:
         parts = self.parts

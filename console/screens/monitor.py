@@ -312,7 +312,8 @@ class MonitorScreen(Screen[None]):
         if model.test_acc is not None:  # before the checkpoint note: on a narrow screen the last part is cut
             parts.append(f"test {fmt_pct(model.test_acc)}")
         if "best" in model.checkpoints and (not best or model.checkpoints["best"] != best[0]):
-            parts.append(f"best ckpt ep {model.checkpoints['best']}")  # only when it is not the top-val epoch
+            by = f" by {model.best_metric.replace('_', ' ')}" if model.best_metric else ""
+            parts.append(f"best ckpt ep {model.checkpoints['best']}{by}")  # only when it is not the top-val epoch
         return " · ".join(parts)
 
     def _fill_table(self, model: RunModel) -> None:
@@ -371,8 +372,15 @@ class MonitorScreen(Screen[None]):
     def action_resume(self) -> None:
         """Resume the selected run (interrupted or failed with a `last` checkpoint) in a new child process."""
         model = self._selected_model()
-        if model is not None:
-            self._resume(model.run_dir)
+        if model is None:
+            return
+        if model.state == "finished" and model.epochs and model.epoch >= model.epochs:
+            name = model.run_dir.name  # nothing left to resume: said here, in the app's words
+            self.notify(f"{name} trained all its {model.epochs} epochs: nothing to resume. To train it further, "
+                        f"fine-tune it (f in Runs), or extend it: imgcls-console resume {name} "
+                        f"--set train.epochs={model.epochs + 10}", severity="warning", timeout=10)
+            return
+        self._resume(model.run_dir)
 
     @work(thread=True, exit_on_error=False, group="actions")
     def _resume(self, run_dir: Path) -> None:

@@ -49,6 +49,7 @@ def test_a_headless_run_is_found_and_followed_to_its_end(runs_root: Path) -> Non
             model = monitor.models[run_dir.resolve()]
             await _until(pilot, lambda: model.state == "finished" and model.test_acc is not None)
             assert sorted(model.rows) == [1, 2, 3] and model.step_x
+            assert model.best_metric == "val_loss"  # quickstart's: the title says what picked `best`
             await _until(pilot, lambda: "finished" in str(monitor.query_one("#title").render()))
             await _until(pilot, lambda: monitor.query_one("#epochs").row_count == 3)  # charts follow at 2 Hz
 
@@ -77,6 +78,13 @@ def test_stop_then_resume_from_the_app(runs_root: Path) -> None:
             await pilot.press("r")
             await _until(pilot, lambda: model.state == "finished" and model.test_acc is not None, 300)
             assert sorted(model.rows) == list(range(1, 9))
+
+            await pilot.press("r")  # finished all its epochs: refused in the app's words, nothing started
+            await pilot.pause()
+            notes = [str(n.message) for n in app._notifications]
+            assert any("trained all its 8 epochs: nothing to resume" in note for note in notes), notes
+            assert not any(note.startswith("resuming") and "--set" in note for note in notes)
+            assert "resume refused" not in (handle.run_dir / "events.jsonl").read_text()  # no process tried it
 
     asyncio.run(main())
 
