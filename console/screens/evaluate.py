@@ -89,6 +89,13 @@ class EvaluateScreen(Screen[None]):
         Binding("x", "clear", "Clear picks", show=False, tooltip="unpick everything"),
         Binding("g", "toggle_greedy", "Greedy", show=False,
                 tooltip="greedy ensemble selection on the val split, on or off"),
+        Binding("1", "show_tab('tab-classes')", "Classes", show=False, tooltip="show the per-class scores"),
+        Binding("2", "show_tab('tab-confusion')", "Confusion", show=False,
+                tooltip="show the confusion heatmap and the most-confused pairs"),
+        Binding("3", "show_tab('tab-wrong')", "Wrong", show=False,
+                tooltip="show the most confidently wrong images"),
+        Binding("4", "show_tab('tab-members')", "Members", show=False,
+                tooltip="show the members (and greedy selection's steps)"),
         Binding("escape", "cancel", "Cancel", show=False, tooltip="cancel the running evaluation"),
     ]
 
@@ -227,6 +234,10 @@ class EvaluateScreen(Screen[None]):
         if unlisted:
             text += ", also: " + ", ".join(unlisted)
         self.query_one("#eval-picked", Static).update(Text(text))
+
+    def action_show_tab(self, tab: str) -> None:
+        """Show one of the result tabs."""
+        self.query_one("#eval-tabs", TabbedContent).active = tab
 
     def action_clear(self) -> None:
         """Unpick everything."""

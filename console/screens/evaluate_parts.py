@@ -133,14 +133,27 @@ class CheckpointTree(Tree[str]):
         return {str(node.data) for node in self._all_nodes() if node.data is not None}
 
     def mark(self, picked: list[str]) -> None:
-        """Show which nodes' references are picked."""
+        """Show which nodes' references are picked; a run picked as a whole names the checkpoint that stands for
+        it (best, else last, as the engine resolves `RUN`), which is marked too."""
         chosen = set(picked)
+        implied = {}  # the checkpoint node a picked run stands for -> that run's node
         for node in self._all_nodes():
-            if node.id in self.texts:
-                mark = PICKED_MARK if node.data in chosen else UNPICKED_MARK
-                picked_here = node.data in chosen
-                node.set_label(Text.assemble((mark, "bold" if picked_here else "dim"), " ",
-                                             (self.texts[node.id], "bold" if picked_here else "")))
+            if node.data in chosen and ":" not in str(node.data):
+                refs = {str(child.data).rpartition(":")[2]: child for child in node.children if child.data}
+                default = refs.get("best") or refs.get("last")
+                if default is not None:
+                    implied[default.id] = node
+        for node in self._all_nodes():
+            if node.id not in self.texts:
+                continue
+            picked_here = node.data in chosen
+            text = self.texts[node.id]
+            if picked_here and any(owner is node for owner in implied.values()):
+                default = next(child for child in node.children if child.id in implied)
+                text += f" → {str(default.data).rpartition(':')[2]}"
+            included = picked_here or node.id in implied
+            node.set_label(Text.assemble((PICKED_MARK if included else UNPICKED_MARK, "bold" if included else "dim"),
+                                         " ", (text, "bold" if picked_here else "")))
 
     def reveal(self, picked: list[str]) -> None:
         """Put the cursor on the first picked node in the tree's order, scrolled into view (once the rebuilt tree

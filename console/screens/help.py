@@ -21,7 +21,7 @@ SCREENS = [
                    "delete"),
     ("F5", "Evaluate", "checkpoints → accuracy, per-class scores, confusion heatmap, TTA, ensembles"),
     ("F6", "Presets", "browse, view, validate, import and export presets"),
-    ("F7", "Sweeps", "each sweep's trials ranked, live, and its best-so-far chart; enter opens a trial in Monitor"),
+    ("F7", "Sweeps", "each sweep's trials ranked, live, and its best-so-far chart; enter or m opens a trial in Monitor"),
     ("^p", "palette", "launch an experiment, open a run, a preset or a sweep by name"),
     ("F1", "help", "this page (escape closes it)"),
     ("^q", "quit", "runs keep training: reopen the app and find them in Runs"),

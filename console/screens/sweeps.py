@@ -66,7 +66,8 @@ class SweepsScreen(Screen[None]):
 
     CSS_PATH = "sweeps.tcss"
     BINDINGS = [
-        Binding("m", "monitor", "Monitor trial", tooltip="open the trial's run in Monitor (live while it trains)"),
+        Binding("m", "monitor", "Monitor trial",
+                tooltip="open the trial's run in Monitor (enter too; live while it trains)"),
         Binding("e", "ensemble", f"Ensemble top {TOP_K}",
                 tooltip="open Evaluate with the best complete trials picked (r there runs their ensemble)"),
         Binding("r", "refresh", "Refresh", tooltip="read the sweeps again now"),

@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.table import Table
 from textual.pilot import Pilot
-from textual.widgets import Checkbox, DataTable, Input, Select, Static
+from textual.widgets import Checkbox, DataTable, Input, Select, Static, TabbedContent
 
 from console.app import create_app
 from console.screens.evaluate import EvaluateScreen
@@ -126,6 +126,10 @@ def test_ensemble_picked_by_keyboard_and_greedy_steps(trained_run: Path, second_
             tree.focus()
             await pilot.press("space", "down", "space")  # both runs (newest first), each at its best checkpoint
             assert sorted(screen.picked) == sorted([trained_run.name, second_run.name])
+            run_node = next(node for node in tree._all_nodes() if node.data == trained_run.name)
+            best_node = next(node for node in run_node.children if node.data == f"{trained_run.name}:best")
+            assert str(run_node.label).endswith(" → best")  # which checkpoint a picked run stands for
+            assert str(best_node.label).startswith("● ")  # and that checkpoint marked with it
             _set_options(screen, "test", "none", "logits")
             await _run(pilot, screen)
             refs = [checkpoint_ref(trained_run, "best"), checkpoint_ref(second_run, "best")]
@@ -133,6 +137,11 @@ def test_ensemble_picked_by_keyboard_and_greedy_steps(trained_run: Path, second_
             summary = _text(screen, "#eval-summary")
             assert f"accuracy {100 * expected['accuracy']:.2f}%" in summary and "ensemble of 2" in summary
             assert f"loss {expected['loss']:.4f}" in summary
+            tabs = screen.query_one("#eval-tabs", TabbedContent)
+            await pilot.press("2")  # result tabs by number
+            assert tabs.active == "tab-confusion"
+            await pilot.press("4")
+            assert tabs.active == "tab-members"
             members = screen.query_one("#eval-members", Static).content
             assert isinstance(members, Table) and members.row_count == 2
             assert list((runs_root / "ensembles").glob("ensemble-test-none-logits-*.json"))
