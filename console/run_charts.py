@@ -37,7 +37,7 @@ def draw_loss(plt: Any, data: ChartData) -> None:
     epoch_losses = _plot_epochs(plt, data, "loss")
     if len(epoch_losses) >= 2:  # the first steps' loss would flatten every later epoch: clip the axis
         plt.ylim(0, 1.3 * max(epoch_losses))
-    _marks(plt, data)
+    _marks(plt, data, "val_loss")
     _epoch_ticks(plt, data)
 
 
@@ -46,7 +46,7 @@ def draw_acc(plt: Any, data: ChartData) -> None:
     plt.clear_figure()
     plt.title("accuracy")
     _plot_epochs(plt, data, "acc", scale=100)
-    _marks(plt, data)
+    _marks(plt, data, "val_acc", scale=100)
     _epoch_ticks(plt, data)
 
 
@@ -74,11 +74,20 @@ def whole_epoch_ticks(last: int, most: int = 5) -> list[int]:
     return list(range(step, last + 1, step)) if step > 1 else list(range(1, last + 1))
 
 
-def _marks(plt: Any, data: ChartData) -> None:
+BEST_MARK = "◆"  # the `best` checkpoint's epoch on the val curve (Monitor's legend says so)
+
+
+def _marks(plt: Any, data: ChartData, metric: str, scale: float = 1.0) -> None:
+    """LR drops as lines; the best checkpoint's epoch as a mark on the val curve (a full-height line there read
+    as the chart's frame), or a line when that epoch has no val value."""
     for x in data.lr_drops:
         plt.vline(x, "orange")
     if data.best_epoch:
-        plt.vline(data.best_epoch, "green")  # the epoch of the `best` checkpoint
+        value = dict(data.epochs).get(data.best_epoch, {}).get(metric)
+        if _finite(value):
+            plt.scatter([data.best_epoch], [scale * value], marker=BEST_MARK, color="green")
+        else:
+            plt.vline(data.best_epoch, "green")
 
 
 def _plot_epochs(plt: Any, data: ChartData, metric: str, scale: float = 1.0) -> list[float]:

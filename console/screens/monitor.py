@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.css.query import NoMatches
@@ -42,7 +43,7 @@ IDLE_POLL_S = 0.05  # when nothing came last time: the next event is seen quickl
 CHART_DRAWS = {"loss": draw_loss, "acc": draw_acc, "lr": draw_lr}  # chart id -> how it is drawn (console.run_charts)
 CHARTS_AFTER_KEY_S = 0.05  # a key that selects a run: its title goes out first (a frame is 1/60 s), charts then
 LEGEND = ("[blue]●[/] train  [red]●[/] val  [bright_black]⠒[/] steps  [cyan]⠒[/] lr  "
-          "[green]│[/] best ckpt  [dark_orange]│[/] LR drop")
+          "[green]◆[/] best ckpt  [dark_orange]│[/] LR drop")
 
 STATE_MARKS = {"running": "[green]●[/]", "starting": "[cyan]◌[/]", "stopping": "[yellow]◍[/]",
                "finished": "[blue]✓[/]", "failed": "[red]✗[/]", "diverged": "[red]↯[/]",
@@ -154,6 +155,10 @@ class MonitorScreen(Screen[None]):
         if self.is_mounted:
             self._refresh_list()
 
+    def on_resize(self) -> None:
+        """The title's parts are packed into lines of its width: packed again at the new one."""
+        self._dirty = True
+
     @work(thread=True, exit_on_error=False, exclusive=True, group="discover")
     def _discover_running(self) -> None:
         """Follow the runs of the runs folder that are training now (started headless, before the app, or
@@ -259,7 +264,8 @@ class MonitorScreen(Screen[None]):
         model = self.models.get(self.selected) if self.selected else None
         if model is None:
             return
-        self._set_text("#title", self._title(model), layout=False)  # two lines, always (monitor.tcss)
+        width = self.query_one("#title").content_size.width
+        self._set_text("#title", pack_parts(self._title(model), width), layout=False)  # two lines (monitor.tcss)
         progress = round(100 * model.fraction, 1)
         bar = self.query_one("#progress", ProgressBar)
         if bar.progress != progress or bar.total != 100:
@@ -294,7 +300,8 @@ class MonitorScreen(Screen[None]):
             self._drawn[part] = signatures[part]
         self._drawn_models = [model]
 
-    def _title(self, model: RunModel) -> str:
+    def _title(self, model: RunModel) -> list[str]:
+        """The title's parts (markup), most wanted first: a narrow screen shows the first that fit."""
         best = model.best
         parts = [f"[b]{model.name}[/b]", f"{STATE_MARKS.get(model.state, '?')} {model.state}",
                  f"epoch {model.epoch}/{model.epochs or '?'}"]
@@ -308,13 +315,13 @@ class MonitorScreen(Screen[None]):
         if model.images_per_s and model.state == "running":  # a finished run's last step is no measure of it
             parts.append(f"{model.images_per_s:,.0f} img/s")
         if best:
-            parts.append(f"top val acc {fmt_pct(best[1])} (ep {best[0]})")
+            parts.append(f"top val {fmt_pct(best[1])} (ep {best[0]})")
         if model.test_acc is not None:  # before the checkpoint note: on a narrow screen the last part is cut
             parts.append(f"test {fmt_pct(model.test_acc)}")
         if "best" in model.checkpoints and (not best or model.checkpoints["best"] != best[0]):
-            by = f" by {model.best_metric.replace('_', ' ')}" if model.best_metric else ""
+            by = f" ({model.best_metric.replace('_', ' ')})" if model.best_metric else ""
             parts.append(f"best ckpt ep {model.checkpoints['best']}{by}")  # only when it is not the top-val epoch
-        return " · ".join(parts)
+        return parts
 
     def _fill_table(self, model: RunModel) -> None:
         """The epoch table, newest first; each row's cells formatted once (a new row object: formatted again)."""
@@ -431,6 +438,22 @@ class MonitorScreen(Screen[None]):
         """The charts' titles over empty axes."""
         for plot_id, draw in CHART_DRAWS.items():
             self.query_one(f"#{plot_id}", BackgroundPlot).draw(partial(draw, data=ChartData()))
+
+
+def pack_parts(parts: list[str], width: int, separator: str = " · ") -> str:
+    """Markup parts joined by `separator`, a new line instead where the next part would not fit in `width`
+    cells (a part is never split: a cut line loses whole parts, not the number of `best ckpt ep 12`)."""
+    if width <= 0:
+        return separator.join(parts)
+    lines: list[str] = []
+    line, used = "", 0
+    for part in parts:
+        size = Text.from_markup(part).cell_len
+        if line and used + len(separator) + size > width:
+            lines.append(line)
+            line, used = "", 0
+        line, used = (line + separator + part, used + len(separator) + size) if line else (part, size)
+    return "\n".join([*lines, line])
 
 
 def _epoch_cells(row: dict[str, Any]) -> tuple[str, ...]:

@@ -113,3 +113,16 @@ def test_a_failing_run_shows_its_error_and_the_app_stays_up(runs_root: Path, iso
             assert app.current_mode == "runs"
 
     asyncio.run(main())
+
+
+def test_title_parts_wrap_whole_at_the_title_width() -> None:
+    from console.screens.monitor import pack_parts
+
+    parts = ["[b]run-20260101-000000[/b]", "[blue]✓[/] finished", "epoch 15/15", "top val 100.00% (ep 4)",
+             "best ckpt ep 12 (val loss)"]
+    lines = pack_parts(parts, 54).split("\n")
+    assert lines == ["[b]run-20260101-000000[/b] · [blue]✓[/] finished · epoch 15/15",
+                     "top val 100.00% (ep 4) · best ckpt ep 12 (val loss)"]  # markup does not count
+    narrow = pack_parts(parts, 40).split("\n")  # a part that does not fit goes whole to the next line
+    assert narrow[1:] == ["epoch 15/15 · top val 100.00% (ep 4)", "best ckpt ep 12 (val loss)"]
+    assert pack_parts(parts, 0) == " · ".join(parts)  # not laid out yet
