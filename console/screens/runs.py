@@ -43,7 +43,8 @@ STATE_STYLE = {"finished": "green", "running": "cyan", "starting": "cyan", "fail
 ACTIVE_STATES = ("running", "starting")  # a process may be writing the folder
 SELECTED_MARK = "●"
 NUMERIC_COLUMNS = {"best_val_acc", "test_acc", "epochs", "wall_s", "started"}  # these sort largest first
-CHART_COLORS = ["cyan", "orange", "green", "magenta", "blue", "red", "yellow", "gray"]
+CHART_COLORS = ["cyan", "orange", "green", "magenta", "blue", "red", "yellow", "gray"]  # plotext's names
+LEGEND_COLORS = {"orange": "dark_orange", "gray": "grey50"}  # Rich's names where they differ
 
 
 class RowsLoaded(Message):
@@ -147,6 +148,7 @@ class RunsScreen(Screen[None]):
         yield Static("", id="runs-status", markup=False)
         with TabbedContent(id="runs-compare"):
             with TabPane("Curves", id="compare-curves"):
+                yield Static("", id="runs-legend")  # one colour per run (inside the charts it hid the curves)
                 with Horizontal(id="runs-charts"):
                     yield BackgroundPlot(id="runs-acc")
                     yield BackgroundPlot(id="runs-loss")
@@ -405,6 +407,12 @@ class RunsScreen(Screen[None]):
         self.query_one("#runs-acc", BackgroundPlot).draw(partial(draw_overlay, comparison=comparison, loss=False))
         self.query_one("#runs-loss", BackgroundPlot).draw(partial(draw_overlay, comparison=comparison, loss=True))
         self.overlay_labels = [c.label for c in comparison.curves if any(v is not None for v in c.val_acc)]
+        legend = Text()
+        for index, curve in enumerate(comparison.curves):
+            plot_colour = CHART_COLORS[index % len(CHART_COLORS)]
+            legend.append("  " if index else "").append("━━ ", style=LEGEND_COLORS.get(plot_colour, plot_colour))
+            legend.append(curve.label)
+        self.query_one("#runs-legend", Static).update(legend)
 
     def _fill_diff(self, comparison: Comparison) -> None:
         """The config keys that differ, one column per run."""
@@ -634,12 +642,12 @@ def draw_overlay(plt: Any, comparison: Comparison, loss: bool) -> None:
     plt.xlabel("epoch")
     for index, curve in enumerate(comparison.curves):
         color = CHART_COLORS[index % len(CHART_COLORS)]
-        series = ([(curve.val_loss, f"{curve.label} val", "braille"), (curve.train_loss, f"{curve.label} train", "dot")]
-                  if loss else [([None if y is None else 100 * y for y in curve.val_acc], curve.label, "braille")])
-        for ys, label, marker in series:
+        series = ([(curve.val_loss, "braille"), (curve.train_loss, "dot")]
+                  if loss else [([None if y is None else 100 * y for y in curve.val_acc], "braille")])
+        for ys, marker in series:
             points = [(x, y) for x, y in zip(curve.epochs, ys) if y is not None]
-            if points:
-                plt.plot([p[0] for p in points], [p[1] for p in points], label=label, color=color, marker=marker)
+            if points:  # no plotext legend: drawn in the plot's corner it covered the curves near 100%
+                plt.plot([p[0] for p in points], [p[1] for p in points], color=color, marker=marker)
     last = max((e for curve in comparison.curves for e in curve.epochs), default=0)
     if last > 1:
         plt.xticks(whole_epoch_ticks(last))
