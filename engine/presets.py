@@ -432,9 +432,35 @@ def resolved_yaml(config: cfg.ExperimentConfig) -> str:
     return dump_yaml(resolved_document(config))
 
 
+FLOW_MAPPING_KEYS = 4  # a mapping of at most this many plain values is written on one line ({mode: min, ...})
+
+
+class _PresetDumper(yaml.SafeDumper):
+    """Short lists and small mappings of plain values on one line, everything else in blocks (PyYAML's own
+    `default_flow_style=None` put a 25-key data section on one line, wrapped raggedly over five)."""
+
+
+def _plain(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def _represent_mapping(dumper: yaml.SafeDumper, data: dict[Any, Any]) -> yaml.Node:
+    flow = len(data) <= FLOW_MAPPING_KEYS and all(_plain(v) for v in data.values())
+    return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=flow)
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=all(_plain(v) for v in data))
+
+
+_PresetDumper.add_representer(dict, _represent_mapping)
+_PresetDumper.add_representer(list, _represent_list)
+
+
 def dump_yaml(document: dict[str, Any]) -> str:
-    """A preset mapping as YAML, in the layout of exported presets (short lists and mappings on one line)."""
-    return yaml.safe_dump(document, sort_keys=False, default_flow_style=None, width=100)
+    """A preset mapping as YAML, in the layout of exported presets (short lists and small mappings of plain
+    values on one line, the rest in blocks)."""
+    return yaml.dump(document, Dumper=_PresetDumper, sort_keys=False, width=100, allow_unicode=True)
 
 
 def import_preset(path: Path, *, kind: str | None = None, name: str | None = None, shadow_builtin: bool = False,
