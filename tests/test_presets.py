@@ -133,3 +133,16 @@ def test_a_key_given_twice_is_an_error(tmp_path: Path) -> None:
     twice = write(tmp_path / "twice.yaml", "data: digits\noptim: sgd\ndata: mnist\n")
     with pytest.raises(ConfigError, match=r"twice\.yaml: key 'data' appears twice \(lines 1 and 3\)"):
         presets.validate_file(twice)
+
+
+def test_resolved_yaml_keeps_sections_in_blocks_and_short_values_on_a_line(tmp_path: Path) -> None:
+    from engine.config import to_dict
+    from engine.presets import resolve_experiment, resolved_yaml
+
+    config = resolve_experiment("quickstart")
+    text = resolved_yaml(config)
+    assert "\ndata:\n  source: digits\n" in text  # a section in a block, not one wrapped flow mapping
+    assert "    channels: [32, 64]\n" in text  # a short list of plain values on one line
+    assert "  checkpoint: {" in text  # a small mapping of plain values too
+    again = resolve_experiment(str(write(tmp_path / "again.yaml", text)))  # the same config read back
+    assert to_dict(again) == to_dict(config)
