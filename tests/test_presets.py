@@ -143,6 +143,6 @@ def test_resolved_yaml_keeps_sections_in_blocks_and_short_values_on_a_line(tmp_p
     text = resolved_yaml(config)
     assert "\ndata:\n  source: digits\n" in text  # a section in a block, not one wrapped flow mapping
     assert "    channels: [32, 64]\n" in text  # a short list of plain values on one line
-    assert "  checkpoint: {" in text  # a small mapping of plain values too
+    assert "\neval: {tta: none, combine: logits, use_ema: true}\n" in text  # a small mapping of plain values too
     again = resolve_experiment(str(write(tmp_path / "again.yaml", text)))  # the same config read back
     assert to_dict(again) == to_dict(config)
