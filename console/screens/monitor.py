@@ -88,6 +88,7 @@ class MonitorScreen(Screen[None]):
         self.followed: dict[Path, Followed] = {}  # replaced, never mutated: the poller reads it
         self.selected: Path | None = None
         self._dirty = False  # the title line is out of date
+        self._list_width = 0  # the width the run names were last fitted to
         self._charts_dirty = False  # charts and epoch table are out of date
         self._running_runs: Any = None  # engine.runs.RunningRuns of the runs folder, made in the discovery worker
         self.dismissed: set[Path] = set()  # runs closed with `x`: never followed again by discovery
@@ -226,13 +227,14 @@ class MonitorScreen(Screen[None]):
 
     def _refresh_list(self) -> None:
         options = self.query_one("#followed", OptionList)
+        width = options.scrollable_content_region.width - 2  # an option's own padding
         highlighted = None
         options.clear_options()
         for index, (run_dir, model) in enumerate(self.models.items()):
             if run_dir not in self.followed:
                 continue
             mark = STATE_MARKS.get(model.state, STATE_MARKS["unknown"])
-            options.add_option(Option(_run_label(mark, model.name), id=str(run_dir)))
+            options.add_option(Option(_run_label(mark, model.name, width), id=str(run_dir)))
             if run_dir == self.selected:
                 highlighted = options.option_count - 1
         if highlighted is not None:
@@ -249,6 +251,10 @@ class MonitorScreen(Screen[None]):
             self.set_timer(CHARTS_AFTER_KEY_S, self._redraw_charts_if_dirty)
 
     def _redraw_if_dirty(self) -> None:
+        width = self.query_one("#followed", OptionList).scrollable_content_region.width
+        if width != self._list_width:  # laid out or resized: the run names are fitted to the new width
+            self._list_width = width
+            self._refresh_list()
         if self._dirty:
             self._dirty = False
             self._charts_dirty = True
@@ -467,12 +473,16 @@ def _epoch_time(seconds: Any) -> str:
     return f"{seconds:.1f}s" if isinstance(seconds, (int, float)) and 0 <= seconds < 9.95 else fmt_s(seconds)
 
 
-def _run_label(mark: str, name: str) -> str:
-    """`✓ quickstart` over a dim `20260101-090000`: a narrow side panel wraps names at their timestamp."""
+def _run_label(mark: str, name: str, width: int = 0) -> str:
+    """`✓ quickstart` over a dim `20260101-090000`: a narrow side panel wraps names at their timestamp; a name
+    still wider than `width` cells loses its middle (`quickstart…batch-t1`: the end tells trials apart)."""
     found = re.fullmatch(r"(.+)-(\d{8}-\d{6})", name)
-    if found is None:
-        return f"{mark} {escape(name)}"
-    return f"{mark} {escape(found.group(1))}\n  [dim]{found.group(2)}[/]"
+    head, stamp = (found.group(1), found.group(2)) if found else (name, None)
+    room = width - 2  # after the state mark and a space
+    if width > 0 and len(head) > room >= 5:
+        keep = room - 1
+        head = head[: (keep + 1) // 2] + "…" + head[len(head) - keep // 2:]
+    return f"{mark} {escape(head)}" + (f"\n  [dim]{stamp}[/]" if stamp else "")
 
 
 _NVML_STATE = "unknown"  # NVML (nvidia-ml-py): unknown until first tried, then ready or absent

@@ -126,3 +126,12 @@ def test_title_parts_wrap_whole_at_the_title_width() -> None:
     narrow = pack_parts(parts, 40).split("\n")  # a part that does not fit goes whole to the next line
     assert narrow[1:] == ["epoch 15/15 · top val 100.00% (ep 4)", "best ckpt ep 12 (val loss)"]
     assert pack_parts(parts, 0) == " · ".join(parts)  # not laid out yet
+
+
+def test_a_long_run_name_loses_its_middle_in_the_side_panel() -> None:
+    from console.screens.monitor import _run_label
+
+    assert _run_label("✓", "quickstart-lr-batch-t1-20261203-162132", 18) == (
+        "✓ quicksta…atch-t1\n  [dim]20261203-162132[/]")  # the trial's number stays
+    assert _run_label("✓", "quickstart-20261203-162108", 20) == "✓ quickstart\n  [dim]20261203-162108[/]"
+    assert _run_label("✓", "quickstart-lr-batch-t1-20261203-162132", 0).startswith("✓ quickstart-lr-batch-t1\n")
