@@ -96,6 +96,12 @@ class ConsoleApp(App[None]):
             experiment, overrides or [], finetune_from=finetune_from)
         self.switch_mode("launch")
 
+    def use_section_preset(self, kind: str, name: str) -> None:
+        """Open Launch with this section preset (model, data, augment, optim, schedule) swapped into the
+        experiment composed there."""
+        self.get_screen("launch").use_section(kind, name)  # type: ignore[attr-defined]
+        self.switch_mode("launch")
+
     def show_preset(self, kind: str, name: str) -> None:
         """Open Presets on one preset."""
         self.get_screen("presets").show_preset(kind, name)  # type: ignore[attr-defined]

@@ -194,6 +194,17 @@ class LaunchScreen(Screen[None]):
         if self.is_mounted and self._catalog:
             self._apply_request()
 
+    def use_section(self, kind: str, name: str) -> None:
+        """Swap one section of the composition for a preset (`model`, `small-cnn`), keeping the rest of it."""
+        if self.is_mounted and self._catalog and self._requested is None:
+            self.composition.set(kind, f"{kind}={name}")
+            self._edited()
+            self._show_pickers()
+            self._resolve()
+            return
+        experiment, overrides = self._requested or (self.composition.experiment, self.composition.as_list())
+        self.compose_experiment(experiment, [*overrides, f"{kind}={name}"], finetune_from=self.finetune_from)
+
     # --- layout ---
 
     def compose(self) -> ComposeResult:

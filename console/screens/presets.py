@@ -76,7 +76,8 @@ class PresetsScreen(Screen[None]):
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
     BINDINGS = [
         Binding("v", "validate", "Validate", tooltip="check the preset as training would"),
-        Binding("l", "launch", "Launch", tooltip="open Launch with this experiment"),
+        Binding("l", "launch", "Launch",
+                tooltip="open Launch with this experiment, or with this model, data, ... in the experiment there"),
         Binding("p", "focus_path", "Path", tooltip="type a file path for import or export"),
         Binding("i", "import_preset", "Import", tooltip="check the file in the path box and add it to your presets"),
         Binding("x", "export", "Export",
@@ -278,15 +279,16 @@ class PresetsScreen(Screen[None]):
         self.post_message(PresetResult(f"OK: {info.path} is a valid {kind} preset", ok=True))
 
     def action_launch(self) -> None:
-        """Open Launch with this experiment."""
+        """Open Launch with this experiment, or with this section preset swapped into the experiment there."""
         if self.current is None:
             return
-        if self.current.info.kind != "experiment":
-            kind = self.current.info.kind
-            self._say(f"a sweep runs with `imgcls-console sweep run {self.current.info.name}`" if kind == "sweep"
-                      else f"only experiment presets launch; {kind} presets are parts of one", ok=False)
-            return
-        self.app.launch_experiment(self.current.info.name, [])  # type: ignore[attr-defined]
+        kind, name = self.current.info.kind, self.current.info.name
+        if kind == "sweep":
+            self._say(f"a sweep runs with `imgcls-console sweep run {name}`", ok=False)
+        elif kind == "experiment":
+            self.app.launch_experiment(name, [])  # type: ignore[attr-defined]
+        else:  # a part of an experiment: swapped into the one composed in Launch
+            self.app.use_section_preset(kind, name)  # type: ignore[attr-defined]
 
     def _path(self) -> Path | None:
         """The path box's file, or None after saying that one is needed."""

@@ -62,7 +62,7 @@ def test_a_chart_is_built_in_a_worker_and_redrawn_at_a_new_size_and_theme() -> N
             assert chart.pending
             await _until(pilot, lambda: not chart.pending)
             text = chart.render().plain
-            assert "loss" in text and "•" in text  # the title and the per-epoch points
+            assert "loss" in text and "◆" in text  # the title, and the val point of the best checkpoint's epoch
             assert max(len(line) for line in text.splitlines()) == 60
             await pilot.resize_terminal(90, 20)
             await _until(pilot, lambda: chart.size.width == 90 and not chart.pending)

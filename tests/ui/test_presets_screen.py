@@ -66,6 +66,14 @@ def test_quickstart_yaml_validates_and_launches(runs_root: Path) -> None:
             assert not screen.query_one("#presets-result").has_class("error")
             await pilot.press("l")
             await wait_for(pilot, lambda: app.current_mode == "launch")
+            launch = app.screen
+            await wait_for(pilot, lambda: launch.config is not None and launch.config.name == "quickstart")
+
+            screen = await shown(app, pilot, "model", "mnist-logreg")  # a part: swapped into Launch's experiment
+            await pilot.press("l")
+            await wait_for(pilot, lambda: app.current_mode == "launch" and launch.config is not None
+                           and launch.config.model.name == "mlp")
+            assert launch.composition.experiment == "quickstart" and "model=mnist-logreg" in launch.composition.as_list()
 
     asyncio.run(main())
 
@@ -85,9 +93,10 @@ def test_broken_user_preset_shows_a_one_line_error(runs_root: Path) -> None:
             screen = await shown(app, pilot, "optim", "unparsable")
             error = await validate(screen, pilot)
             assert "unparsable.yaml: not valid YAML" in error and "\n" not in error
-            await pilot.press("l")  # an optim preset does not launch: said so, the screen stays
-            await pilot.pause()
-            assert app.current_mode == "presets" and "only experiment presets launch" in screen.last_result
+            await pilot.press("l")  # swapped into Launch's experiment: Launch says what is wrong with it
+            await wait_for(pilot, lambda: app.current_mode == "launch")
+            launch = app.screen
+            await wait_for(pilot, lambda: launch.problem is not None and "unparsable.yaml" in launch.problem)
 
     asyncio.run(main())
 
