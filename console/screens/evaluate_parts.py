@@ -89,7 +89,7 @@ class CheckpointTree(Tree[str]):
         self.clear()
         self.texts.clear()
         for group in groups:
-            node = self._add(self.root, group.name, f"{group.name}/ k-fold, {len(group.folds)} folds")
+            node = self._add(self.root, group.name, f"{group.name}/ ({len(group.folds)} folds)")
             for run in group.folds:
                 self._add_run(node, run)
         for run in runs:
