@@ -42,4 +42,4 @@ def test_a_figure_gets_round_labels_and_keeps_its_own_ticks() -> None:
     plt.bar(["a", "b"], [3, 7])
     plt.yticks([0, 7], ["none", "all"])  # a chart's own ticks stay
     round_y_axis(plt, 14)
-    assert plt._active.monitor.yticks[0] == [0, 7]
+    assert sorted(plt._active.monitor.yticks[0]) == [0, 7]  # plotext keeps them in no particular order
