@@ -29,6 +29,7 @@ from textual.widgets import Footer, OptionList, ProgressBar, Static
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
+from console.device import device_summary
 from console.fmt import fmt_num, fmt_pct
 from console.fmt import fmt_seconds as fmt_s
 from console.run_charts import ChartData, draw_acc, draw_loss, draw_lr
@@ -483,43 +484,3 @@ def _run_label(mark: str, name: str, width: int = 0) -> str:
         keep = room - 1
         head = head[: (keep + 1) // 2] + "…" + head[len(head) - keep // 2:]
     return f"{mark} {escape(head)}" + (f"\n  [dim]{stamp}[/]" if stamp else "")
-
-
-_NVML_STATE = "unknown"  # NVML (nvidia-ml-py): unknown until first tried, then ready or absent
-
-
-def device_summary() -> str:
-    """CPU and RAM (psutil) and, where NVML is present, each GPU's utilisation and memory."""
-    lines = []
-    try:
-        import psutil
-
-        memory = psutil.virtual_memory()
-        lines.append(f"CPU {psutil.cpu_percent():.0f}% · RAM {memory.used / 2**30:.1f}/{memory.total / 2**30:.0f} GiB")
-    except ImportError:
-        pass
-    lines.extend(gpu_lines())
-    return "\n".join(lines)
-
-
-def gpu_lines() -> list[str]:
-    """One line per GPU from nvidia-ml-py; nothing where it or a driver is absent."""
-    global _NVML_STATE
-    if _NVML_STATE == "absent":
-        return []
-    try:
-        import pynvml
-
-        if _NVML_STATE == "unknown":  # initialised once, not on every refresh
-            pynvml.nvmlInit()
-            _NVML_STATE = "ready"
-        lines = []
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            device = pynvml.nvmlDeviceGetHandleByIndex(index)
-            util = pynvml.nvmlDeviceGetUtilizationRates(device)
-            memory = pynvml.nvmlDeviceGetMemoryInfo(device)
-            lines.append(f"GPU{index} {util.gpu}% · {memory.used / 2**30:.1f}/{memory.total / 2**30:.0f} GiB")
-        return lines
-    except Exception:  # noqa: BLE001 - no package, no driver, no permission: the panel just shows less
-        _NVML_STATE = "absent"
-        return []

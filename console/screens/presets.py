@@ -104,7 +104,7 @@ class PresetsScreen(Screen[None]):
                 with VerticalScroll(id="presets-yaml-scroll"):
                     yield Static("", id="presets-yaml")
                 yield Static("", id="presets-result", markup=False)
-                yield Input(placeholder="file path: import reads it, export writes it  (p)", id="presets-path")
+                yield Input(placeholder="file to import or export to  (p)", id="presets-path")
                 with Horizontal(id="presets-actions"):
                     yield Button("Validate", id="validate", compact=True)
                     yield Button("Launch", id="launch", compact=True, variant="primary")

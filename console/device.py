@@ -1,0 +1,43 @@
+"""The machine's load for Monitor's device panel: CPU and RAM (psutil) and each GPU's utilisation and memory
+(nvidia-ml-py, where it and a driver are present; the panel shows less otherwise). No Textual here."""
+
+from __future__ import annotations
+
+_NVML_STATE = "unknown"  # NVML (nvidia-ml-py): unknown until first tried, then ready or absent
+
+
+def device_summary() -> str:
+    """CPU and RAM (psutil) and, where NVML is present, each GPU's utilisation and memory."""
+    lines = []
+    try:
+        import psutil
+
+        memory = psutil.virtual_memory()
+        lines.append(f"CPU {psutil.cpu_percent():.0f}% · RAM {memory.used / 2**30:.1f}/{memory.total / 2**30:.0f} GiB")
+    except ImportError:
+        pass
+    lines.extend(gpu_lines())
+    return "\n".join(lines)
+
+
+def gpu_lines() -> list[str]:
+    """One line per GPU from nvidia-ml-py; nothing where it or a driver is absent."""
+    global _NVML_STATE
+    if _NVML_STATE == "absent":
+        return []
+    try:
+        import pynvml
+
+        if _NVML_STATE == "unknown":  # initialised once, not on every refresh
+            pynvml.nvmlInit()
+            _NVML_STATE = "ready"
+        lines = []
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            device = pynvml.nvmlDeviceGetHandleByIndex(index)
+            util = pynvml.nvmlDeviceGetUtilizationRates(device)
+            memory = pynvml.nvmlDeviceGetMemoryInfo(device)
+            lines.append(f"GPU{index} {util.gpu}% · {memory.used / 2**30:.1f}/{memory.total / 2**30:.0f} GiB")
+        return lines
+    except Exception:  # noqa: BLE001 - no package, no driver, no permission: the panel just shows less
+        _NVML_STATE = "absent"
+        return []
