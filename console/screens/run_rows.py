@@ -1,6 +1,7 @@
 """The rows of the Runs screen: every run and k-fold group of a runs folder, read without ever raising.
 
-Pure data (no widgets, no torch), so a thread worker builds the rows and the screen only shows them. A folder
+Pure data (no widgets, no torch), so a thread worker builds the rows and the screen only shows them; the compared
+runs' chart is drawn from a `Comparison` here too (on a plotext figure, in a chart's worker). A folder
 deleted or half-written while it is read becomes a row in state `unknown` with the reason, never a traceback.
 """
 
@@ -18,6 +19,7 @@ from engine.errors import EngineError
 from engine.kfold import list_groups, read_record
 from engine.runs import epoch_rows, list_runs, read_status
 from console.fmt import fmt_pct, fmt_seconds
+from console.run_charts import whole_epoch_ticks
 
 RUN = "run"
 KFOLD = "k-fold"
@@ -266,3 +268,25 @@ def labels_by_difference(labels: list[str], keys: list[str], values: list[list[s
                                                    for k, key in enumerate(keys[:2]))
              for i, label in enumerate(labels)]
     return named if len(set(named)) == len(named) else labels
+
+
+CHART_COLORS = ["cyan", "orange", "green", "magenta", "blue", "red", "yellow", "gray"]  # plotext's names
+LEGEND_COLORS = {"orange": "dark_orange", "gray": "grey50"}  # Rich's names where they differ
+
+
+def draw_overlay(plt: Any, comparison: Comparison, loss: bool) -> None:
+    """The compared runs' val accuracy (`loss` False), or their train (dots) and val (line) loss, one colour each."""
+    plt.clear_figure()
+    plt.title("loss (train: dots, val: line)" if loss else "val accuracy %")  # percent, as Monitor shows it
+    plt.xlabel("epoch")
+    for index, curve in enumerate(comparison.curves):
+        color = CHART_COLORS[index % len(CHART_COLORS)]
+        series = ([(curve.val_loss, "braille"), (curve.train_loss, "dot")]
+                  if loss else [([None if y is None else 100 * y for y in curve.val_acc], "braille")])
+        for ys, marker in series:
+            points = [(x, y) for x, y in zip(curve.epochs, ys) if y is not None]
+            if points:  # no plotext legend: drawn in the plot's corner it covered the curves near 100%
+                plt.plot([p[0] for p in points], [p[1] for p in points], color=color, marker=marker)
+    last = max((e for curve in comparison.curves for e in curve.epochs), default=0)
+    if last > 1:
+        plt.xticks(whole_epoch_ticks(last))

@@ -24,9 +24,9 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 
-from console.run_charts import whole_epoch_ticks
 from console.screens.run_rows import (
-    COLUMNS, KFOLD, Comparison, RunRow, build_comparison, cell_texts, filter_rows, load_rows, nest_folds, sort_rows,
+    CHART_COLORS, COLUMNS, KFOLD, LEGEND_COLORS, Comparison, RunRow, build_comparison, cell_texts, draw_overlay,
+    filter_rows, load_rows, nest_folds, sort_rows,
 )
 from console.screens.launch_composition import field_override
 from console.screens.runs_dialogs import ConfirmDialog, NoteDialog, PathDialog
@@ -43,8 +43,6 @@ STATE_STYLE = {"finished": "green", "running": "cyan", "starting": "cyan", "fail
 ACTIVE_STATES = ("running", "starting")  # a process may be writing the folder
 SELECTED_MARK = "●"
 NUMERIC_COLUMNS = {"best_val_acc", "test_acc", "epochs", "wall_s", "started"}  # these sort largest first
-CHART_COLORS = ["cyan", "orange", "green", "magenta", "blue", "red", "yellow", "gray"]  # plotext's names
-LEGEND_COLORS = {"orange": "dark_orange", "gray": "grey50"}  # Rich's names where they differ
 
 
 class RowsLoaded(Message):
@@ -633,21 +631,3 @@ def _delete_refusal(row: RunRow, runs_root: Path) -> str:
         except EngineError:
             pass
     return ""
-
-
-def draw_overlay(plt: Any, comparison: Comparison, loss: bool) -> None:
-    """The compared runs' val accuracy (`loss` False), or their train (dots) and val (line) loss, one colour each."""
-    plt.clear_figure()
-    plt.title("loss (train: dots, val: line)" if loss else "val accuracy %")  # percent, as Monitor shows it
-    plt.xlabel("epoch")
-    for index, curve in enumerate(comparison.curves):
-        color = CHART_COLORS[index % len(CHART_COLORS)]
-        series = ([(curve.val_loss, "braille"), (curve.train_loss, "dot")]
-                  if loss else [([None if y is None else 100 * y for y in curve.val_acc], "braille")])
-        for ys, marker in series:
-            points = [(x, y) for x, y in zip(curve.epochs, ys) if y is not None]
-            if points:  # no plotext legend: drawn in the plot's corner it covered the curves near 100%
-                plt.plot([p[0] for p in points], [p[1] for p in points], color=color, marker=marker)
-    last = max((e for curve in comparison.curves for e in curve.epochs), default=0)
-    if last > 1:
-        plt.xticks(whole_epoch_ticks(last))
