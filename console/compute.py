@@ -126,16 +126,17 @@ class ComputeProcess:
         cancel_sent = False
         while True:
             watching = cancel is not None and not cancel_sent
+            if cancel is not None and not cancel_sent and cancel.is_set():  # on every answer: progress may never pause
+                cancel_sent = True
+                try:
+                    with child.send_lock:
+                        child.conn.send_bytes(pickle.dumps(("cancel", request)))
+                except OSError:
+                    pass  # the child is gone: its reader answers the call with the crash
+                continue
             try:
                 kind, payload = answers.get(timeout=CANCEL_POLL_S if watching else None)
             except queue.Empty:
-                if cancel is not None and cancel.is_set():
-                    cancel_sent = True
-                    try:
-                        with child.send_lock:
-                            child.conn.send_bytes(pickle.dumps(("cancel", request)))
-                    except OSError:
-                        pass  # the child is gone: its reader answers the call with the crash
                 continue
             if kind == "progress" and progress is not None:
                 progress(*payload)

@@ -82,13 +82,16 @@ def run_evaluation(request: EvalRequest, progress: Progress) -> EvalOutcome:
     else:
         result = evaluate_ensemble(refs, options, request.combine, out_dir=request.runs_root / "ensembles",
                                    greedy_split="val" if request.greedy else None, progress=progress)
-    progress.report("drawing the wrong images", 0, 1)
+    # The record is saved: from here a cancel no longer applies (it would say nothing was saved, and lose the
+    # result), so the pictures are drawn under a progress that reports but is never cancelled.
+    drawing = Progress(progress.callback, warnings=progress.warnings, log_warnings=progress.log_warnings)
+    drawing.report("drawing the wrong images", 0, 1)
     mistakes = (result.get("confident_mistakes") or [])[:PICTURES_SHOWN]
     from engine.inference import split_images
 
     images, _ = split_images(refs[0], options, [m["position"] for m in mistakes])
     pictures = mistake_pictures(images.numpy(), mistakes)
-    progress.report("done", 1, 1)
+    drawing.report("done", 1, 1)
     return EvalOutcome(result, notes, list(progress.warnings), pictures)
 
 

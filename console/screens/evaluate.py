@@ -291,6 +291,7 @@ class EvaluateScreen(Screen[None]):
         self.query_one("#eval-progress", ProgressBar).update(total=None, progress=0)
         self.query_one("#eval-stage", Static).update("starting")
         self._set_status("")
+        self._clear_results()
         self._evaluate(request, self._progress)
         self.refresh_bindings()
 
@@ -385,6 +386,19 @@ class EvaluateScreen(Screen[None]):
         self._show_confusion(result)
         self._show_wrong(outcome)
         self._show_members(outcome)
+
+    def _clear_results(self) -> None:
+        """No result on screen while another evaluation runs: a failing one must not sit above the last one's
+        numbers, which would read as its own."""
+        self.outcome = None
+        self.query_one("#eval-summary", Static).update("")
+        self.query_one("#eval-classes", DataTable).clear()
+        self.query_one("#eval-heatmap", Static).update("")
+        self.query_one("#eval-confused", DataTable).clear()
+        self.query_one("#eval-wrong-title", Static).update("")
+        self.query_one("#eval-wrong", ItemGrid).remove_children()
+        for selector in ("#eval-members", "#eval-greedy-steps", "#eval-stopped", "#eval-notes"):
+            self.query_one(selector, Static).update("")
 
     def _show_summary(self, outcome: EvalOutcome) -> None:
         """Accuracy, loss, top-k and macro F1, then what was evaluated."""

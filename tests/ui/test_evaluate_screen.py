@@ -63,13 +63,13 @@ async def _cancel_then_fail(pilot: Pilot[Any], screen: EvaluateScreen, run: Path
     passes = screen.query_one("#eval-passes", Input)
     assert passes.display
     passes.value = "3000"
-    screen.outcome = None  # the previous result stays on screen; this run must not replace it
     await pilot.press("r")
     await _until(pilot, lambda: "view" in _text(screen, "#eval-stage"), delay=0.02)
     await pilot.press("c")
     await pilot.app.workers.wait_for_complete()
     await _until(pilot, lambda: "Cancelled" in _text(screen, "#eval-status"))
     assert _text(screen, "#eval-stage") == "cancelled" and screen.outcome is None
+    assert _text(screen, "#eval-summary") == "" and screen.query_one("#eval-classes", DataTable).row_count == 0
     assert not list((run / "evals").glob("*random*.json"))
     assert pilot.app.is_running and pilot.app.screen is screen
 
@@ -79,6 +79,7 @@ async def _cancel_then_fail(pilot: Pilot[Any], screen: EvaluateScreen, run: Path
     text = _text(screen, "#eval-status")
     assert status.has_class("error") and "broken-run" in text and "no checkpoint" in text
     assert "\n" not in text and screen.outcome is None and pilot.app.is_running
+    assert _text(screen, "#eval-summary") == ""  # no earlier result under the error, read as this one's
 
 
 def test_one_checkpoint_with_flip_then_cancel_then_a_bad_reference(trained_run: Path, runs_root: Path) -> None:
