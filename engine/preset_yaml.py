@@ -145,7 +145,19 @@ def load_yaml(path: Path) -> Any:
             f"{path}: refused YAML tag ({exc.problem}); presets are plain data, tags such as !!python/... are not allowed"
         ) from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {one_line(exc)}") from exc
+        where = f"{path}:{exc.problem_mark.line + 1}:{exc.problem_mark.column + 1}" if isinstance(
+            exc, yaml.MarkedYAMLError) and exc.problem_mark is not None else str(path)
+        raise ConfigError(f"{where}: not valid YAML: {yaml_problem(exc)}") from exc
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """What PyYAML found wrong, on one line and without its copy of the text: `expected ',' or '}', but got ':'
+    (in a flow mapping from line 1)`; an unmarked error as its own message."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or not exc.problem:
+        return one_line(exc)
+    context = (exc.context or "").removeprefix("while parsing ").removeprefix("while scanning ")
+    started = f" from line {exc.context_mark.line + 1}" if exc.context_mark is not None else ""
+    return f"{exc.problem}" + (f" (in {context}{started})" if context.startswith(("a ", "an ")) else "")
 
 
 def one_line(exc: Exception) -> str:

@@ -26,7 +26,7 @@ import yaml
 
 from engine import config as cfg
 from engine.errors import ConfigError, did_you_mean
-from engine.preset_yaml import load_mapping, one_line, parse_yaml, preset_text
+from engine.preset_yaml import load_mapping, parse_yaml, preset_text, yaml_problem
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +289,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     except RecursionError:
         raise ConfigError(f"--set {text}: value nested too deeply") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {text}: value is not valid YAML ({one_line(exc)})") from None
+        raise ConfigError(f"--set {text}: value is not valid YAML ({yaml_problem(exc)})") from None
     return keys, value
 
 

@@ -146,3 +146,11 @@ def test_resolved_yaml_keeps_sections_in_blocks_and_short_values_on_a_line(tmp_p
     assert "\neval: {tta: none, combine: logits, use_ema: true}\n" in text  # a small mapping of plain values too
     again = resolve_experiment(str(write(tmp_path / "again.yaml", text)))  # the same config read back
     assert to_dict(again) == to_dict(config)
+
+
+def test_a_yaml_syntax_error_is_one_line_with_the_file_line_and_column(tmp_path: Path) -> None:
+    bad = write(tmp_path / "bad.yaml", "data: {source: digits\n  x: 1\n")
+    with pytest.raises(ConfigError) as caught:
+        presets.resolve_experiment(str(bad))
+    assert str(caught.value) == (f"{bad}:2:4: not valid YAML: expected ',' or '}}', but got ':' "
+                                 "(in a flow mapping from line 1)")  # not PyYAML's copy of the text

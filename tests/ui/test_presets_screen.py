@@ -92,7 +92,7 @@ def test_broken_user_preset_shows_a_one_line_error(runs_root: Path) -> None:
             assert screen.query_one("#presets-result").has_class("error")
             screen = await shown(app, pilot, "optim", "unparsable")
             error = await validate(screen, pilot)
-            assert "unparsable.yaml: not valid YAML" in error and "\n" not in error
+            assert "unparsable.yaml:2:9: not valid YAML: expected" in error and "\n" not in error
             await pilot.press("l")  # swapped into Launch's experiment: Launch says what is wrong with it
             await wait_for(pilot, lambda: app.current_mode == "launch")
             launch = app.screen
