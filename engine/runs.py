@@ -278,6 +278,12 @@ def resolve_run(root: Path, name: str) -> Path:
         shown = ", ".join(f"{short} ({n} runs)" if n > 1 else short for short, n in list(counts.items())[:8])
         raise RunError(f"{name!r} matches several runs: {shown}; give one of these names (its newest run) "
                        "or more of a folder name")
+    for folder in (direct, root / name):  # a folder that is there but is not a run: say what it is or lacks
+        if folder.is_dir() and (folder / "kfold.json").is_file():
+            raise RunError(f"{folder} is a k-fold group, not a run: name one of its folds ({name}/<fold run>)")
+        if folder.is_dir():
+            raise RunError(f"{folder} is not a run folder: it has no {RunFolder(folder).config.name} "
+                           "(a run writes one when it starts)")
     raise RunError(f"no run {name!r} in {root}{did_you_mean(name, names)}")
 
 

@@ -120,3 +120,20 @@ def test_train_name_option_names_the_run_folder(tmp_path: Path) -> None:
                                  "train.epochs=1", "--set", "data.limit=200", "--runs-dir", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
     assert Path(json.loads(result.stdout)["run_dir"]).name.startswith("lr-sweep-a-")
+
+
+def test_a_folder_that_is_not_a_run_is_named_as_such(isolated_dirs: Path) -> None:
+    (isolated_dirs / "runs" / "emptyrun").mkdir(parents=True)
+    group = isolated_dirs / "runs" / "grp-kfold-20260101-000000"
+    group.mkdir()
+    (group / "kfold.json").write_text("{}")
+    from engine.errors import RunError
+    from engine.runs import resolve_run
+
+    for name in ("emptyrun", "runs/emptyrun"):
+        with pytest.raises(RunError, match="emptyrun is not a run folder: it has no config.yaml"):
+            resolve_run(isolated_dirs / "runs", name)
+    with pytest.raises(RunError, match="is a k-fold group, not a run"):
+        resolve_run(isolated_dirs / "runs", group.name)
+    with pytest.raises(RunError, match="no run 'nosuch'"):
+        resolve_run(isolated_dirs / "runs", "nosuch")
