@@ -113,6 +113,9 @@ class LaunchScreen(Screen[None]):
             self._edited()
             self._show_pickers()
             self._resolve()
+            picker = self.query_one(f"#pick-{kind}", Select)  # in view, where a short screen may have scrolled off
+            picker.focus()
+            self.call_after_refresh(picker.scroll_visible)
             return
         experiment, overrides = self._requested or (self.composition.experiment, self.composition.as_list())
         self.compose_experiment(experiment, [*overrides, f"{kind}={name}"], finetune_from=self.finetune_from)

@@ -384,10 +384,11 @@ def draw_sweep_chart(plt: Any, view: SweepView) -> None:
     if numbers and len(numbers) <= 20:
         plt.xticks(sorted(numbers))
     values = sorted({round(scale * y, 2) for state in ("pruned", "complete") for _, y in view.points(state)})
-    if values and len(values) <= 6:  # few values: label the rows the points are on, not rows between them
+    if values and values[0] == values[-1]:  # all equal: plotext's own range put them on a row labelled otherwise
         plt.yticks(values)
-        if values[0] == values[-1]:  # all equal: plotext's own range put them on a row labelled otherwise
-            plt.ylim(values[0] - 1, values[0] + 1)
+        plt.ylim(values[0] - 1, values[0] + 1)
+    # otherwise round ticks a row apart (BackgroundPlot): the points' own values, as ticks, shared rows on a
+    # short chart and labelled a row with the wrong value; the table beside it has them exactly
 
 
 def _steps(points: list[tuple[int, float]]) -> tuple[list[float], list[float]]:

@@ -74,6 +74,7 @@ def test_quickstart_yaml_validates_and_launches(runs_root: Path) -> None:
             await wait_for(pilot, lambda: app.current_mode == "launch" and launch.config is not None
                            and launch.config.model.name == "mlp")
             assert launch.composition.experiment == "quickstart" and "model=mnist-logreg" in launch.composition.as_list()
+            assert app.focused is launch.query_one("#pick-model")  # the swapped picker, in view
 
     asyncio.run(main())
 
