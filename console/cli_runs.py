@@ -34,7 +34,8 @@ def list_cmd(
     tag: Annotated[str | None, typer.Option("--tag", help="Only runs carrying this tag.")] = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Table of runs: name, state, data, model preset, epochs, best val acc, test acc, params, time, tags."""
+    """Table of runs: name, state, data, model preset, epochs, best val acc, test acc, params, time, tags (on a narrow
+    terminal the last ones are left out: the names are never cut)."""
     from engine.annotations import check_tag, matches_tag, read_annotations
     from engine.compare import model_preset_label, model_presets
     from engine.errors import RunError
@@ -60,20 +61,46 @@ def list_cmd(
     print_run_list(annotated, models)
 
 
-def print_run_list(annotated: list[tuple[RunInfo, Annotations]], models: list[str | None]) -> None:
-    """The `runs list` table; the model column names the model preset (`name*`: changed), else the architecture."""
-    from rich.table import Table
+LIST_DROPPED_FIRST = ("tags", "params", "time", "data", "epochs", "model")  # left out, in this order, to fit the terminal
 
-    table = Table("name", "state", "data", "model", "epochs", "best val acc", "test acc", "params", "time", "tags")
+
+def print_run_list(annotated: list[tuple[RunInfo, Annotations]], models: list[str | None]) -> None:
+    """The `runs list` table; the model column names the model preset (`name*`: changed), else the architecture.
+    Names are never cut: on a narrow terminal the least wanted columns are left out (and named)."""
+    import click
+    from rich.table import Column, Table
+
+    headers = ["name", "state", "data", "model", "epochs", "best val", "test", "params", "time", "tags"]
+    rows = []
     for (run, notes), model in zip(annotated, models):
         s = run.status
-        style = STATE_STYLE.get(run.state, "")
-        table.add_row(escape(run.name), f"[{style}]{run.state}[/]" if style else run.state, run.data or NO_VALUE,
-                      escape(model or run.model or NO_VALUE),
-                      f"{fmt_text(s.get('epoch'))}/{fmt_text(s.get('epochs'))}",
-                      fmt_pct(s.get("best_val_acc")), fmt_pct(s.get("test_acc")), fmt_count(s.get("params")),
-                      fmt_seconds(s.get("wall_s")), escape(" ".join(notes.tags)))
-    out_console.print(table)
+        rows.append([run.name.replace("/", "/\n"), run.state, run.data or NO_VALUE, model or run.model or NO_VALUE,
+                     f"{fmt_text(s.get('epoch'))}/{fmt_text(s.get('epochs'))}", fmt_pct(s.get("best_val_acc")),
+                     fmt_pct(s.get("test_acc")), fmt_count(s.get("params")), fmt_seconds(s.get("wall_s")),
+                     " ".join(notes.tags)])
+    context = click.get_current_context(silent=True)
+    width = terminal_width(context.terminal_width if context else None)
+    kept = list(range(len(headers)))
+
+    def needed(columns: list[int]) -> int:  # a rich table's width: cells, padding and borders
+        return sum(max(len(headers[c]), *(len(line) for row in rows for line in row[c].split("\n"))) + 3
+                   for c in columns) + 1
+
+    dropped = []
+    for name in LIST_DROPPED_FIRST:
+        if needed(kept) <= width:
+            break
+        kept.remove(headers.index(name))
+        dropped.append(name)
+    table = Table(*(Column(headers[c], no_wrap=headers[c] == "name") for c in kept))
+    for row in rows:
+        cells = {c: escape(row[c]) for c in kept}
+        if 1 in cells and STATE_STYLE.get(row[1]):
+            cells[1] = f"[{STATE_STYLE[row[1]]}]{cells[1]}[/]"
+        table.add_row(*(cells[c] for c in kept))
+    print_at_width(table, width)
+    if dropped:
+        print_at_width(f"left out at {width} columns: {', '.join(dropped)} (see --json)", width)
     if any(m and m.endswith("*") for m in models):
         out_console.print("model*: that preset with settings changed (`runs show RUN --config` has them all)",
                           highlight=False)

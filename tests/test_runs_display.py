@@ -142,3 +142,25 @@ def test_kfold_report_shows_the_fold_ensembles_confusion_matrix(kfold_group: Pat
     assert fmt_pct(record["accuracy"]) in ensemble.split("###")[0]
     image = ensemble.split("](", 1)[1].split(")", 1)[0]
     assert (tmp_path / "report" / image).is_file() and image.endswith("ensemble-confusion.png")
+
+
+def test_runs_list_fits_80_columns_without_cutting_a_name(isolated_dirs: Path, kfold_group: Path) -> None:
+    root = isolated_dirs / "runs"
+    copied = Path(shutil.copytree(kfold_group, root / kfold_group.name, ignore=shutil.ignore_patterns(".lock")))
+    fold_run = sorted(p for p in copied.iterdir() if (p / "status.json").is_file())[0]
+    run_dir = create_run(root, "quickstart-lr-batch-t0")  # a sweep trial's long name
+    write_config(run_dir, resolve_experiment("quickstart"))
+    write_status(run_dir, {"state": "finished", "data": "digits", "model": "convnet", "best_val_acc": 0.9,
+                           "started": time.time()})
+    result = runner.invoke(app, ["runs", "list"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    table = "\n".join(lines)
+    group, fold = fold_run.parent.name, fold_run.name
+    assert run_dir.name in table and f"{group}/" in table and fold in table  # a fold's name on two lines, whole
+    assert "90.00%" in table and "finished" in table  # the accuracies and the state stay
+    assert lines[-1].startswith("left out at 80 columns: tags, params")
+    wide = runner.invoke(app, ["runs", "list"], env={"COLUMNS": "200"}).stdout
+    assert "left out" not in wide, wide
+    assert f"{group}/" in wide and fold in wide
