@@ -40,6 +40,20 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     return f" (did you mean `{matches[0]}`?)" if matches else ""
 
 
+LISTED_AT_MOST = 12  # names an error lists in full; past that it says where to find them
+
+
+def unknown_name(what: str, name: str, names: list[str], listing: str) -> str:
+    """`no optim preset named 'x' (did you mean `sgd`?); available: adam, sgd`: a few names are listed; of many, the
+    close one is named, or else the command that lists them (`listing`)."""
+    close = did_you_mean(name, names)
+    if len(names) <= LISTED_AT_MOST:
+        return f"no {what} named {name!r}{close}; available: {', '.join(names) or '(none)'}"
+    if close:
+        return f"no {what} named {name!r}{close}"
+    return f"no {what} named {name!r}; {len(names)} to choose from: `{listing}` lists them"
+
+
 def classes_mismatch(expected: list[str], expected_from: str, actual: list[str], actual_from: str) -> str:
     """A message naming how two class lists differ (count, names or order)."""
     if len(expected) != len(actual):

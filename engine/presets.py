@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from engine import config as cfg
-from engine.errors import ConfigError, did_you_mean
+from engine.errors import ConfigError, did_you_mean, unknown_name
 from engine.preset_yaml import load_mapping, parse_yaml, preset_text, yaml_problem
 
 log = logging.getLogger(__name__)
@@ -124,9 +124,7 @@ def find_preset(kind: str, name: str) -> Path:
                 _note_shadowing(kind, name, path)
             return path
     names = [p.name for p in list_presets(kind)]
-    raise ConfigError(
-        f"no {kind} preset named {name!r}{did_you_mean(name, names)}; available: {', '.join(names) or '(none)'}"
-    )
+    raise ConfigError(unknown_name(f"{kind} preset", name, names, f"imgcls-console presets list {kind}"))
 
 
 @contextmanager

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigError, RunError, did_you_mean
+from engine.errors import ConfigError, RunError, did_you_mean, unknown_name
 
 SPEC_KEYS = ("description", "base", "params", "metric", "direction", "trials", "time", "sampler", "pruner", "seed")
 PARAM_KEYS = ("choices", "low", "high", "log", "int")
@@ -81,8 +81,7 @@ def find_spec(name: str) -> Path:
         if (root / "sweep" / f"{name}.yaml").is_file():
             return root / "sweep" / f"{name}.yaml"
     names = sorted({p.stem for root in (user_dir(), builtin_dir()) for p in (root / "sweep").glob("*.yaml")})
-    raise ConfigError(f"no sweep preset named {name!r}{did_you_mean(name, names)}; available: "
-                      f"{', '.join(names) or '(none)'}")
+    raise ConfigError(unknown_name("sweep preset", name, names, "imgcls-console presets list sweep"))
 
 
 def load_spec(name: str, overrides: list[str] | None = None) -> SweepSpec:

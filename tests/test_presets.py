@@ -154,3 +154,14 @@ def test_a_yaml_syntax_error_is_one_line_with_the_file_line_and_column(tmp_path:
         presets.resolve_experiment(str(bad))
     assert str(caught.value) == (f"{bad}:2:4: not valid YAML: expected ',' or '}}', but got ':' "
                                  "(in a flow mapping from line 1)")  # not PyYAML's copy of the text
+
+
+def test_an_unknown_preset_name_suggests_the_close_one_or_says_where_the_names_are() -> None:
+    with pytest.raises(ConfigError) as close:
+        presets.resolve_experiment("quickstrat")
+    assert str(close.value) == "no experiment preset named 'quickstrat' (did you mean `quickstart`?)"  # not 43 names
+    with pytest.raises(ConfigError) as far:
+        presets.resolve_experiment("zzz")
+    assert str(far.value).endswith("to choose from: `imgcls-console presets list experiment` lists them")
+    with pytest.raises(ConfigError, match=r"no optim preset named 'zzz'; available: .*sgd"):  # a few: listed
+        presets.resolve_experiment("quickstart", ["optim=zzz"])
