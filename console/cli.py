@@ -86,6 +86,34 @@ app.command()(cli_eval.report)
 app.command()(cli_serve.serve)
 
 
+def reflow_docstrings(typer_app: typer.Typer) -> None:
+    """Each command's docstring as paragraphs (Typer keeps a docstring's line breaks in --help, so sentences broke
+    where the source wrapped them: "and a k-fold group / name each fold run"); lines that start a list item stay
+    lines."""
+    import inspect
+
+    def reflow(doc: str) -> str:
+        paragraphs = []
+        for paragraph in inspect.cleandoc(doc).split("\n\n"):
+            lines: list[str] = []
+            for line in paragraph.splitlines():
+                if lines and not line.lstrip().startswith(("- ", "* ")):
+                    lines[-1] += " " + line.strip()
+                else:
+                    lines.append(line.rstrip())
+            paragraphs.append("\n".join(lines))
+        return "\n\n".join(paragraphs)
+
+    for command in typer_app.registered_commands:
+        if command.callback is not None and command.callback.__doc__:
+            command.callback.__doc__ = reflow(command.callback.__doc__)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            reflow_docstrings(group.typer_instance)
+
+
+reflow_docstrings(app)
+
 
 def main() -> None:
     """The `imgcls-console` program: the CLI, then a quiet exit. Once a command is over (a stopped run is saved

@@ -131,8 +131,8 @@ def eval_cmd(
 ) -> None:
     """Evaluate a checkpoint: accuracy, top-5, loss, per-class P/R/F1, confusion matrix (saved in the run's evals/).
 
-    RUN:all evaluates every saved checkpoint of the run (which epoch is best on this split?), and a k-fold group
-    name each fold run; both print one row per checkpoint.
+    RUN:all evaluates every saved checkpoint of the run (which epoch is best on this split?), and a k-fold group's
+    name evaluates each of its fold runs; both print one row per checkpoint.
     """
     from engine.ensemble import evaluate_checkpoint
 

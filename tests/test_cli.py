@@ -137,3 +137,13 @@ def test_a_folder_that_is_not_a_run_is_named_as_such(isolated_dirs: Path) -> Non
         resolve_run(isolated_dirs / "runs", group.name)
     with pytest.raises(RunError, match="no run 'nosuch'"):
         resolve_run(isolated_dirs / "runs", "nosuch")
+
+
+def test_help_reflows_docstrings_into_paragraphs() -> None:
+    """A sentence of a command's docstring is not broken where its source line ended."""
+    result = CliRunner().invoke(app, ["eval", "--help"], terminal_width=200, env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert "a k-fold group's name evaluates each of its fold runs" in text
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    assert not any(line.endswith("k-fold group's") for line in lines)  # the source's line end is not one
