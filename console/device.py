@@ -1,5 +1,6 @@
 """The machine's load for Monitor's device panel: CPU and RAM (psutil) and each GPU's utilisation and memory
-(nvidia-ml-py, where it and a driver are present; the panel shows less otherwise). No Textual here."""
+(nvidia-ml-py, where it and a driver are present; the panel shows less otherwise). Memory in GiB, written `G` to
+fit the side panel at 80 columns on one line. No Textual here."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ def device_summary() -> str:
         import psutil
 
         memory = psutil.virtual_memory()
-        lines.append(f"CPU {psutil.cpu_percent():.0f}% · RAM {memory.used / 2**30:.1f}/{memory.total / 2**30:.0f} GiB")
+        lines.append(f"CPU {psutil.cpu_percent():.0f}% · RAM {memory.used / 2**30:.1f}/{memory.total / 2**30:.0f}G")
     except ImportError:
         pass
     lines.extend(gpu_lines())
@@ -36,7 +37,7 @@ def gpu_lines() -> list[str]:
             device = pynvml.nvmlDeviceGetHandleByIndex(index)
             util = pynvml.nvmlDeviceGetUtilizationRates(device)
             memory = pynvml.nvmlDeviceGetMemoryInfo(device)
-            lines.append(f"GPU{index} {util.gpu}% · {memory.used / 2**30:.1f}/{memory.total / 2**30:.0f} GiB")
+            lines.append(f"GPU{index} {util.gpu}% · {memory.used / 2**30:.1f}/{memory.total / 2**30:.0f}G")
         return lines
     except Exception:  # noqa: BLE001 - no package, no driver, no permission: the panel just shows less
         _NVML_STATE = "absent"
