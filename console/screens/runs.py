@@ -115,6 +115,7 @@ class RunsScreen(Screen[None]):
                 tooltip="delete the run or group folder (asks first; a running run is refused)"),
         Binding("s", "sort_next", "Sort by next column", show=False, tooltip="sort by the next column"),
         Binding("S", "sort_reverse", "Reverse the sort", show=False, tooltip="reverse the sort"),
+        Binding("c", "compare_tab", "Curves/diff", tooltip="switch the comparison between curves and config diff"),
         Binding("ctrl+r", "reload", "Refresh", show=False, tooltip="read the runs folder again"),
         Binding("escape", "escape", "Leave filter / clear selection", show=False,
                 tooltip="leave the filter; else clear the selection"),
@@ -343,6 +344,17 @@ class RunsScreen(Screen[None]):
 
     # --- selection and comparison --------------------------------------------------------------------
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The comparison's key only while a comparison is shown (two or more runs selected)."""
+        if action == "compare_tab":
+            return self.query_one("#runs-compare").has_class("-shown")  # False: not in the footer
+        return True
+
+    def action_compare_tab(self) -> None:
+        """Show the other tab of the comparison: curves or config diff."""
+        tabs = self.query_one("#runs-compare", TabbedContent)
+        tabs.active = "compare-diff" if tabs.active == "compare-curves" else "compare-curves"
+
     def action_toggle_select(self) -> None:
         """Select or unselect the current run, then move down (space, space, ... selects a block)."""
         row = self.current_row()
@@ -370,6 +382,7 @@ class RunsScreen(Screen[None]):
         keys = frozenset(self.selected)
         if panel.has_class("-shown") != (len(keys) >= 2):
             panel.set_class(len(keys) >= 2, "-shown")
+            self.refresh_bindings()  # the comparison's key comes and goes with it
             table = self.query_one("#runs-table", DataTable)  # shorter or taller now: keep the cursor's row in view
             self.call_after_refresh(lambda: table.move_cursor(row=table.cursor_row, scroll=True))
         if len(keys) < 2:

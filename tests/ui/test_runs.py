@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Input, Static, TabbedContent
 from typer.testing import CliRunner
 
 from console.app import ConsoleApp, create_app
@@ -161,6 +161,11 @@ async def check_comparison(screen: RunsScreen, pilot: Pilot) -> None:
     assert not {"train.epochs", "model.name", "data.source", "name"} & set(screen.diff_keys)
     diff = screen.query_one("#runs-diff", DataTable)
     assert [str(diff.get_row_at(i)[0]) for i in range(diff.row_count)] == screen.diff_keys
+    tabs = screen.query_one("#runs-compare", TabbedContent)
+    await pilot.press("c")  # curves ↔ config diff
+    assert tabs.active == "compare-diff"
+    await pilot.press("c")
+    assert tabs.active == "compare-curves"
     await pilot.press("escape")  # clears the selection
     await pilot.pause()
     assert not compare.display and not screen.selected
