@@ -20,6 +20,9 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("IMGCLS_PRESETS_DIR", str(tmp_path / "user-presets"))
     monkeypatch.setenv("IMGCLS_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("IMGCLS_OFFLINE", "1")  # no test may try a real download
+    # Tables laid out at a known width: a CI runner with a terminal made `runs list` fit 80 columns (tests that
+    # check narrow layouts set COLUMNS themselves)
+    monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
