@@ -117,7 +117,12 @@ class LaunchScreen(Screen[None]):
             picker.focus()
             self.call_after_refresh(picker.scroll_visible)
             return
-        experiment, overrides = self._requested or (self.composition.experiment, self.composition.as_list())
+        if self._requested is not None:  # not composed yet: added to the composition asked for
+            experiment, overrides = self._requested
+        elif self.is_mounted:
+            experiment, overrides = self.composition.experiment, self.composition.as_list()
+        else:  # before the screen was ever shown: the experiment it opens with
+            experiment, overrides = getattr(self.app, "experiment", "quickstart"), []
         self.compose_experiment(experiment, [*overrides, f"{kind}={name}"], finetune_from=self.finetune_from)
 
     # --- layout ---

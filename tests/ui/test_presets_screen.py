@@ -126,3 +126,17 @@ def test_export_and_import(runs_root: Path, tmp_path: Path) -> None:
     resolved = yaml.safe_load(exported.read_text())
     assert resolved["content_hash"].startswith("sha256:") and resolved["data"]["source"] == "digits"
     assert (user_dir() / "optim" / "my-sgd.yaml").read_text() == to_import.read_text()
+
+
+def test_a_section_preset_before_launch_was_shown_joins_the_experiment_it_opens_with(runs_root: Path) -> None:
+    async def main() -> None:
+        app = create_app(runs_root, experiment="mnist-logreg", mode="presets")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await shown(app, pilot, "schedule", "multistep-10")
+            await pilot.press("l")  # Launch never shown yet: the app's experiment, with this schedule swapped in
+            await wait_for(pilot, lambda: app.current_mode == "launch")
+            launch = app.screen
+            await wait_for(pilot, lambda: launch.config is not None and launch.config.schedule.name == "multistep")
+            assert launch.composition.experiment == "mnist-logreg"
+
+    asyncio.run(main())
