@@ -347,7 +347,8 @@ class RunsScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """The comparison's key only while a comparison is shown (two or more runs selected)."""
         if action == "compare_tab":
-            return self.query_one("#runs-compare").has_class("-shown")  # False: not in the footer
+            compare = self.query("#runs-compare")  # (asked before it is composed too)
+            return bool(compare) and compare.first().has_class("-shown")  # False: not in the footer
         return True
 
     def action_compare_tab(self) -> None:
