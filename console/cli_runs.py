@@ -181,7 +181,10 @@ def show_run(run_dir: Path, *, with_config: bool) -> None:
     out_console.print(status_line(status), highlight=False)
     print_annotations(read_annotations(run_dir))
     print_environment(summary["environment"])
-    print_epochs(summary["epochs"])
+    if summary["epochs"]:
+        print_epochs(summary["epochs"])
+    else:
+        out_console.print("epochs: none finished yet", highlight=False)
     checkpoints = summary["checkpoints"]
     if checkpoints:
         out_console.print("checkpoints: " + ", ".join(f"{c['name']} (epoch {fmt_text(c.get('epoch'))})"
@@ -203,9 +206,14 @@ def status_line(status: dict[str, Any]) -> str:
     metric = status.get("best_metric")
     best = status.get("best_value")
     shown = fmt_pct(best) if isinstance(metric, str) and metric.endswith("acc") else fmt_fixed(best)
-    return (f"best {fmt_text(metric)} {shown} at epoch {fmt_text(status.get('best_epoch'))}; "
-            f"best val acc {fmt_pct(status.get('best_val_acc'))}; test acc {fmt_pct(status.get('test_acc'))}; "
-            f"{fmt_count(status.get('params'))} params; {fmt_seconds(status.get('wall_s'))}")
+    parts = [f"best {metric} {shown} at epoch {fmt_text(status.get('best_epoch'))}" if metric and best is not None
+             else "no best checkpoint yet",
+             f"best val acc {fmt_pct(status.get('best_val_acc'))}", f"test acc {fmt_pct(status.get('test_acc'))}"]
+    if status.get("params") is not None:
+        parts.append(f"{fmt_count(status.get('params'))} params")
+    if status.get("wall_s") is not None:
+        parts.append(fmt_seconds(status.get("wall_s")))
+    return "; ".join(parts)
 
 
 def print_environment(env: dict[str, Any] | None) -> None:

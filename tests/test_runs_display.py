@@ -164,3 +164,12 @@ def test_runs_list_fits_80_columns_without_cutting_a_name(isolated_dirs: Path, k
     wide = runner.invoke(app, ["runs", "list"], env={"COLUMNS": "200"}).stdout
     assert "left out" not in wide, wide
     assert f"{group}/" in wide and fold in wide
+
+
+def test_runs_show_of_a_run_with_nothing_trained_says_so(isolated_dirs: Path) -> None:
+    run_dir = create_run(isolated_dirs / "runs", "empty")
+    write_config(run_dir, resolve_experiment("quickstart"))
+    write_status(run_dir, {"state": "failed", "started": time.time()})
+    shown = invoke("runs", "show", run_dir.name)
+    assert "no best checkpoint yet; best val acc —; test acc —\n" in shown  # not `best — — at epoch —`
+    assert "epochs: none finished yet" in shown and "params" not in shown
