@@ -46,6 +46,19 @@ class RowTable(DataTable[object]):
     def on_resize(self, event: events.Resize) -> None:
         self._tell_hidden_sides()
 
+    _measured: tuple[int, ...] = ()  # the columns' content widths the drawn rows were drawn at
+
+    def on_idle(self, event: events.Idle) -> None:
+        """Once DataTable's own idle pass has measured new rows: if a column got wider, drop the rows drawn at
+        the old widths. DataTable keeps them (its row cache is keyed without the widths, and measuring does not
+        resize a table of fixed size), so a row drawn between `add_row` and the measuring — on a busy machine —
+        stayed cut to the headers' widths."""
+        measured = tuple(column.content_width for column in self.columns.values())
+        if measured != self._measured:
+            self._measured = measured
+            self._clear_caches()
+            self.refresh()
+
     def _column_edges(self) -> list[int]:
         """The scroll offsets at which each scrolled column starts at the left edge."""
         edges, x = [], 0
