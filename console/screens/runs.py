@@ -24,6 +24,7 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 
+from console.fmt import plural
 from console.screens.run_rows import (
     CHART_COLORS, COLUMNS, KFOLD, LEGEND_COLORS, Comparison, RunRow, build_comparison, cell_texts, draw_overlay,
     filter_rows, load_rows, nest_folds, sort_rows,
@@ -34,7 +35,6 @@ from console.widgets.background_plot import BackgroundPlot
 from console.widgets.nav import NavBar
 from console.widgets.row_table import RowTable
 from engine.annotations import Annotations
-from engine.compare import plural
 from engine.errors import EngineError
 from engine.runs import RunFolder
 
