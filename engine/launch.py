@@ -14,6 +14,7 @@ viewer started); `request_stop` asks for a graceful stop through a file every ra
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import subprocess
 import sys
@@ -249,5 +250,19 @@ def _print_epoch(event: dict[str, Any]) -> None:
         print(f"warning: {event['message']}", flush=True)
 
 
+def exit_rank(code: int) -> None:
+    """End the process with `code`; a rank under torchrun ends without the interpreter's teardown, where gloo's
+    threads being destroyed aborted a finished rank (SIGABRT) and torchrun then failed the whole job (as the
+    `imgcls-console` entry point does for the CLI's ranks: console.cli.main)."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_rank(main())
