@@ -49,8 +49,16 @@ def list_cmd(
     root = pick_runs_dir(runs_dir)
     annotated = [(r, read_annotations(r.path)) for r in list_runs(root) if state is None or r.state == state]
     annotated = [(r, a) for r, a in annotated if tag is None or matches_tag(a, tag)]
-    presets = model_presets()
-    models = [model_preset_label(r.path, presets) for r, _a in annotated]
+    presets: list[tuple[str, dict]] | None = None
+
+    def model_label(run: RunInfo) -> str | None:  # recorded when the run started; an older run's worked out here
+        nonlocal presets
+        if "model_preset" in run.status:
+            return run.status["model_preset"]
+        presets = model_presets() if presets is None else presets
+        return model_preset_label(run.path, presets)
+
+    models = [model_label(r) for r, _a in annotated]
     if json_out:
         print_json([{"name": r.name, "path": str(r.path), **r.status, "model_preset": m, "note": a.note,
                      "tags": a.tags} for (r, a), m in zip(annotated, models)])
@@ -178,6 +186,11 @@ def show_run(run_dir: Path, *, with_config: bool) -> None:
     status = summary["status"]
     out_console.print(f"[bold]{escape(run_dir.name)}[/]  {status.get('state')}  ({escape(str(run_dir))})",
                       highlight=False)
+    if "model_preset" not in status:  # a run from before runs recorded it
+        from engine.compare import model_preset_label, model_presets
+
+        status = {**status, "model_preset": model_preset_label(run_dir, model_presets())}
+    out_console.print(what_line(status), highlight=False)
     out_console.print(status_line(status), highlight=False)
     print_annotations(read_annotations(run_dir))
     print_environment(summary["environment"])
@@ -199,6 +212,15 @@ def show_run(run_dir: Path, *, with_config: bool) -> None:
         out_console.print(config_path.read_text(encoding="utf-8"), highlight=False, markup=False)
     else:
         out_console.print(f"config: {escape(str(config_path))} (--config prints it)", highlight=False)
+
+
+def what_line(status: dict[str, Any]) -> str:
+    """`experiment quickstart · data digits · model small-cnn (convnet) · epoch 4 of 15`: what the run trains."""
+    model, preset = status.get("model"), status.get("model_preset")
+    model_text = f"{preset} ({model})" if preset and model and str(preset).rstrip("*") != model else preset or model
+    return " · ".join((f"experiment {fmt_text(status.get('experiment'))}", f"data {fmt_text(status.get('data'))}",
+                       f"model {fmt_text(model_text)}",
+                       f"epoch {fmt_text(status.get('epoch'))} of {fmt_text(status.get('epochs'))}"))
 
 
 def status_line(status: dict[str, Any]) -> str:

@@ -59,7 +59,7 @@ class RunCommands(Provider):
                 text = f"{verb} {run.name}"
                 score = matcher.match(text)
                 if score > 0:
-                    yield Hit(score, matcher.highlight(text), callback, help=f"{run.state} · {run.model}")
+                    yield Hit(score, matcher.highlight(text), callback, help=f"{run.state} · {run.model_label}")
 
 
 class SweepCommands(Provider):

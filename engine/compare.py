@@ -186,7 +186,7 @@ def model_presets() -> list[tuple[str, dict[str, Any]]]:
 def model_preset_label(run_dir: Path, presets: list[tuple[str, dict[str, Any]]]) -> str | None:
     """The model preset a run used: its name when the run's model section is that preset's, `name*` when it is
     the nearest preset of its architecture with changed values; None when no preset fits (or no config)."""
-    from engine.config import section_from_dict, to_dict
+    from engine.config import section_from_dict
     from engine.errors import EngineError
     from engine.presets import load_mapping
 
@@ -195,9 +195,19 @@ def model_preset_label(run_dir: Path, presets: list[tuple[str, dict[str, Any]]])
         if not isinstance(model, dict):
             return None
         # through the schema, so an older run's config gets the defaults of fields added since
-        flat = flatten(to_dict(section_from_dict("model", model, "config.yaml")))
+        return model_section_label(section_from_dict("model", model, "config.yaml"), presets)
     except (EngineError, OSError):
         return None
+
+
+def model_section_label(model: Any, presets: list[tuple[str, dict[str, Any]]] | None = None) -> str | None:
+    """The model preset a model section is (`name`), or is nearest to with values changed (`name*`), among
+    `presets` (all of them when not given); None when no preset has its architecture. Recorded in a run's
+    status as `model_preset` when it starts, so listings need not load every preset (and torch) to name it."""
+    from engine.config import to_dict
+
+    presets = model_presets() if presets is None else presets
+    flat = flatten(to_dict(model))
     canonical = _canonical(flat)
     same_kind = [(name, preset) for name, preset in presets if preset.get("name") == flat.get("name")]
     for name, preset in same_kind:
@@ -267,9 +277,10 @@ def compare_runs(run_dirs: list[Path], *, sort: str | None = None, descending: b
 
 def filter_runs(runs: list[RunInfo], *, state: str | None = None, data: str | None = None,
                 model: str | None = None) -> list[RunInfo]:
-    """Runs in a state, on a data source, with a model (each filter optional; data/model match prefixes)."""
-    return [r for r in runs if (state is None or r.state == state)
-            and (data is None or r.data.startswith(data)) and (model is None or r.model.startswith(model))]
+    """Runs in a state, on a data source, with a model (each filter optional; data/model match prefixes; a model
+    by its architecture or by the preset the run started from)."""
+    return [r for r in runs if (state is None or r.state == state) and (data is None or r.data.startswith(data))
+            and (model is None or r.model.startswith(model) or r.model_label.startswith(model))]
 
 
 def group_match(root: Path, name: str) -> Path | None:

@@ -93,12 +93,15 @@ def preflight(config: ExperimentConfig) -> None:
 
 def prepare_run(config: ExperimentConfig, runs_root: Path, *, parent: str | None = None) -> Path:
     """Check `config`, then make its run folder with config.yaml and a `starting` status; the folder."""
+    from engine.compare import model_section_label
+
     preflight(config)
     config = with_absolute_paths(config)
     run_dir = create_run(runs_root, config.name).resolve()
     write_config(run_dir, config)
     write_status(run_dir, {"state": "starting", "name": run_dir.name, "experiment": config.name,
-                           "data": config.data.source, "model": config.model.name, "epochs": config.train.epochs,
+                           "data": config.data.source, "model": config.model.name,
+                           "model_preset": model_section_label(config.model), "epochs": config.train.epochs,
                            "epoch": 0, "host": socket.gethostname(), "started": time.time(), "parent": parent})
     return run_dir
 

@@ -198,6 +198,11 @@ class RunInfo:
     def state(self) -> str:
         return str(self.status.get("state", "unknown"))
 
+    @property
+    def model_label(self) -> str:
+        """The model preset the run started from (`name*`: with values changed), else its architecture."""
+        return str(self.status.get("model_preset") or self.model)
+
 
 def is_run_dir(path: Path) -> bool:
     """A folder is a run when it holds a status.json or config.yaml."""

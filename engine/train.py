@@ -19,6 +19,7 @@ import torch
 
 from engine import checkpoint as ckpt
 from engine import distributed
+from engine.compare import model_section_label
 from engine.config import ExperimentConfig
 from engine.errors import CheckpointError, EngineError
 from engine.evaluate import loss_and_accuracy, predict_logits
@@ -88,6 +89,7 @@ class Trainer:
         self.status: dict[str, Any] = {}
         self.parts: TrainingParts | None = None
         self.config_text = resolved_yaml(config)
+        self.model_preset = model_section_label(config.model)  # the preset a listing names the model by
 
     # ------------------------------------------------------------------ setup
 
@@ -441,7 +443,7 @@ class Trainer:
         self.status = {
             "state": state, "pid": os.getpid(), "host": socket.gethostname(), "name": self.run_dir.name,
             "experiment": cfg.name, "data": cfg.data.source, "model": cfg.model.name,
-            "epochs": cfg.train.epochs, "epoch": self.progress.epoch,
+            "model_preset": self.model_preset, "epochs": cfg.train.epochs, "epoch": self.progress.epoch,
             "best_val_acc": self.progress.best_val_acc, "best_epoch": self.progress.best_epoch,
             "best_metric": cfg.train.checkpoint.best_metric, "best_value": self.progress.best_value,
             "final": {k: last[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc") if k in last},

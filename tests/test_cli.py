@@ -51,7 +51,7 @@ def test_runs_list_and_show(quickstart_run: tuple[Path, dict]) -> None:
     listed = runner.invoke(app, ["runs", "list", "--runs-dir", str(home / "runs")], terminal_width=200)
     assert listed.exit_code == 0 and name in listed.stdout and "finished" in listed.stdout
     shown = runner.invoke(app, ["runs", "show", name[:14], "--runs-dir", str(home / "runs")], terminal_width=200)
-    assert shown.exit_code == 0 and "val acc" in shown.stdout and "small-cnn" not in shown.stdout
+    assert shown.exit_code == 0 and "val acc" in shown.stdout and "label_smoothing" not in shown.stdout
     assert "epochs" in shown.stdout and "checkpoints: " in shown.stdout
 
 

@@ -19,7 +19,7 @@ from console.fmt import NO_VALUE, fmt_count, fmt_num, fmt_pct, fmt_seconds, plur
 from engine.kfold import run_kfold
 from engine.presets import resolve_experiment
 from engine.report import write_report
-from engine.runs import create_run, write_config, write_status
+from engine.runs import create_run, read_status, write_config, write_status
 
 runner = CliRunner()
 
@@ -58,7 +58,8 @@ def test_runs_show_puts_metrics_first_config_on_request_and_says_what_made_it(fo
     text = invoke("runs", "show", str(fold_run))
     lines = text.splitlines()
     status = json.loads((fold_run / "status.json").read_text())
-    assert fmt_pct(status["best_val_acc"]) in lines[1] and fmt_pct(status["test_acc"]) in lines[1]
+    assert lines[1].startswith("experiment quickstart-fold0 · data digits · model small-cnn (convnet)")
+    assert fmt_pct(status["best_val_acc"]) in lines[2] and fmt_pct(status["test_acc"]) in lines[2]
     made = next(i for i, line in enumerate(lines) if line.startswith("made with"))
     assert made < next(i for i, line in enumerate(lines) if "epochs" in line)
     assert any(platform.python_version() in line for line in lines[made:made + 6])
@@ -116,6 +117,26 @@ def test_runs_list_names_the_model_preset(isolated_dirs: Path, fold_run: Path) -
                         "quickstart-1": "small-cnn*", "quickstart-2": "small-cnn"}
     listed = json.loads(invoke("runs", "list", "--json"))
     assert [r["model_preset"] for r in listed] == ["small-cnn", "mnist-mlp2-sigmoid", "small-cnn*", "small-cnn"]
+
+
+def test_a_run_records_its_model_preset_and_every_listing_names_it(isolated_dirs: Path, fold_run: Path) -> None:
+    from console.screens.run_rows import load_rows
+    from engine.compare import filter_runs
+    from engine.runs import list_runs
+
+    assert read_status(fold_run)["model_preset"] == "small-cnn"  # recorded by the training process
+    root = isolated_dirs / "runs"
+    recorded = create_run(root, "recorded")  # a listing reads the recorded label: no preset is loaded for it
+    write_config(recorded, resolve_experiment("quickstart", []))
+    write_status(recorded, {"state": "finished", "experiment": "quickstart", "data": "digits", "model": "convnet", "model_preset": "my-cnn*"})
+    listed = {r["name"]: r["model_preset"] for r in json.loads(invoke("runs", "list", "--json"))}
+    assert listed == {fold_run.name: "small-cnn", recorded.name: "my-cnn*"}
+    assert {row.name: row.model for row in load_rows(root)} == {fold_run.name: "small-cnn", recorded.name: "my-cnn*"}
+    runs = list_runs(root)  # `compare --model` by the preset or by the architecture
+    assert [r.name for r in filter_runs(runs, model="my-cnn")] == [recorded.name]
+    assert len(filter_runs(runs, model="convnet")) == 2
+    assert "experiment quickstart · data digits · model my-cnn* (convnet) · epoch - of -" in invoke(
+        "runs", "show", recorded.name).replace(NO_VALUE, "-")
 
 
 def test_presets_list_puts_user_presets_first(isolated_dirs: Path) -> None:

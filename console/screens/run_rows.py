@@ -102,7 +102,7 @@ def run_row(name: str, path: Path, status: dict[str, Any] | None = None, problem
     if state == "unknown" and not problem:
         problem = str(status.get("reason") or "no status yet (starting, or half-written)")
     return RunRow(name=name, path=path, state=state, experiment=str(status.get("experiment") or ""),
-                  model=str(status.get("model") or ""), data=str(status.get("data") or ""),
+                  model=str(status.get("model_preset") or status.get("model") or ""), data=str(status.get("data") or ""),
                   best_val_acc=_number(status.get("best_val_acc")), test_acc=_number(status.get("test_acc")),
                   epoch=_integer(status.get("epoch")), epochs=_integer(status.get("epochs")),
                   wall_s=_number(status.get("wall_s")), started=_number(status.get("started")),
