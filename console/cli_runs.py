@@ -13,7 +13,7 @@ from console.common import (
     RUN_RULE, JsonOption, RunsDirOption, err_console, escape, fmt_count, fmt_pct, fmt_seconds, out_console, print_json,
     reports_errors,
 )
-from console.fmt import NO_VALUE, fmt_fixed, fmt_num, fmt_text, plural, terminal_width
+from console.fmt import NO_VALUE, fmt_fixed, fmt_model, fmt_num, fmt_text, plural, terminal_width
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -216,10 +216,8 @@ def show_run(run_dir: Path, *, with_config: bool) -> None:
 
 def what_line(status: dict[str, Any]) -> str:
     """`experiment quickstart · data digits · model small-cnn (convnet) · epoch 4 of 15`: what the run trains."""
-    model, preset = status.get("model"), status.get("model_preset")
-    model_text = f"{preset} ({model})" if preset and model and str(preset).rstrip("*") != model else preset or model
     return " · ".join((f"experiment {fmt_text(status.get('experiment'))}", f"data {fmt_text(status.get('data'))}",
-                       f"model {fmt_text(model_text)}",
+                       f"model {fmt_model(status.get('model_preset'), status.get('model'))}",
                        f"epoch {fmt_text(status.get('epoch'))} of {fmt_text(status.get('epochs'))}"))
 
 

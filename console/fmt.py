@@ -26,6 +26,15 @@ def fmt_count(value: Any) -> str:
     return str(int(value))
 
 
+def fmt_model(preset: Any, architecture: Any) -> str:
+    """`small-cnn (convnet)`: the model preset a run started from and its architecture (one when they agree or
+    the other is unknown); NO_VALUE when neither is known."""
+    preset, architecture = str(preset or ""), str(architecture or "")
+    if preset and architecture and preset.rstrip("*") != architecture:
+        return f"{preset} ({architecture})"
+    return preset or architecture or NO_VALUE
+
+
 def fmt_bytes(value: int) -> str:
     """123456789 -> '118 MiB'."""
     size = float(value)

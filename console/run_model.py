@@ -34,6 +34,7 @@ class RunModel:
     test_acc: float | None = None
     data: str = ""
     model: str = ""
+    model_preset: str = ""  # the preset the run started from (status.json), when recorded
     params: int | None = None
     started: float | None = None
     session_start: float | None = None
@@ -140,6 +141,8 @@ class RunModel:
                 self.error = str(status.get("reason"))
         if not self.epochs and isinstance(status.get("epochs"), int):
             self.epochs = int(status["epochs"])
+        if isinstance(status.get("model_preset"), str):
+            self.model_preset = status["model_preset"]
 
     # --- derived values ---
 

@@ -30,7 +30,7 @@ from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
 from console.device import device_summary
-from console.fmt import fmt_num, fmt_pct
+from console.fmt import fmt_count, fmt_model, fmt_num, fmt_pct
 from console.fmt import fmt_seconds as fmt_s
 from console.run_charts import ChartData, draw_acc, draw_loss, draw_lr
 from console.run_model import RunModel, last_good_checkpoint
@@ -354,7 +354,8 @@ class MonitorScreen(Screen[None]):
         for warning in model.warnings[-2:]:
             lines.append(f"[yellow]warning:[/] {escape(warning)}")
         if not lines and model.data:
-            lines.append(f"[dim]{escape(model.data)} · {escape(model.model)} · {model.params or 0:,} params[/]")
+            lines.append(f"[dim]{escape(model.data)} · {escape(fmt_model(model.model_preset, model.model))} · "
+                         f"{fmt_count(model.params)} params[/]")
         return "\n".join(lines)
 
     def _update_device(self) -> None:

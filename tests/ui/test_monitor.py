@@ -52,6 +52,9 @@ def test_a_headless_run_is_found_and_followed_to_its_end(runs_root: Path) -> Non
             assert model.best_metric == "val_loss"  # quickstart's: the title says what picked `best`
             await _until(pilot, lambda: "finished" in str(monitor.query_one("#title").render()))
             await _until(pilot, lambda: monitor.query_one("#epochs").row_count == 3)  # charts follow at 2 Hz
+            # what trains, named as Launch and Runs name it: the preset, then its architecture
+            await _until(pilot, lambda: "8 px · small-cnn (convnet) · 21.5K params" in str(
+                monitor.query_one("#messages").render()), 5)
 
     try:
         asyncio.run(main())
