@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from console.common import OverrideOption, RunsDirOption, err_console, escape, out_console, reports_errors
+from console.common import (
+    OverrideOption, RunsDirOption, err_console, escape, fmt_count, out_console, reports_errors,
+)
 
 app = typer.Typer(help="List, show, validate, export and import presets.", no_args_is_help=True)
 
@@ -41,12 +43,12 @@ def _find_any(name: str, kind: str | None) -> tuple[str, Path]:
 @app.command("list")
 @reports_errors
 def list_cmd(kind: Annotated[str | None, typer.Argument(metavar="[KIND]", help="Only this kind.")] = None) -> None:
-    """List presets (user presets first); model presets show their parameter count."""
+    """List presets (user presets first); `presets list model` adds each one's parameter count, at the input its
+    `sized_for` names."""
     from rich.table import Table
 
-    from console.common import fmt_count
     from engine.errors import ConfigError
-    from engine.presets import ALL_KINDS, list_presets
+    from engine.presets import ALL_KINDS, DEFAULT_SIZED_FOR, list_presets
 
     if kind is not None and kind not in ALL_KINDS:
         raise ConfigError(f"unknown preset kind {kind!r}; kinds are {', '.join(ALL_KINDS)}")
@@ -55,29 +57,36 @@ def list_cmd(kind: Annotated[str | None, typer.Argument(metavar="[KIND]", help="
     if show_params:
         table.add_column("params", justify="right")
     presets = sorted(list_presets(kind), key=lambda info: not info.origin.startswith("user"))  # stable: kind, name
+    unsized = False
     for index, info in enumerate(presets):
         row = [info.kind, escape(info.name), info.origin, escape(info.description)]
         if show_params:
-            row.append(fmt_count(_preset_params(info.name, info.path)))
+            params, said = _preset_size(info.path)
+            row.append(params)
+            unsized = unsized or not said
         last_user = info.origin.startswith("user") and (index + 1 == len(presets)
                                                         or not presets[index + 1].origin.startswith("user"))
         table.add_row(*row, end_section=last_user)  # a rule between the user's presets and the built-in ones
     out_console.print(table)
+    classes, channels, size = DEFAULT_SIZED_FOR
+    if show_params:
+        out_console.print("params: at the input each preset's `sized_for` names" + (
+            f"; * at {size} × {size} px, {channels} channels, {classes} classes (it names none)" if unsized else ""),
+                          highlight=False)
+    elif kind is None:
+        out_console.print("model sizes: `imgcls-console presets list model`", highlight=False)
 
 
-def _preset_params(name: str, path: Path) -> int | None:
-    from engine.config import section_from_dict
-    from engine.models import PRESET_INPUT, preset_param_count
-    from engine.presets import load_mapping
+def _preset_size(path: Path) -> tuple[str, bool]:
+    """(params, whether its `sized_for` says the input) of a model preset; a broken one warns, listed as `-`."""
+    from engine.preview import model_preset_size
 
     try:
-        raw = load_mapping(path)
-        raw.pop("description", None)
-        num_classes, in_channels, image_size = PRESET_INPUT.get(name, (10, 3, 32))
-        return preset_param_count(section_from_dict("model", raw, str(path)), num_classes, in_channels, image_size)
+        cost, said = model_preset_size(path)
     except Exception as exc:  # one broken preset must not hide the list
         err_console.print(f"[yellow]warning:[/] {escape(f'{path}: {exc}')}", highlight=False, soft_wrap=True)
-        return None
+        return fmt_count(None), True
+    return fmt_count(cost.params) + ("" if said else "*"), said
 
 
 @app.command()

@@ -168,10 +168,50 @@ def load_section_preset(kind: str, name: str, named_in: str | None = None) -> di
         if named_in is None:
             raise
         raise ConfigError(f"{named_in}: {exc}") from exc
-    raw = load_mapping(path)
-    raw.pop("description", None)
+    raw = preset_fields(kind, load_mapping(path), str(path))
     validate_section(kind, raw, str(path))
     return raw
+
+
+# A model preset's `sized_for`: the input it is meant for, at which `presets list model` counts its parameters.
+SIZED_FOR_KEYS = ("classes", "channels", "size")
+DEFAULT_SIZED_FOR = (10, 3, 32)  # a model preset that does not say: CIFAR-10's
+
+
+def preset_fields(kind: str, raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """A section preset's fields: its mapping without what describes the preset, `description` (any kind) and a
+    model's `sized_for` (checked here, so a bad one names its file and key)."""
+    raw = dict(raw)
+    raw.pop("description", None)
+    if kind == "model" and "sized_for" in raw:
+        sized_for(raw.pop("sized_for"), source)
+    return raw
+
+
+def sized_for(value: Any, source: str) -> tuple[int, int, int]:
+    """(classes, channels, size) from a model preset's `sized_for: {classes: 10, channels: 1, size: 28}`."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: sized_for: expected a mapping of classes, channels and size, got {value!r}")
+    unknown = sorted(set(value) - set(SIZED_FOR_KEYS), key=str)
+    if unknown:
+        raise ConfigError(f"{source}: sized_for.{unknown[0]}: unknown key; keys are {', '.join(SIZED_FOR_KEYS)}"
+                          f"{did_you_mean(str(unknown[0]), SIZED_FOR_KEYS)}")
+    numbers = []
+    for key in SIZED_FOR_KEYS:
+        number = value.get(key)
+        if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+            raise ConfigError(f"{source}: sized_for.{key}: expected a positive integer, got {number!r}")
+        numbers.append(number)
+    return numbers[0], numbers[1], numbers[2]
+
+
+def model_preset_input(path: Path) -> tuple[tuple[int, int, int], bool]:
+    """The input a model preset file is sized for (classes, channels, size), and whether it says so (else the
+    default, CIFAR-10's)."""
+    raw = load_mapping(path)
+    if "sized_for" not in raw:
+        return DEFAULT_SIZED_FOR, False
+    return sized_for(raw["sized_for"], str(path)), True
 
 
 def validate_section(kind: str, raw: dict[str, Any], source: str) -> Any:
@@ -408,8 +448,7 @@ def validate_file(path: Path, kind: str | None = None) -> tuple[str, Any]:
         config = cfg.from_dict(_compose_raw(path), str(path))
         validate_deep(config, str(path))
         return kind, config
-    raw.pop("description", None)
-    return kind, validate_section(kind, raw, str(path))
+    return kind, validate_section(kind, preset_fields(kind, raw, str(path)), str(path))
 
 
 def content_hash(config_dict: dict[str, Any]) -> str:

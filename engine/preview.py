@@ -208,6 +208,16 @@ def model_cost(model: ModelConfig, num_classes: int, channels: int, image_size: 
     return ModelCost(count_params(network), macs, num_classes, channels, image_size, str(network))
 
 
+def model_preset_size(path: Path) -> tuple[ModelCost, bool]:
+    """A model preset file's cost at the input it is `sized_for` (CIFAR-10's when it does not say), and whether it
+    says: what `presets list model` shows. A bad preset raises its one-line error."""
+    from engine.config import section_from_dict
+    from engine.presets import load_section_preset, model_preset_input
+
+    (num_classes, channels, image_size), said = model_preset_input(path)
+    section = section_from_dict("model", load_section_preset("model", str(path)), str(path))
+    return model_cost(section, num_classes, channels, image_size), said
+
 
 def section_presets(experiment: str) -> dict[str, str | None]:
     """Which preset each section of an experiment (name or file) is built on, following its `base` chain; None

@@ -21,7 +21,7 @@ from engine import config as cfg
 from engine.errors import ConfigError, did_you_mean
 from engine.presets import (
     builtin_dir, check_name, content_hash, dump_yaml, find_preset, import_target, load_mapping, load_section_preset,
-    plain_file_name, presets_overlay, resolve_experiment, resolved_document, user_dir, validate_deep,
+    plain_file_name, preset_fields, presets_overlay, resolve_experiment, resolved_document, user_dir, validate_deep,
     validate_section, write_preset,
 )
 
@@ -166,8 +166,7 @@ def _checked(path: Path, kind: str, name: str, body: dict[str, Any]) -> Bundled:
             validate_deep(config, source)
             fields = cfg.to_dict(config)
         else:
-            fields = cfg.to_dict(validate_section(kind, {k: v for k, v in body.items() if k != "description"},
-                                                  source))
+            fields = cfg.to_dict(validate_section(kind, preset_fields(kind, body, source), source))
     except ConfigError as exc:
         problems = [_dotted(problem, source, kind) for problem in cfg.problems_of(exc)]
         cfg.raise_problems(problems, str(path))

@@ -12,6 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from console.cli import app
+from console.fmt import fmt_count
 from tests.conftest import write
 
 runner = CliRunner()
@@ -105,6 +106,29 @@ def test_model_presets_show_param_counts() -> None:
     result = runner.invoke(app, ["presets", "list", "model"], terminal_width=200)
     assert result.exit_code == 0 and "params" in result.stdout and "small-cnn" in result.stdout
     assert "21.5K" in result.stdout
+
+
+def test_a_model_presets_size_is_counted_at_the_input_it_names(isolated_dirs: Path) -> None:
+    """`sized_for` in the preset says what input its parameter count is for; a preset without one is counted at
+    CIFAR-10's and marked; a bad one is a one-line error naming the file and key."""
+    wide = isolated_dirs / "wide-mlp.yaml"
+    wide.write_text("description: one hidden layer\nsized_for: {classes: 10, channels: 1, size: 28}\n"
+                    "name: mlp\noptions: {hidden: [100]}\n")
+    unsized = isolated_dirs / "unsized-mlp.yaml"
+    unsized.write_text("name: mlp\noptions: {hidden: [100]}\n")
+    for path in (wide, unsized):
+        assert runner.invoke(app, ["presets", "import", str(path), "--kind", "model"]).exit_code == 0
+    listed = runner.invoke(app, ["presets", "list", "model"], terminal_width=200).stdout
+    rows = {line.split("│")[2].strip(): line.split("│")[5].strip() for line in listed.splitlines() if "│" in line}
+    assert rows["wide-mlp"] == fmt_count(784 * 100 + 100 + 100 * 10 + 10)  # 28x28x1 in, 10 out
+    assert rows["unsized-mlp"] == fmt_count(3 * 32 * 32 * 100 + 100 + 100 * 10 + 10) + "*"
+    assert "* at 32 × 32 px, 3 channels, 10 classes (it names none)" in listed
+    bad = isolated_dirs / "bad-mlp.yaml"
+    bad.write_text("name: mlp\nsized_for: {classes: 10, channels: 1, sise: 28}\n")
+    result = runner.invoke(app, ["presets", "validate", str(bad), "--kind", "model"])
+    assert result.exit_code == 2, result.output
+    assert f"{bad}: sized_for.sise: unknown key; keys are classes, channels, size (did you mean `size`?)" in \
+        " ".join(result.output.split())
 
 
 def test_unusable_runs_folder_and_brackets_in_messages_are_one_line_errors(tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ from safetensors.torch import save_file
 from engine.config import ModelConfig, section_from_dict
 from engine.errors import ConfigError, ModelError
 from engine.models import (
-    PRESET_INPUT,
     check_model_config,
     count_macs,
     count_params,
@@ -22,10 +21,11 @@ from engine.models import (
     list_models,
     load_pretrained,
     model_option_names,
-    preset_param_count,
     set_backbone_trainable,
 )
 from engine.models.layers import ShakeDrop
+from engine.presets import model_preset_input
+from engine.preview import model_preset_size
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets" / "model"
 
@@ -35,7 +35,15 @@ def load_preset(name: str) -> ModelConfig:
     path = PRESET_DIR / f"{name}.yaml"
     raw = yaml.safe_load(path.read_text())
     assert isinstance(raw.pop("description", None), str), f"{path} needs a one-line description"
+    raw.pop("sized_for", None)
     return section_from_dict("model", raw, str(path))
+
+
+def preset_input(name: str) -> tuple[int, int, int]:
+    """(classes, channels, size) a built-in model preset is sized for: each one says."""
+    found, said = model_preset_input(PRESET_DIR / f"{name}.yaml")
+    assert said, f"presets/model/{name}.yaml: no sized_for"
+    return found
 
 
 def train_step(model: torch.nn.Module, num_classes: int, in_channels: int, image_size: int) -> None:
@@ -107,8 +115,8 @@ def test_registered_model_trains_on_rgb_and_gray(name: str) -> None:
 def test_preset_trains_at_its_input_size(name: str) -> None:
     cfg = load_preset(name)
     check_model_config(cfg, name)
-    num_classes, in_channels, image_size = PRESET_INPUT[name]
-    assert preset_param_count(cfg, num_classes, in_channels, image_size) > 0
+    num_classes, in_channels, image_size = preset_input(name)
+    assert model_preset_size(PRESET_DIR / f"{name}.yaml")[0].params > 0
     size = image_size if image_size <= MAX_TEST_SIZE else 32
     model = create_model(cfg.name, num_classes, in_channels, size, cfg.dropout, **cfg.options)
     train_step(model, num_classes, in_channels, size)
@@ -116,7 +124,7 @@ def test_preset_trains_at_its_input_size(name: str) -> None:
 
 def test_every_users_md_architecture_has_a_preset() -> None:
     assert not set(USERS_MD_PRESETS) - set(PRESETS)
-    assert set(PRESETS) <= set(PRESET_INPUT)
+    assert all(preset_input(name) for name in PRESETS)
 
 
 @pytest.mark.parametrize(
@@ -125,7 +133,7 @@ def test_every_users_md_architecture_has_a_preset() -> None:
      ("cifar-vgg6", 179_000), ("cifar-inception4", 514_000), ("resnet9", 6_600_000)],
 )
 def test_parameter_counts_match_the_write_ups(preset: str, reported: int) -> None:
-    count = preset_param_count(load_preset(preset), *PRESET_INPUT[preset])
+    count = model_preset_size(PRESET_DIR / f"{preset}.yaml")[0].params
     assert abs(count - reported) / reported < 0.03, f"{preset}: {count} vs {reported}"
 
 
@@ -285,7 +293,7 @@ def test_macs_equal_torchs_flop_counter(name: str) -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
     cfg = load_preset(name)
-    num_classes, in_channels, image_size = PRESET_INPUT[name]
+    num_classes, in_channels, image_size = preset_input(name)
     size = image_size if image_size <= MAX_TEST_SIZE else 32
     model = create_model(cfg.name, num_classes, in_channels, size, cfg.dropout, **cfg.options).eval()
     counter = FlopCounterMode(display=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 # Importing the builder modules registers their models.
 from engine.models import convnet, inception, mlp, resnets, speedrun, tv  # noqa: F401
 from engine.models.measure import count_macs, count_params
-from engine.models.preset_inputs import DEFAULT_INPUT, PRESET_INPUT, preset_param_count
 from engine.models.registry import (
     check_model_config,
     create_model,
@@ -17,8 +16,6 @@ from engine.models.registry import (
 from engine.models.weights import head_parameter_names, load_pretrained, set_backbone_trainable
 
 __all__ = [
-    "DEFAULT_INPUT",
-    "PRESET_INPUT",
     "check_model_config",
     "count_macs",
     "count_params",
@@ -28,7 +25,6 @@ __all__ = [
     "load_pretrained",
     "model_option_defaults",
     "model_option_names",
-    "preset_param_count",
     "register_model",
     "set_backbone_trainable",
 ]
