@@ -122,13 +122,20 @@ def show(
 
 @app.command()
 @reports_errors
-def validate(file: Annotated[Path, typer.Argument(metavar="FILE", help="Preset YAML file.")], kind: KindOption = None) -> None:
-    """Validate a preset file: unknown keys, wrong types, unsafe YAML; exit 2 with the reason when invalid."""
+def validate(file: Annotated[Path, typer.Argument(metavar="FILE-OR-NAME", help="Preset YAML file, or a preset's name.")],
+             kind: KindOption = None) -> None:
+    """Validate a preset file (or a preset by name): unknown keys, wrong types, unsafe YAML; exit 2 with the reason
+    when invalid."""
     from engine.errors import ConfigError
     from engine.presets import validate_file
 
     if not file.is_file():
-        raise ConfigError(f"{file}: no such file")
+        if file.suffix in (".yaml", ".yml") or len(file.parts) > 1:
+            raise ConfigError(f"{file}: no such file")
+        try:
+            file = _find_any(str(file), kind)[1]
+        except ConfigError as exc:
+            raise ConfigError(f"{file}: no such file, and {exc}") from None
     from engine.config import to_dict
     from engine.presets import content_hash, load_mapping
 

@@ -127,6 +127,10 @@ def test_a_model_presets_size_is_counted_at_the_input_it_names(isolated_dirs: Pa
     bad.write_text("name: mlp\nsized_for: {classes: 10, channels: 1, sise: 28}\n")
     result = runner.invoke(app, ["presets", "validate", str(bad), "--kind", "model"])
     assert result.exit_code == 2, result.output
+    by_name = runner.invoke(app, ["presets", "validate", "wide-mlp"])  # a preset by name, as `presets show` takes it
+    assert by_name.exit_code == 0 and "wide-mlp.yaml is a valid model preset" in by_name.output
+    misspelt = runner.invoke(app, ["presets", "validate", "wide-mpl"])
+    assert misspelt.exit_code == 2 and "no such file, and no preset named 'wide-mpl'" in misspelt.output
     assert f"{bad}: sized_for.sise: unknown key; keys are classes, channels, size (did you mean `size`?)" in \
         " ".join(result.output.split())
 
