@@ -80,6 +80,7 @@ class LaunchScreen(Screen[None]):
         self._generation = 0  # of the composition; a resolve answer for an older one is dropped
         self._resolved_generation = -1
         self._offered_file: str | None = None  # an experiment YAML file added to the experiment picker
+        self._awaiting: set[str] = set()  # fields emptied for a new composition: filled when it resolves
         self._catalog: dict[str, list[PresetInfo]] = {}
         self._section_names: dict[str, str | None] = {}  # the preset each section of the experiment names
         self._wanted: dict[str, str] = {}  # preview task -> key of the answer waited for
@@ -238,9 +239,11 @@ class LaunchScreen(Screen[None]):
         self._requested = None
         self.composition = Composition.of(experiment, overrides)
         self._section_names = {}
+        self._awaiting = set()
         for key, _ in FIELDS:  # fields show the new experiment's values once it resolves
             if key not in self.composition.overrides:
                 self._set_field(key, "")
+                self._awaiting.add(key)
             else:
                 self._set_field(key, self.composition.overrides[key].partition("=")[2].strip().strip('"'))
         self._show_pickers()
@@ -332,6 +335,7 @@ class LaunchScreen(Screen[None]):
     def _field_edited(self, event: Input.Changed) -> None:
         key = str(event.input.name)
         text = event.value.strip()
+        self._awaiting.discard(key)  # typed into: the person's value (or emptiness) from now on
         self.composition.set(key, field_override(key, text) if text else None)
         self._edited()
         self._resolve()
@@ -385,8 +389,10 @@ class LaunchScreen(Screen[None]):
         self._mark_fields({})
         for key, _ in FIELDS:
             widget = self.query_one(f"#{field_id(key)}")
-            if key not in self.composition.overrides and not widget.has_focus:
+            # a focused field being emptied to type a new value is left alone, unless the new composition emptied it
+            if key not in self.composition.overrides and (not widget.has_focus or key in self._awaiting):
                 self._set_field(key, str(config_value(message.config, key)))
+        self._awaiting = set()
         self._show_pickers()
         if self.suggested_lr is not None and lr_test_key(message.config) != self._lr_tested:
             self.suggested_lr = None  # the test trained something else: its suggestion no longer applies

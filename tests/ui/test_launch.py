@@ -249,6 +249,14 @@ def test_compose_experiment_before_mount_keeps_the_request(runs_root: Path) -> N
             assert f"train {train_images} ·" in text_of(screen, "#data-info")
             left, tabs = screen.query_one("#launch-left").region, screen.query_one("#launch-tabs").region
             assert left.right <= tabs.x and tabs.right <= 80 and tabs.width >= 40  # side by side, both usable
+            # another composition (the palette's, a fine-tune's) while a field has focus: that field shows the new
+            # composition's value too, not an empty box (the focused field was skipped as being typed into)
+            await type_into(pilot, screen, "#field-train-epochs", "4")
+            await until(pilot, lambda: screen.config.train.epochs == 4, "epochs 4")
+            screen.compose_experiment("quickstart", ["data.limit=400"])
+            await until(pilot, lambda: screen.config.train.epochs == 15, "quickstart's own epochs")
+            epochs = screen.query_one("#field-train-epochs", Input)
+            assert epochs.has_focus and epochs.value == "15"
 
     asyncio.run(main())
 
