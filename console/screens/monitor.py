@@ -71,6 +71,14 @@ class RunUpdate(Message):
         self.failure, self.restarted = failure, restarted
 
 
+class RunGone(Message):
+    """A followed run's folder no longer exists (deleted from Runs or elsewhere), from the poller."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+
+
 class MonitorScreen(Screen[None]):
     """Follow runs live; stop, resume or evaluate the selected one."""
 
@@ -191,6 +199,9 @@ class MonitorScreen(Screen[None]):
                 now = time.monotonic()
                 if now >= item.next_status or events:
                     item.next_status = now + 1.0
+                    if not item.run_dir.exists():
+                        self.post_message(RunGone(item.run_dir))
+                        continue
                     try:
                         status = read_status(item.run_dir)
                     except (EngineError, OSError) as exc:
@@ -419,13 +430,23 @@ class MonitorScreen(Screen[None]):
 
     def action_close(self) -> None:
         """Stop following the selected run (it keeps training)."""
-        if self.selected is None:
-            return
-        self.dismissed.add(self.selected)
-        self.followed = {k: v for k, v in self.followed.items() if k != self.selected}
-        self.models.pop(self.selected, None)
-        self._row_cells.pop(self.selected, None)
-        self.selected = next(iter(self.followed), None)
+        if self.selected is not None:
+            self._forget(self.selected)
+
+    @on(RunGone)
+    def _run_gone(self, message: RunGone) -> None:
+        if message.run_dir in self.followed:
+            self._forget(message.run_dir)
+            self.notify(f"{message.run_dir.name}: its folder was deleted; no longer followed", timeout=6)
+
+    def _forget(self, run_dir: Path) -> None:
+        """Stop following a run (closed, or its folder deleted); the next one followed is selected."""
+        self.dismissed.add(run_dir)
+        self.followed = {k: v for k, v in self.followed.items() if k != run_dir}
+        self.models.pop(run_dir, None)
+        self._row_cells.pop(run_dir, None)
+        if self.selected == run_dir or self.selected not in self.followed:
+            self.selected = next(iter(self.followed), None)
         self._refresh_list()
         if self.selected is None:
             self._clear()

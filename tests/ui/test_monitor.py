@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,10 @@ def test_a_headless_run_is_found_and_followed_to_its_end(runs_root: Path) -> Non
             # what trains, named as Launch and Runs name it: the preset, then its architecture
             await _until(pilot, lambda: "8 px · small-cnn (convnet) · 21.5K params" in str(
                 monitor.query_one("#messages").render()), 5)
+            processes[0].wait(120)  # the run's process gone too: nothing writes into the folder any more
+            shutil.rmtree(run_dir)  # deleted (from Runs, or a shell): no longer listed as followed
+            await _until(pilot, lambda: not monitor.followed and "No run followed" in str(
+                monitor.query_one("#title").render()), 10)
 
     try:
         asyncio.run(main())
