@@ -332,13 +332,15 @@ class MonitorScreen(Screen[None]):
             parts.append(f"ETA {fmt_s(eta)}")
         if model.images_per_s and model.state == "running":  # a finished run's last step is no measure of it
             parts.append(f"{model.images_per_s:,.0f} img/s")
-        if best:
-            parts.append(f"top val {fmt_pct(best[1])} (ep {best[0]})")
-        if model.test_acc is not None:  # before the checkpoint note: on a narrow screen the last part is cut
+        kept = model.checkpoints.get("best")
+        kept_acc = model.rows.get(kept, {}).get("val_acc") if kept is not None else None
+        if kept is not None:  # `best val` as Runs and `runs list` give it: the val acc of the best checkpoint
+            by = model.best_metric.replace("_", " ") if model.best_metric and model.best_metric != "val_acc" else ""
+            parts.append(f"best val {fmt_pct(kept_acc)} (ep {kept}{', by ' + by if by else ''})")
+        if model.test_acc is not None:  # before the top val: on a narrow screen the last parts are cut
             parts.append(f"test {fmt_pct(model.test_acc)}")
-        if "best" in model.checkpoints and (not best or model.checkpoints["best"] != best[0]):
-            by = f" ({model.best_metric.replace('_', ' ')})" if model.best_metric else ""
-            parts.append(f"best ckpt ep {model.checkpoints['best']}{by}")  # only when it is not the top-val epoch
+        if best and (kept_acc is None or best[1] > kept_acc):  # a higher val acc than the best checkpoint's
+            parts.append(f"top val {fmt_pct(best[1])} (ep {best[0]})")
         return parts
 
     def _fill_table(self, model: RunModel) -> None:

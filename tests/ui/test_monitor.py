@@ -123,6 +123,23 @@ def test_a_failing_run_shows_its_error_and_the_app_stays_up(runs_root: Path, iso
     asyncio.run(main())
 
 
+def test_the_title_gives_best_val_as_runs_does_and_a_higher_val_elsewhere() -> None:
+    """`best val` is the val acc of the best checkpoint (Runs' and `runs list`'s column), first; a higher val acc at
+    another epoch follows as `top val`."""
+    from console.run_model import RunModel
+
+    model = RunModel(Path("/runs/r18-flip-20260101-000000"))
+    model.apply_all([{"type": "epoch", "time": 1.0, "epoch": 1, "val_acc": 0.3681, "val_loss": 2.0},
+                     {"type": "epoch", "time": 2.0, "epoch": 2, "val_acc": 0.3542, "val_loss": 1.9},
+                     {"type": "checkpoint", "time": 2.0, "name": "best", "epoch": 2, "metric": "val_loss"},
+                     {"type": "test", "time": 3.0, "acc": 0.35, "loss": 2.0}])
+    screen = MonitorScreen()
+    assert screen._title(model)[3:] == ["best val 35.42% (ep 2, by val loss)", "test 35.00%",
+                                        "top val 36.81% (ep 1)"]
+    model.apply({"type": "checkpoint", "time": 4.0, "name": "best", "epoch": 1, "metric": "val_acc"})
+    assert screen._title(model)[3:] == ["best val 36.81% (ep 1)", "test 35.00%"]  # the top one: said once
+
+
 def test_title_parts_wrap_whole_at_the_title_width() -> None:
     from console.screens.monitor import pack_parts
 
