@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,8 @@ class RunsScreen(Screen[None]):
         self.rows: list[RunRow] = []
         self.shown: list[RunRow] = []
         self.selected: set[str] = set()  # row keys (folder paths), kept across filtering and reloads
+        self._root_changed: int | None = None  # the runs folder's mtime when last read (a run added or removed)
+        self._last_load = 0.0  # time.monotonic() of the last quiet reload
         self.sort_column = "started"
         self.sort_descending = True
         self.compared: frozenset[str] = frozenset()
@@ -169,9 +172,20 @@ class RunsScreen(Screen[None]):
         self.covered_by_dialog = isinstance(self.app.screen, ModalScreen)
 
     def _live_reload(self) -> None:
-        """Keep the table live while the screen is shown and runs train (every 3 s, quietly)."""
-        if self.app.screen is self and any(row.state in ("running", "starting") for row in self.rows):
-            self._load_rows(Path(self.app.runs_root), announce=False)
+        """Keep the table live while the screen is shown (quietly): every 3 s while runs train or when a folder
+        was added or removed (a run started from a shell), every 15 s anyway (a run resumed from a shell)."""
+        if self.app.screen is not self:
+            return
+        root = Path(self.app.runs_root)
+        try:
+            changed = root.stat().st_mtime_ns
+        except OSError:
+            changed = None
+        now = time.monotonic()
+        if (changed != self._root_changed or now - self._last_load >= 15.0
+                or any(row.state in ("running", "starting") for row in self.rows)):
+            self._root_changed, self._last_load = changed, now
+            self._load_rows(root, announce=False)
 
     def on_screen_resume(self) -> None:
         """Read the runs folder each time the screen is shown again (new runs, changed states), not when

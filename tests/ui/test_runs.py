@@ -338,3 +338,21 @@ def test_fine_tune_from_runs_starts_from_the_runs_weights(trained_run: Path, run
     assert status["state"] == "finished" and status["parent"] == f"{trained_run.name}:best"
     config = read_config(handle.run_dir)
     assert config.name == "quickstart-ft" and config.model.pretrained.endswith("best/weights.safetensors")
+
+
+def test_a_run_started_from_a_shell_appears_while_runs_is_shown(runs_root: Path) -> None:
+    """No run trains, so nothing else would read the folder again: a run folder added by another process (the
+    CLI in another terminal) shows up within a few seconds, without a key."""
+    from engine.runs import create_run
+
+    async def main() -> None:
+        app = create_app(runs_root, mode="runs")
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_runs(app, pilot)
+            assert screen.rows == []
+            run_dir = create_run(runs_root, "from-a-shell")
+            write_status(run_dir, {"state": "interrupted", "experiment": "quickstart", "epoch": 2, "epochs": 9})
+            await wait_for(pilot, lambda: [row.name for row in screen.rows] == [run_dir.name], tries=200)
+            assert table_rows(screen)[0][COLUMN["epochs"]] == "2/9"
+
+    asyncio.run(main())
