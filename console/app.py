@@ -17,7 +17,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
 
-from console.palette import PresetCommands, RunCommands, SweepCommands
+from console.palette import ActionCommands, PresetCommands, RunCommands, SweepCommands
 
 # How long a thread may hold the GIL while another wants it (Python's default: 5 ms). The UI thread takes it
 # back from the worker threads (charts being built, runs tailed, evaluations) within 1 ms: keys answer sooner
@@ -44,7 +44,7 @@ class ConsoleApp(App[None]):
                "presets": _lazy("presets", "PresetsScreen"), "sweeps": _lazy("sweeps", "SweepsScreen")}
     MODES = {name: name for name in SCREENS}
     DEFAULT_MODE = "launch"
-    COMMANDS = App.COMMANDS | {PresetCommands, RunCommands, SweepCommands}
+    COMMANDS = App.COMMANDS | {ActionCommands, PresetCommands, RunCommands, SweepCommands}
     BINDINGS = [
         Binding("f2", "switch_mode('launch')", "Launch", show=False),
         Binding("f3", "switch_mode('monitor')", "Monitor", show=False),
@@ -111,6 +111,12 @@ class ConsoleApp(App[None]):
         """Open Sweeps on one sweep (its trials and best-so-far chart)."""
         self.get_screen("sweeps").show_sweep(name)  # type: ignore[attr-defined]
         self.switch_mode("sweeps")
+
+    def run_screen_action(self, mode: str, action: str) -> None:
+        """Show a screen and run one of its key's actions there (the palette's `Runs: Delete` …)."""
+        screen = self.get_screen(mode)
+        self.switch_mode(mode)
+        self.call_after_refresh(self.run_action, action, screen)
 
     def action_help(self) -> None:
         from console.screens.help import HelpScreen, help_page

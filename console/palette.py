@@ -1,11 +1,51 @@
-"""Command palette providers (ctrl+p): experiments and presets, runs, sweeps."""
+"""Command palette providers (ctrl+p): actions and screens, experiments and presets, runs, sweeps."""
 
 from __future__ import annotations
 
 from functools import partial
 from typing import Any
 
+from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+
+class ActionCommands(Provider):
+    """`Go to Runs`, `Help`, and what every screen's keys do (`Runs: Curves/diff`), found by their words or by
+    what they do (the tooltips F1 lists): run on their screen, which is shown first."""
+
+    async def startup(self) -> None:
+        from console.screens.help import screen_bindings
+
+        app: Any = self.app
+        self.actions: list[tuple[str, str, str, Any]] = []  # (text, what it does, key, callback)
+        for mode, key in zip(app.SCREENS, ("f2", "f3", "f4", "f5", "f6", "f7")):
+            title = mode.capitalize()
+            self.actions.append((f"Go to {title}", f"show the {title} screen", key, partial(app.switch_mode, mode)))
+        self.actions.append(("Help", "the keys of this screen and what each screen is for", "f1", app.action_help))
+        for mode in app.SCREENS:
+            for binding in screen_bindings(app.get_screen(mode)):
+                if binding.key == "escape":  # leaving a field or a dialog: nothing to run from the palette
+                    continue
+                self.actions.append((f"{mode.capitalize()}: {binding.description}",
+                                     binding.tooltip or binding.description, binding.key.split(",")[0],
+                                     partial(app.run_screen_action, mode, binding.action)))
+
+    def _hit_help(self, what: str, key: str) -> str:
+        return f"{what} ({self.app.get_key_display(Binding(key, ''))})"
+
+    async def discover(self) -> Hits:
+        for text, what, key, callback in self.actions:
+            if text.startswith(("Go to", "Help")):
+                yield DiscoveryHit(text, callback, help=self._hit_help(what, key))
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for text, what, key, callback in self.actions:
+            score = matcher.match(text)
+            shown = matcher.highlight(text) if score > 0 else text
+            score = max(score, 0.8 * matcher.match(what))  # `compare` finds `Runs: Curves/diff` by what it does
+            if score > 0:
+                yield Hit(score, shown, callback, help=self._hit_help(what, key))
 
 
 class PresetCommands(Provider):

@@ -22,7 +22,7 @@ SCREENS = [
     ("F5", "Evaluate", "checkpoints → accuracy, per-class scores, confusion heatmap, TTA, ensembles"),
     ("F6", "Presets", "browse, view, validate, import and export presets"),
     ("F7", "Sweeps", "each sweep's trials ranked, live, and its best-so-far chart; enter or m opens a trial in Monitor"),
-    ("^p", "palette", "launch an experiment, open a run, a preset or a sweep by name"),
+    ("^p", "palette", "any screen's action by what it does; launch an experiment, open a run, preset or sweep by name"),
     ("F1", "help", "this page (escape closes it)"),
     ("^q", "quit", "runs keep training: reopen the app and find them in Runs"),
 ]
@@ -31,26 +31,34 @@ FOOTNOTE = ("Tab and shift+Tab move between fields; enter opens a dropdown or pr
             "child processes in their own session, so closing the app never stops them.")
 
 
-def screen_keys(screen: Screen[object]) -> list[tuple[str, str]]:
-    """(keys, what) for every binding of `screen` and of the console's own widgets on it, hidden ones included,
-    in their declared order; the keys as the footer writes them (`ctrl+r` → `^r`), what as the binding's
-    tooltip (the footer shows it on hover), else its description."""
+def screen_bindings(screen: Screen[object]) -> list[Binding]:
+    """The bindings (with a description) of `screen` and of the console's own widgets on it, hidden ones
+    included, in their declared order."""
     owners: list[type] = [type(screen)]
     for widget in screen.query("*"):
         kind = type(widget)
         if kind.__module__.startswith("console.") and kind not in owners:
             owners.append(kind)
-    rows: list[tuple[str, str]] = []
+    found = []
     for owner in owners:
         for entry in owner.__dict__.get("BINDINGS", []):
             binding = _as_binding(entry)
-            if binding is None or not binding.description:
-                continue
-            keys = " / ".join(screen.app.get_key_display(Binding(key.strip(), binding.action))
-                              for key in binding.key.split(","))
-            row = (keys, binding.tooltip or binding.description)
-            if row not in rows:
-                rows.append(row)
+            if binding is not None and binding.description:
+                found.append(binding)
+    return found
+
+
+def screen_keys(screen: Screen[object]) -> list[tuple[str, str]]:
+    """(keys, what) for every binding of `screen` and of the console's own widgets on it, hidden ones included,
+    in their declared order; the keys as the footer writes them (`ctrl+r` → `^r`), what as the binding's
+    tooltip (the footer shows it on hover), else its description."""
+    rows: list[tuple[str, str]] = []
+    for binding in screen_bindings(screen):
+        keys = " / ".join(screen.app.get_key_display(Binding(key.strip(), binding.action))
+                          for key in binding.key.split(","))
+        row = (keys, binding.tooltip or binding.description)
+        if row not in rows:
+            rows.append(row)
     return rows
 
 
