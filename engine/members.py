@@ -403,11 +403,11 @@ def _view_logits(ref: CheckpointRef, options: EvalOptions, progress: Progress) -
     views = tta_views(tta)
     if "random" in views and not config.augment.ops:
         progress.warn(f"{ref.label}: tta {tta}: the run has no training augmentations (augment.ops is empty), so "
-                      "each random view is the plain image; use flip/shift views, or --set augment=PRESET", log)
+                      "each random view is the plain image; use flip/shift views, or an augment preset", log)
     unseen = unseen_views(views, ref.config.augment.ops)
     if unseen:
         progress.warn(f"{ref.label}: tta {tta}: training never applied {' or '.join(unseen)}, so those views may "
-                      "cost accuracy; compare with --tta none", log)
+                      "cost accuracy; compare with tta none", log)
     key = cache_key(ref, options, config, views)
     path = cache_path(ref, key)
     cached = read_cache(path, views, key)

@@ -117,6 +117,8 @@ class EvaluateScreen(Screen[None]):
         self._reveal_picks = True  # the tree's cursor goes to the first of them once the runs are listed
         if self.is_mounted:
             self._show_picked()
+            if self._progress is None and self.outcome is not None:  # the last result was of other picks
+                self._clear_results()
 
     # ---------------------------------------------------------------- layout
 

@@ -110,6 +110,9 @@ def test_one_checkpoint_with_flip_then_cancel_then_a_bad_reference(trained_run: 
             assert f"{first['true']}→{first['predicted']}" in str(screen.query(".wrong-caption").first().content)
             assert (trained_run / "evals" / "best-test-flip.json").is_file()  # the record the CLI writes too
             assert "training never applied hflip" in _text(screen, "#eval-notes")  # the engine's warning, as data
+            app.evaluate_refs([f"{trained_run.name}:last"])  # other picks, from another screen or the palette
+            await pilot.pause()
+            assert screen.outcome is None and _text(screen, "#eval-summary") == ""  # not the last picks' numbers
             await _cancel_then_fail(pilot, screen, trained_run)
 
     asyncio.run(main())
