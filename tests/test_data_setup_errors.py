@@ -108,3 +108,17 @@ def test_a_diverged_fold_is_reported_with_its_reason(isolated_dirs: Path) -> Non
                                  "data.limit=400", "--set", "optim.lr=1e30"])
     assert result.exit_code == 1, result.output
     assert "k-fold stopped after fold 0: " in result.stderr and "loss became NaN/Inf" in result.stderr, result.stderr
+
+
+def test_a_failed_download_is_told_by_its_reason_not_every_mirror() -> None:
+    """torchvision's error lists every mirror with urllib's wrapping over several lines; the message keeps the
+    reason (the folder and files expected are told beside it)."""
+    from engine.data.torchvision_sources import download_failure
+
+    offline = RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://a.example/mnist/, got:\n"
+                           "<urlopen error [Errno -2] Name or service not known>\nTried http://b.example/mnist/, "
+                           "got:\n<urlopen error [Errno -2] Name or service not known>\n")
+    assert download_failure(offline) == "[Errno -2] Name or service not known"
+    assert download_failure(RuntimeError("Error downloading x: Tried http://a/, got: HTTP Error 503: Busy")) == \
+        "HTTP Error 503: Busy"
+    assert download_failure(OSError("No space left\non device")) == "OSError: No space left on device"

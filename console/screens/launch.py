@@ -441,6 +441,7 @@ class LaunchScreen(Screen[None]):
         if self._wanted.get("data") != data_key:
             self._wanted["data"] = data_key
             self.data_summary, self._data_error = None, None
+            self._model_cost = None  # its size was for the last data's input
             self.query_one(DataPanel).show_message("loading the data…")
             self._summarize_data(data_key, config.data)
         self._refresh_model_and_schedule()
@@ -551,6 +552,8 @@ class LaunchScreen(Screen[None]):
             self.query_one(panel).show_message(message.message, error=True)
             if message.task == "data":
                 self._data_error = message.message
+                self._model_cost = None
+                self._show_pickers()  # the model's line loses a size it no longer has
                 self._refresh_model_and_schedule()
             elif message.task == "model":
                 self._model_cost = None
@@ -564,6 +567,9 @@ class LaunchScreen(Screen[None]):
             self.query_one(LrFinderPanel).show_message(f"error: {text}", error=True)
         elif task == "share":
             self.query_one(SharePanel).show_status(f"error: {text}", error=True)
+        elif task == "launch" and text == self._data_error:  # the Data tab has it, with room for the file names
+            self._show_status("error: the data is not there; the Data tab says where its files go", error=True)
+            self.query_one("#launch-tabs", TabbedContent).active = "tab-data"
         else:
             self._show_status(f"error: {text}", error=True)
 

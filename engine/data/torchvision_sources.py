@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import gzip
 import pickle
 from collections.abc import Callable
@@ -206,9 +207,17 @@ def _download(source: str, spec: Spec, root: Path, *, root_is_set: bool) -> None
                 cls(root=str(root), train=train, download=True)
     except Exception as exc:  # no network, a proxy, a changed mirror: the user needs the folder and file names
         _remove_empty_folders(root / spec.folder, stop_at=root)
-        failure = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, whatever the exception says
-        raise DataError(missing_files_message(source, root, f"the download failed ({failure})",
+        raise DataError(missing_files_message(source, root, f"the download failed ({download_failure(exc)})",
                                               root_is_set=root_is_set)) from exc
+
+
+def download_failure(exc: BaseException) -> str:
+    """Why a torchvision download failed, on one line: the last mirror's reason (`[Errno -2] Name or service not
+    known`) rather than every mirror's URL and urllib's wrapping; else the exception as it reads."""
+    text = " ".join(str(exc).split())  # one line, whatever the exception says
+    reasons = re.findall(r"got: <urlopen error (.+?)>(?= Tried |$)", text) or re.findall(r"got: (.+?)(?= Tried |$)",
+                                                                                          text)
+    return reasons[-1] if reasons else f"{type(exc).__name__}: {text}"
 
 
 def _remove_empty_folders(folder: Path, *, stop_at: Path) -> None:

@@ -302,3 +302,25 @@ def test_the_screen_module_imports_no_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_missing_data_is_told_in_the_data_tab_and_start_points_there(runs_root: Path) -> None:
+    """MNIST not on disk (offline): the Data tab has the engine's message (where the files go); the model line
+    keeps no size from the last data's input; Start is refused with a short status and shows the Data tab."""
+
+    async def main() -> None:
+        app = create_app(runs_root)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = launch(app)
+            await ready(pilot, screen)
+            assert "params" in text_of(screen, "#about-model")  # quickstart's model, sized at the digits' input
+            screen.compose_experiment("mnist-logreg", [])
+            await until(pilot, lambda: screen._data_error is not None, "the data's error")
+            assert "MNIST/raw" in text_of(screen, "#data-info") and "params," not in text_of(screen, "#about-model")
+            await pilot.press("ctrl+r")
+            await until(pilot, lambda: "error" in text_of(screen, "#launch-status"), "Start refused")
+            assert text_of(screen, "#launch-status") == ("error: the data is not there; the Data tab says where its "
+                                                         "files go")
+            assert screen.query_one("#launch-tabs").active == "tab-data" and run_folders(runs_root) == []
+
+    asyncio.run(main())
