@@ -35,6 +35,7 @@ def fold_config(config: ExperimentConfig, folds: int, fold: int) -> ExperimentCo
     result.data.folds = folds
     result.data.fold = fold
     result.name = f"{config.name}-fold{fold}"
+    result.experiment = config.experiment or config.name  # what it was composed from, as a renamed run keeps
     check_semantics(result, "kfold")
     return result
 
@@ -72,7 +73,7 @@ def run_kfold(config: ExperimentConfig, folds: int, runs_root: Path, *, listener
     if folds < 2:
         raise ConfigError(f"--folds {folds}: k-fold needs at least 2 folds")
     group = create_group(runs_root, config.name)
-    record: dict[str, Any] = {"kind": "kfold", "experiment": config.name, "folds": folds, "group_dir": str(group),
+    record: dict[str, Any] = {"kind": "kfold", "experiment": config.experiment or config.name, "folds": folds, "group_dir": str(group),
                               "state": "running", "created": time.time(), "members": [], "per_fold": [],
                               "cv": {}, "ensemble": None}
     write_record(group, record)

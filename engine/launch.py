@@ -99,7 +99,7 @@ def prepare_run(config: ExperimentConfig, runs_root: Path, *, parent: str | None
     config = with_absolute_paths(config)
     run_dir = create_run(runs_root, config.name).resolve()
     write_config(run_dir, config)
-    write_status(run_dir, {"state": "starting", "name": run_dir.name, "experiment": config.name,
+    write_status(run_dir, {"state": "starting", "name": run_dir.name, "experiment": config.experiment or config.name,
                            "data": config.data.source, "model": config.model.name,
                            "model_preset": model_section_label(config.model), "epochs": config.train.epochs,
                            "epoch": 0, "host": socket.gethostname(), "started": time.time(), "parent": parent})

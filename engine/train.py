@@ -442,7 +442,7 @@ class Trainer:
         last = self.progress.history[-1] if self.progress.history else {}
         self.status = {
             "state": state, "pid": os.getpid(), "host": socket.gethostname(), "name": self.run_dir.name,
-            "experiment": cfg.name, "data": cfg.data.source, "model": cfg.model.name,
+            "experiment": cfg.experiment or cfg.name, "data": cfg.data.source, "model": cfg.model.name,
             "model_preset": self.model_preset, "epochs": cfg.train.epochs, "epoch": self.progress.epoch,
             "best_val_acc": self.progress.best_val_acc, "best_epoch": self.progress.best_epoch,
             "best_metric": cfg.train.checkpoint.best_metric, "best_value": self.progress.best_value,

@@ -147,7 +147,10 @@ def test_train_name_option_names_the_run_folder(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "quickstart", "--name", "lr-sweep-a", "--json", "-q", "--set",
                                  "train.epochs=1", "--set", "data.limit=200", "--runs-dir", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
-    assert Path(json.loads(result.stdout)["run_dir"]).name.startswith("lr-sweep-a-")
+    run_dir = Path(json.loads(result.stdout)["run_dir"])
+    assert run_dir.name.startswith("lr-sweep-a-")
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["experiment"] == "quickstart"  # what it was composed from, not its new name
 
 
 def test_a_folder_that_is_not_a_run_is_named_as_such(isolated_dirs: Path) -> None:

@@ -58,7 +58,7 @@ def test_runs_show_puts_metrics_first_config_on_request_and_says_what_made_it(fo
     text = invoke("runs", "show", str(fold_run))
     lines = text.splitlines()
     status = json.loads((fold_run / "status.json").read_text())
-    assert lines[1].startswith("experiment quickstart-fold0 · data digits · model small-cnn (convnet)")
+    assert lines[1].startswith("experiment quickstart · data digits · model small-cnn (convnet)")  # not the fold's name
     assert fmt_pct(status["best_val_acc"]) in lines[2] and fmt_pct(status["test_acc"]) in lines[2]
     made = next(i for i, line in enumerate(lines) if line.startswith("made with"))
     assert made < next(i for i, line in enumerate(lines) if "epochs" in line)
