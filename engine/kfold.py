@@ -70,11 +70,18 @@ def run_kfold(config: ExperimentConfig, folds: int, runs_root: Path, *, listener
     """Train K fold runs of `config` in a new group folder, then evaluate their ensemble on the test split."""
     from engine.runner import start_run
 
+    from engine.augment.tta import tta_views
+
     if folds < 2:
         raise ConfigError(f"--folds {folds}: k-fold needs at least 2 folds")
+    if tta is not None:  # the ensemble's, after every fold has trained: refused before the first
+        try:
+            tta_views(tta)
+        except ConfigError as exc:
+            raise ConfigError(f"--tta {tta}: {str(exc).removeprefix('eval.tta: ')}") from None
     group = create_group(runs_root, config.name)
-    record: dict[str, Any] = {"kind": "kfold", "experiment": config.experiment or config.name, "folds": folds, "group_dir": str(group),
-                              "state": "running", "created": time.time(), "members": [], "per_fold": [],
+    record: dict[str, Any] = {"kind": "kfold", "experiment": config.experiment or config.name, "folds": folds,
+                              "group_dir": str(group), "state": "running", "created": time.time(), "members": [], "per_fold": [],
                               "cv": {}, "ensemble": None}
     write_record(group, record)
     for fold in range(folds):

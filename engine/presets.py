@@ -372,6 +372,7 @@ def validate_deep(config: cfg.ExperimentConfig, source: str | None) -> None:
 def _deep_problems(config: cfg.ExperimentConfig, source: str | None) -> list[str]:
     """The first problem of each deep check (ops, model, optimizer, schedule), each naming file and key."""
     from engine.augment import check_ops
+    from engine.augment.tta import tta_views
     from engine.models import check_model_config
     from engine.optim import check_optim_config, check_schedule_config
 
@@ -382,6 +383,7 @@ def _deep_problems(config: cfg.ExperimentConfig, source: str | None) -> list[str
         (lambda: check_optim_config(config.optim), file),
         (lambda: check_schedule_config(config.schedule, epochs=config.train.epochs, steps_per_epoch=1,
                                        base_lr=config.optim.lr), file),
+        (lambda: tta_views(config.eval.tta), file),  # the run's evaluations use it: refused now, not after training
     ]
     problems: list[str] = []
     for check, prefix in checks:

@@ -314,8 +314,9 @@ def test_tta_views_parsing() -> None:
     assert tta_views("random:3") == ["random"] * 3
     assert tta_views("flip+random:8") == ["identity", "hflip"] + ["random"] * 8
     assert tta_views("hflip+vflip") == ["identity", "hflip", "vflip"]
-    for bad, pattern in [("flp", r"unknown part 'flp'.*did you mean `flip`"), ("random:0", "positive whole"),
-                         ("random:x", "positive whole"), ("flip+", "unknown part ''")]:
+    for bad, pattern in [("flp", r"unknown part 'flp'.*did you mean `flip`"), ("random:0", "passes from 1 to 1000"),
+                         ("random:x", "passes from 1 to 1000"), ("random:1001", "from 1 to 1000"),
+                         ("flip+", "unknown part ''")]:
         with pytest.raises(ConfigError, match=pattern):
             tta_views(bad)
 

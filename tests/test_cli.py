@@ -178,3 +178,17 @@ def test_help_reflows_docstrings_into_paragraphs() -> None:
     assert "a k-fold group's name evaluates each of its fold runs" in text
     lines = [line.strip() for line in result.stdout.splitlines()]
     assert not any(line.endswith("k-fold group's") for line in lines)  # the source's line end is not one
+
+
+def test_a_bad_tta_is_refused_before_anything_trains(isolated_dirs: Path) -> None:
+    """eval.tta is used by the run's evaluations after training (and a k-fold's --tta after every fold): a bad one
+    was accepted, trained for hours, then failed every evaluation."""
+    trained = runner.invoke(app, ["train", "quickstart", "--set", "eval.tta=random:abc"])
+    assert trained.exit_code == 2 and "eval.tta: 'random:abc'" in trained.output and "1 to 1000" in trained.output
+    folds = runner.invoke(app, ["kfold", "quickstart", "--folds", "2", "--tta", "flip+bogus"])
+    assert folds.exit_code == 2 and "--tta flip+bogus: unknown part 'bogus'" in folds.output
+    assert not (isolated_dirs / "runs").exists() or not any((isolated_dirs / "runs").iterdir())
+    preset = isolated_dirs / "bad-tta.yaml"
+    preset.write_text("base: quickstart\neval: {tta: 'random:0'}\n")
+    validated = runner.invoke(app, ["presets", "validate", str(preset)])
+    assert validated.exit_code == 2 and f"{preset}: eval.tta: 'random:0'" in validated.output

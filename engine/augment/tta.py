@@ -11,6 +11,7 @@ from __future__ import annotations
 from engine.errors import ConfigError, did_you_mean
 
 DEFAULT_SHIFT = 2
+MAX_COUNT = 1000  # passes or pixels: more is a typo (random:100000 ran for minutes with nothing to show)
 PARTS = ("none", "identity", "flip", "hflip", "vflip", "shift", "shift:N", "random:N")
 
 
@@ -21,8 +22,8 @@ def shift_views(pixels: int) -> list[str]:
 
 def _count(part: str, spec: str, what: str) -> int:
     _, _, text = part.partition(":")
-    if not text.strip().isdigit() or int(text) < 1:
-        raise ConfigError(f"eval.tta: {part!r} in {spec!r} needs a positive whole number of {what}, "
+    if not text.strip().isdigit() or not 1 <= int(text) <= MAX_COUNT:
+        raise ConfigError(f"eval.tta: {part!r} in {spec!r} needs a whole number of {what} from 1 to {MAX_COUNT}, "
                           f"e.g. {part.split(':')[0]}:{'8' if what == 'passes' else '2'}")
     return int(text)
 
