@@ -332,12 +332,18 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `--set` overrides to a composed raw dict; each is validated, errors name the override."""
+    """Apply `--set` overrides to a composed raw dict; each is validated, errors name the override. Section swaps
+    (`schedule=multistep-10`) apply first, wherever they are given, so the fields set beside them land on the
+    new preset instead of being dropped by it."""
     result = copy.deepcopy(raw)
-    for text in overrides:
-        keys, value = parse_override(text)
-        if keys[0] in cfg.PRESET_KINDS and keys[-1:] in (["preset"], [keys[0]]) and len(keys) <= 2:
-            if not isinstance(value, str):  # `--set model=small-cnn` or `--set model.preset=small-cnn`
+    parsed = [(text, *parse_override(text)) for text in overrides]
+
+    def is_swap(keys: list[str]) -> bool:  # `--set model=small-cnn` or `--set model.preset=small-cnn`
+        return keys[0] in cfg.PRESET_KINDS and keys[-1:] in (["preset"], [keys[0]]) and len(keys) <= 2
+
+    for text, keys, value in sorted(parsed, key=lambda item: not is_swap(item[1])):  # stable: given order kept
+        if is_swap(keys):
+            if not isinstance(value, str):
                 raise ConfigError(f"--set {text}: expected a {keys[0]} preset name")
             result[keys[0]] = load_section_preset(keys[0], value, f"--set {text}")
             continue

@@ -165,3 +165,14 @@ def test_an_unknown_preset_name_suggests_the_close_one_or_says_where_the_names_a
     assert str(far.value).endswith("to choose from: `imgcls-console presets list experiment` lists them")
     with pytest.raises(ConfigError, match=r"no optim preset named 'zzz'; available: .*sgd"):  # a few: listed
         presets.resolve_experiment("quickstart", ["optim=zzz"])
+
+
+def test_a_section_swap_applies_before_the_fields_given_with_it_in_any_order() -> None:
+    """`--set schedule.milestones=[2,3] --set schedule=multistep-10`: the milestones land on the swapped-in
+    preset (the swap given last silently dropped them)."""
+    for overrides in (["schedule.milestones=[2,3]", "schedule=multistep-10", "train.epochs=4"],
+                      ["schedule=multistep-10", "schedule.milestones=[2,3]", "train.epochs=4"]):
+        config = presets.resolve_experiment("quickstart", overrides)
+        assert config.schedule.name == "multistep" and config.schedule.milestones == [2, 3], overrides
+    later = presets.resolve_experiment("quickstart", ["model.dropout=0.3", "model=mnist-logreg", "model=small-cnn"])
+    assert later.model.name == "convnet" and later.model.dropout == 0.3  # of two swaps, the later one wins
