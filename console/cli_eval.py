@@ -269,7 +269,7 @@ def kfold(
     combine: CombineOption = None,
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr (warnings still show).")] = False,
     name: Annotated[str | None, typer.Option("--name", metavar="NAME", help="Name of the group: its folder is "
                                              "NAME-kfold-<date>-<time> (default: the experiment's name).",
                                              show_default=False)] = None,

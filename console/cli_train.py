@@ -77,7 +77,7 @@ def train(
     overrides: OverrideOption = None,
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr (warnings still show).")] = False,
     nproc: NprocOption = 1,
     name: NameOption = None,
     nnodes: NnodesOption = 1,
@@ -115,7 +115,7 @@ def resume(
     overrides: OverrideOption = None,
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr (warnings still show).")] = False,
     extend_schedule: ExtendScheduleOption = None,
     nproc: NprocOption = 1,
     nnodes: NnodesOption = 1,
@@ -158,7 +158,7 @@ def finetune(
     overrides: OverrideOption = None,
     runs_dir: RunsDirOption = None,
     json_out: JsonOption = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr (warnings still show).")] = False,
     name: NameOption = None,
 ) -> None:
     """Start a new run from a checkpoint's weights (fine-tuning, or transfer to another data set).

@@ -33,7 +33,8 @@ OverrideOption = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", metavar="KEY=VALUE",
                  help="Override a config value, e.g. --set optim.lr=0.2 (repeatable; several KEY=VALUE may follow one "
-                      "--set: --set data.root=DIR data.csv_file=FILE); --set model=PRESET swaps a section (swaps apply first, so fields set with them land on the new preset)."),
+                      "--set: --set data.root=DIR data.csv_file=FILE); --set model=PRESET swaps a section (swaps apply "
+                      "first, so fields set with them land on the new preset)."),
 ]
 SET_FLAGS = ("--set", "-s")
 KEY_VALUE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*=")  # a dotted config key and `=`: another value of the same --set

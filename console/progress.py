@@ -38,7 +38,7 @@ class ProgressListener:
 
     def __call__(self, event: dict[str, Any]) -> None:
         handler = getattr(self, f"on_{event['type']}", None)
-        if handler is not None and not self.quiet:
+        if handler is not None and (not self.quiet or event["type"] == "warning"):  # warnings: with --quiet too
             handler(event)
 
     def on_run_start(self, event: dict[str, Any]) -> None:

@@ -192,3 +192,16 @@ def test_a_bad_tta_is_refused_before_anything_trains(isolated_dirs: Path) -> Non
     preset.write_text("base: quickstart\neval: {tta: 'random:0'}\n")
     validated = runner.invoke(app, ["presets", "validate", str(preset)])
     assert validated.exit_code == 2 and f"{preset}: eval.tta: 'random:0'" in validated.output
+
+
+def test_quiet_keeps_the_warnings(isolated_dirs: Path) -> None:
+    """--quiet drops progress, not what the user must know (a resume from an older checkpoint, a setting that
+    cannot apply here)."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the warning used here is about running without CUDA")
+    result = runner.invoke(app, ["train", "quickstart", "-q", "--set", "train.precision=bf16", "train.epochs=1",
+                                 "data.limit=200"])
+    assert result.exit_code == 0, result.output
+    assert "warning: train.precision=bf16 needs CUDA" in result.output and "epoch   1" not in result.output
