@@ -227,8 +227,10 @@ def status_line(status: dict[str, Any]) -> str:
     best = status.get("best_value")
     shown = fmt_pct(best) if isinstance(metric, str) and metric.endswith("acc") else fmt_fixed(best)
     parts = [f"best {metric} {shown} at epoch {fmt_text(status.get('best_epoch'))}" if metric and best is not None
-             else "no best checkpoint yet",
-             f"best val acc {fmt_pct(status.get('best_val_acc'))}", f"test acc {fmt_pct(status.get('test_acc'))}"]
+             else "no best checkpoint yet"]
+    if not (metric == "val_acc" and best is not None):  # else that was it
+        parts.append(f"best val acc {fmt_pct(status.get('best_val_acc'))}")
+    parts.append(f"test acc {fmt_pct(status.get('test_acc'))}")
     if status.get("params") is not None:
         parts.append(f"{fmt_count(status.get('params'))} params")
     if status.get("wall_s") is not None:

@@ -288,6 +288,14 @@ def _estimate_bytes(weights: dict[str, torch.Tensor], ema: dict[str, torch.Tenso
     return total + (2 * size if state is not None else 0)
 
 
+def share_like(reference: Path, paths: list[Path]) -> None:
+    """Give `paths` the permissions of `reference`, a file written the usual way (safetensors writes its files
+    owner-only, 0600: on a shared runs folder the others could read every file of a run but its weights)."""
+    mode = reference.stat().st_mode & 0o777
+    for path in paths:
+        os.chmod(path, mode)
+
+
 def save_checkpoint(
     ckpt_root: Path,
     name: str,
@@ -318,6 +326,7 @@ def save_checkpoint(
             files.append(STATE)
         (tmp / CONFIG).write_text(config_text, encoding="utf-8")
         files.append(CONFIG)
+        share_like(tmp / CONFIG, [tmp / f for f in files if f.endswith(".safetensors")])
         for file in files:
             _fsync_file(tmp / file)
         full_meta = {**meta, "name": name, "saved": time.time(), "sha256": {f: _sha256(tmp / f) for f in files}}

@@ -77,7 +77,9 @@ def differing_keys(configs: list[dict[str, Any]]) -> list[str]:
 
 def plural(count: float, word: str, many: str | None = None) -> str:
     """`1 run`, `2 runs`, `1 entry`, `3 entries`, `2 classes`, `1.5 days` (`many` for irregular words)."""
-    if many is None and word.endswith("y") and word[-2:-1] not in "aeiou":
+    if many is None and word == "epoch":  # a hard `ch`
+        many = "epochs"
+    elif many is None and word.endswith("y") and word[-2:-1] not in "aeiou":
         many = word[:-1] + "ies"
     elif many is None:
         many = word + ("es" if word.endswith(("s", "x", "ch", "sh")) else "s")

@@ -151,6 +151,7 @@ def test_presets_list_puts_user_presets_first(isolated_dirs: Path) -> None:
 def test_plurals() -> None:
     assert [plural(n, "entry") for n in (0, 1, 2)] == ["0 entries", "1 entry", "2 entries"]
     assert (plural(1, "day"), plural(1.5, "day"), plural(3, "run")) == ("1 day", "1.5 days", "3 runs")
+    assert (plural(3, "epoch"), plural(2, "batch"), plural(2, "class")) == ("3 epochs", "2 batches", "2 classes")
     assert (plural(2, "class"), plural(1, "class"), plural(0, "copy")) == ("2 classes", "1 class", "0 copies")
 
 

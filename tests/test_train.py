@@ -321,3 +321,16 @@ def test_a_failing_viewer_never_stops_the_run(tmp_path: Path) -> None:
     assert status["state"] == "finished" and read_status(Path(status["run_dir"]))["state"] == "finished"
     events = (Path(status["run_dir"]) / "events.jsonl").read_text()
     assert "a viewer failed on a epoch event" in events and events.count('"type": "epoch"') == 2
+
+
+def test_checkpoint_weights_are_as_readable_as_the_runs_other_files(tmp_path: Path) -> None:
+    """safetensors writes owner-only files; on a shared runs folder the weights must be readable as the run's
+    config is (the umask decides both)."""
+    old = os.umask(0o022)
+    try:
+        folder = ckpt.save_checkpoint(tmp_path, "x", weights={"w": torch.ones(3)}, config_text="", meta={"epoch": 1},
+                                      ema={"w": torch.ones(3)})
+    finally:
+        os.umask(old)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in folder.iterdir()}
+    assert modes[ckpt.WEIGHTS] == modes[ckpt.EMA] == modes[ckpt.CONFIG] == 0o644, modes
