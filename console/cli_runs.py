@@ -67,6 +67,10 @@ def list_cmd(
         out_console.print(f"no runs in {root}" + (f" tagged {tag}" if tag else ""), highlight=False)
         return
     print_run_list(annotated, models)
+    for run, _notes in annotated:
+        if run.status.get("damaged"):
+            err_console.print(f"[yellow]warning:[/] {run.name}: {escape(str(run.status.get('reason')))}",
+                              highlight=False, soft_wrap=True)
 
 
 LIST_DROPPED_FIRST = ("tags", "params", "time", "data", "epochs", "model")  # left out, in this order, to fit the terminal
@@ -186,6 +190,10 @@ def show_run(run_dir: Path, *, with_config: bool) -> None:
     status = summary["status"]
     out_console.print(f"[bold]{escape(run_dir.name)}[/]  {status.get('state')}  ({escape(str(run_dir))})",
                       highlight=False)
+    if status.get("damaged"):  # the summary is lost; the run's records below are not
+        err_console.print(f"[yellow]warning:[/] {escape(str(status.get('reason')))}; the epochs, checkpoints and "
+                          "config below are the run's own (a resume writes the status again)", highlight=False,
+                          soft_wrap=True)
     if "model_preset" not in status:  # a run from before runs recorded it
         from engine.compare import model_preset_label, model_presets
 

@@ -107,6 +107,9 @@ class ProgressListener:
     def on_warning(self, event: dict[str, Any]) -> None:
         self.console.print(f"[yellow]warning:[/] {escape(event['message'])}", highlight=False, soft_wrap=True)
 
+    def on_note(self, event: dict[str, Any]) -> None:
+        self.console.print(f"note: {escape(event['message'])}", highlight=False, soft_wrap=True)
+
     def on_run_end(self, event: dict[str, Any]) -> None:
         """How the run ended; a failure or divergence is left to the command, which reports it once (with
         --quiet too): `train` prints `diverged: REASON`, a failed run's error is its `error:` line."""

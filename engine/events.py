@@ -69,6 +69,7 @@ EVENT_SPECS: dict[str, EventSpec] = {
                       {"split": (str,), "loss": NUMBER, "acc": NUMBER}, {"checkpoint": OPT_STR}),
     "warning": EventSpec("something the user should know; training goes on", {"message": (str,)},
                          {"skipped": (int,), "skipped_files": (list,)}),
+    "note": EventSpec("what the run does, said once (a resumed run's extended schedule)", {"message": (str,)}),
     "stop_requested": EventSpec("a graceful stop was asked for (signal or stop file)", {"source": (str,)}),
     "run_end": EventSpec("the training process ends",
                          {"state": (str,), "epochs_done": (int,)},

@@ -110,7 +110,7 @@ def resume_run(run_dir: Path, *, overrides: list[str] | None = None, listeners: 
         extended = config.schedule.extend != read_config(run_dir).schedule.extend
         plan = describe_extension(config.schedule, config.train.epochs) if extended else None  # the LR from here
         return _drive(config, run_dir, listeners, stop, resume_from=point.folder, on_ready=record_config,
-                      notes=[n for n in (note, plan) if n])
+                      notes=[note] if note else [], plans=[plan] if plan else [])
 
 
 def _plan_resume(run_dir: Path, overrides: list[str] | None,
@@ -244,7 +244,8 @@ def finetune_run(source: Path, config: ExperimentConfig, runs_root: Path, *, par
 
 def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None, stop: StopRequest | None,
            *, parent: str | None = None, resume_from: Path | None = None, fresh: bool = False,
-           on_ready: Callable[[], None] | None = None, notes: list[str] | None = None) -> dict[str, Any]:
+           on_ready: Callable[[], None] | None = None, notes: list[str] | None = None,
+           plans: list[str] | None = None) -> dict[str, Any]:
     """Run a Trainer in `run_dir`, recording failures in status.json and events.jsonl.
 
     A new run of the `train` command whose setup fails on bad input (missing data, corrupt image) leaves no
@@ -269,6 +270,8 @@ def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None,
             _record_environment(folder, events, trainer.device)
         for note in notes or []:
             events.emit("warning", message=note)
+        for plan in plans or []:
+            events.emit("note", message=plan)
         trainer.setup(resume_from=resume_from)
         if resume_from is not None:
             assert trainer.parts is not None

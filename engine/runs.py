@@ -155,16 +155,19 @@ def _pid_alive(pid: int) -> bool:
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
-    """The run's status; a `running` run whose process is gone (same host) reads as `interrupted`."""
+    """The run's status; a `running` run whose process is gone (same host) reads as `interrupted`. A damaged
+    status.json reads as state `unknown` with the reason: it is a summary the training process rewrites, and the
+    run's config, events and checkpoints are intact, so showing, evaluating and resuming the run go on (a second
+    writer is kept out by the run's lock, not by its status)."""
     path = RunFolder(run_dir).status
     try:
         status = json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, NotADirectoryError):
         return {"state": "unknown"}
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise RunError(f"{path}: not valid JSON ({exc})") from exc
+        return {"state": "unknown", "reason": f"{path}: not valid JSON ({exc})", "damaged": True}
     if not isinstance(status, dict):
-        raise RunError(f"{path}: not a status record (a JSON object)")
+        return {"state": "unknown", "reason": f"{path}: not a status record (a JSON object)", "damaged": True}
     if status.get("state") in ("running", "starting") and status.get("host") == socket.gethostname():
         pid = status.get("pid")
         if isinstance(pid, int) and not _pid_alive(pid):

@@ -70,6 +70,8 @@ def test_extending_a_run_keeps_every_finished_lr_and_never_jumps(finished: Path,
     assert set(after[len(before) - 1:]) == {before[-1]}  # the extension holds the LR reached
     epoch_lrs = [e["lr"] for e in read_events(finished / "events.jsonl", {"epoch"})]
     assert len(epoch_lrs) == 4 and epoch_lrs[2:] == [before[-1]] * 2
+    said = {e["type"]: e["message"] for e in read_events(finished / "events.jsonl", {"note", "warning"})}
+    assert said == {"note": "schedule: cosine over epochs 1-2, then epochs 3-4 holding the LR reached"}  # the plan
     assert config.schedule.plan_epochs == 2 and [(s.name, s.epochs) for s in config.schedule.extend] == [
         ("constant", 2)]
     # recorded, so its config.yaml re-runs it: the same weights as trained in two sessions

@@ -195,3 +195,16 @@ def test_runs_show_of_a_run_with_nothing_trained_says_so(isolated_dirs: Path) ->
     shown = invoke("runs", "show", run_dir.name)
     assert "no best checkpoint yet; best val acc —; test acc —\n" in shown  # not `best — — at epoch —`
     assert "epochs: none finished yet" in shown and "params" not in shown
+
+
+def test_a_damaged_status_is_said_and_the_rest_of_the_run_still_shown(fold_run: Path) -> None:
+    """status.json is a summary the training process rewrites: torn, the run reads as unknown with the reason,
+    and show, list and compare go on (each stopped at the JSON error)."""
+    (fold_run / "status.json").write_text('{"state": "fini')
+    shown = runner.invoke(app, ["runs", "show", fold_run.name])
+    assert shown.exit_code == 0, shown.output
+    assert f"warning: {fold_run / 'status.json'}: not valid JSON" in " ".join(shown.output.split())
+    assert "checkpoints: best" in shown.output and "epoch" in shown.output  # its records, intact
+    listed = runner.invoke(app, ["runs", "list"])
+    assert listed.exit_code == 0 and f"warning: {fold_run.name}: " in listed.output
+    assert runner.invoke(app, ["runs", "compare", fold_run.name]).exit_code == 0
