@@ -274,26 +274,36 @@ def kfold(
                                              "NAME-kfold-<date>-<time> (default: the experiment's name).",
                                              show_default=False)] = None,
 ) -> None:
-    """Train K fold runs grouped under one folder; per-fold table and the fold ensemble on the test split."""
+    """Train K fold runs grouped under one folder; per-fold table and the fold ensemble on the test split. An
+    interrupted group goes on with `resume GROUP`."""
     import dataclasses
 
-    from console.progress import ProgressListener
     from engine.kfold import run_kfold
     from engine.presets import resolve_experiment
     from engine.runs import runs_dir as pick_runs_dir
-    from engine.runtime import StopRequest, install_stop_handlers, restore_stop_handlers
 
     config = resolve_experiment(experiment, overrides or [])
     if name:
         config = dataclasses.replace(config, name=name)
+    drive_kfold(lambda listeners, stop: run_kfold(config, folds, pick_runs_dir(runs_dir), listeners=listeners,
+                                                  stop=stop, tta=tta, combine=combine.value if combine else None),
+                json_out=json_out, quiet=quiet)
+
+
+def drive_kfold(work: Any, *, json_out: bool, quiet: bool) -> None:
+    """Run `work(listeners, stop)` (a k-fold started or resumed) with progress and graceful stops; print its
+    record; an unfinished group says how to go on."""
+    from console.progress import ProgressListener
+    from engine.runtime import StopRequest, install_stop_handlers, restore_stop_handlers
+
     stop = StopRequest()
     install_stop_handlers(stop)
     try:
         with ProgressListener(err_console, quiet=quiet) as listener:
-            record = run_kfold(config, folds, pick_runs_dir(runs_dir), listeners=[listener], stop=stop, tta=tta,
-                               combine=combine.value if combine else None)
+            record = work([listener], stop)
     except KeyboardInterrupt:
-        err_console.print("stopped at once (second signal); finished folds are kept")
+        err_console.print("stopped at once (second signal); finished folds are kept; `imgcls-console resume "
+                          "GROUP` goes on")
         raise typer.Exit(stop.exit_code) from None
     finally:
         restore_stop_handlers(stop)
@@ -303,8 +313,10 @@ def kfold(
         show_kfold(record)
     if record["state"] != "finished":
         reason = record["per_fold"][-1].get("reason") if record["per_fold"] else None
+        group = Path(record["group_dir"]).name
         err_console.print(f"[red]{record['state']}[/]: k-fold stopped after fold {len(record['per_fold']) - 1}"
-                          + (f": {escape(str(reason))}" if reason else ""), highlight=False, soft_wrap=True)
+                          + (f": {escape(str(reason))}" if reason else "")
+                          + f"; `imgcls-console resume {group}` goes on from there", highlight=False, soft_wrap=True)
         raise typer.Exit(stop.exit_code if record["state"] == "interrupted" else 1)
 
 

@@ -122,7 +122,8 @@ def resume(
     node_rank: NodeRankOption = 0,
     rdzv_endpoint: EndpointOption = None,
 ) -> None:
-    """Continue an interrupted or finished run exactly from its last checkpoint.
+    """Continue an interrupted or finished run exactly from its last checkpoint; or finish a k-fold group (its
+    unfinished folds resumed, the rest trained, then the fold ensemble).
 
     A run trained in N processes (--nproc, or across machines) resumes in as many: give the same --nproc (and
     --nnodes/--node-rank/--rdzv-endpoint on each machine, with the runs folder shared).
@@ -135,12 +136,17 @@ def resume(
     """
     import os
 
+    from engine.compare import group_match
     from engine.distributed import check_nodes
     from engine.runs import resolve_run
     from engine.runs import runs_dir as pick_runs_dir
     from engine.runner import resume_run
 
     nodes = check_nodes(nnodes, node_rank, rdzv_endpoint)
+    group = group_match(pick_runs_dir(runs_dir), run)
+    if group is not None:
+        _resume_group(group, overrides, json_out, quiet, nproc * nodes.count)
+        return
     run_dir = resolve_run(pick_runs_dir(runs_dir), run)
     if "WORLD_SIZE" not in os.environ and nodes.rank == 0:  # said before any process starts
         _check_process_count(Path(run_dir), nproc, nodes.count)
@@ -149,6 +155,19 @@ def resume(
         _launch_torchrun(nproc, nodes, args + (["--extend-schedule", extend_schedule] if extend_schedule else []))
     _drive(json_out, quiet, lambda listeners, stop: resume_run(Path(run_dir), overrides=overrides, listeners=listeners,
                                                                stop=stop, extend=extend_schedule))
+
+
+def _resume_group(group: Path, overrides: list[str] | None, json_out: bool, quiet: bool, processes: int) -> None:
+    """`resume GROUP`: a k-fold group's folds brought to their end, then its ensemble."""
+    from console.cli_eval import drive_kfold
+    from engine.errors import RunError
+    from engine.kfold import resume_kfold
+
+    if overrides or processes > 1:
+        raise RunError(f"{group.name} is a k-fold group: it resumes as it was started (no --set, one process); "
+                       "resume a fold run by its name to change it")
+    drive_kfold(lambda listeners, stop: resume_kfold(group, listeners=listeners, stop=stop), json_out=json_out,
+                quiet=quiet)
 
 
 @reports_errors

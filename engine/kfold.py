@@ -17,7 +17,8 @@ from typing import Any
 
 from engine.config import ExperimentConfig, check_semantics
 from engine.errors import ConfigError, DataError, EngineError, RunError
-from engine.runs import atomic_write_text, is_run_dir, new_folder, safe_name
+from engine.runs import (atomic_write_text, is_run_dir, new_folder, read_config, read_status, safe_name,
+                         saved_checkpoints)
 
 RECORD = "kfold.json"
 FOLD_KEYS = ("state", "reason", "best_epoch", "best_val_acc", "best_metric", "best_value", "test_acc",
@@ -68,26 +69,92 @@ def cross_validation(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
 def run_kfold(config: ExperimentConfig, folds: int, runs_root: Path, *, listeners: list[Any] | None = None,
               stop: Any = None, tta: str | None = None, combine: str | None = None) -> dict[str, Any]:
     """Train K fold runs of `config` in a new group folder, then evaluate their ensemble on the test split."""
-    from engine.runner import start_run
-
-    from engine.augment.tta import tta_views
-
     if folds < 2:
         raise ConfigError(f"--folds {folds}: k-fold needs at least 2 folds")
-    if tta is not None:  # the ensemble's, after every fold has trained: refused before the first
+    _check_tta(tta)
+    group = create_group(runs_root, config.name)
+    record: dict[str, Any] = {"kind": "kfold", "name": config.name, "experiment": config.experiment or config.name,
+                              "folds": folds, "group_dir": str(group), "state": "running", "created": time.time(),
+                              "tta": tta, "combine": combine, "members": [], "per_fold": [], "cv": {},
+                              "ensemble": None}
+    write_record(group, record)
+    return _train_folds(group, record, config, listeners, stop)
+
+
+def resume_kfold(group: Path, *, listeners: list[Any] | None = None, stop: Any = None, tta: str | None = None,
+                 combine: str | None = None) -> dict[str, Any]:
+    """Finish an interrupted or failed k-fold group: its finished folds are kept, an unfinished fold resumes from
+    its last checkpoint (one with none trains again), the folds never started train; then the fold ensemble.
+    `tta`/`combine` default to what the group was started with."""
+    record = read_record(group)
+    folds = record.get("folds")
+    if not isinstance(folds, int) or folds < 2:
+        raise RunError(f"{group / RECORD}: folds: expected a whole number of at least 2, got {folds!r}")
+    runs = _fold_runs(group)
+    if not runs:
+        raise RunError(f"{group.name}: no fold run was started; start the k-fold again (`imgcls-console kfold "
+                       f"{record.get('experiment') or 'EXPERIMENT'}`)")
+    if record.get("state") == "finished" and len({fold for fold, _ in runs}) == folds:
+        raise RunError(f"{group.name}: every fold finished and the ensemble was evaluated; nothing to resume")
+    _check_tta(tta)
+    base = read_config(runs[0][1])
+    base.name = str(record.get("name") or base.name.rsplit("-fold", 1)[0])
+    base.experiment = record.get("experiment") or base.experiment
+    record.update(state="running", tta=tta if tta is not None else record.get("tta"),
+                  combine=combine if combine is not None else record.get("combine"))
+    record.pop("error", None)
+    write_record(group, record)
+    return _train_folds(group, record, base, listeners, stop)
+
+
+def _check_tta(tta: str | None) -> None:
+    """The ensemble's TTA, used after every fold has trained: refused before the first."""
+    from engine.augment.tta import tta_views
+
+    if tta is not None:
         try:
             tta_views(tta)
         except ConfigError as exc:
             raise ConfigError(f"--tta {tta}: {str(exc).removeprefix('eval.tta: ')}") from None
-    group = create_group(runs_root, config.name)
-    record: dict[str, Any] = {"kind": "kfold", "experiment": config.experiment or config.name, "folds": folds,
-                              "group_dir": str(group), "state": "running", "created": time.time(), "members": [], "per_fold": [],
-                              "cv": {}, "ensemble": None}
-    write_record(group, record)
-    for fold in range(folds):
+
+
+def _fold_runs(group: Path) -> list[tuple[int, Path]]:
+    """(fold, run folder) of every fold run in the group, oldest first (a fold trained again has two)."""
+    found = []
+    for path in sorted(p for p in group.iterdir() if is_run_dir(p)):
         try:
-            status = start_run(fold_config(config, folds, fold), group, listeners=listeners, stop=stop,
-                               parent=group.name)
+            fold = read_config(path).data.fold
+        except EngineError:
+            continue
+        if isinstance(fold, int):
+            found.append((fold, path))
+    return found
+
+
+def _fold_run(group: Path, fold: int) -> Path | None:
+    """The run that stands for `fold`: a finished one, else the newest."""
+    runs = [path for index, path in _fold_runs(group) if index == fold]
+    finished = [path for path in runs if read_status(path).get("state") == "finished"]
+    return (finished or runs or [None])[-1]
+
+
+def _train_folds(group: Path, record: dict[str, Any], config: ExperimentConfig, listeners: list[Any] | None,
+                 stop: Any) -> dict[str, Any]:
+    """Bring every fold to an end (kept when finished, resumed, or trained), recording each; then the ensemble."""
+    from engine.runner import resume_run, start_run
+
+    folds = int(record["folds"])
+    record["per_fold"], record["members"] = [], []
+    for fold in range(folds):
+        existing = _fold_run(group, fold)
+        try:
+            if existing is not None and read_status(existing).get("state") == "finished":
+                status = {**read_status(existing), "run_dir": str(existing)}
+            elif existing is not None and saved_checkpoints(existing):
+                status = resume_run(existing, listeners=listeners, stop=stop)
+            else:  # never started, or stopped before its first checkpoint
+                status = start_run(fold_config(config, folds, fold), group, listeners=listeners, stop=stop,
+                                   parent=group.name)
         except BaseException as exc:  # the record must not say "running" for ever
             if isinstance(exc, EngineError) and not any(is_run_dir(p) for p in group.iterdir()):
                 shutil.rmtree(group, ignore_errors=True)  # bad input before any fold trained: no group left
@@ -106,7 +173,7 @@ def run_kfold(config: ExperimentConfig, folds: int, runs_root: Path, *, listener
             record["state"] = status.get("state", "failed")
             write_record(group, record)
             return record
-    record["ensemble"] = fold_ensemble(group, record, tta=tta, combine=combine)
+    record["ensemble"] = fold_ensemble(group, record, tta=record.get("tta"), combine=record.get("combine"))
     record["state"] = "finished"
     write_record(group, record)
     return record

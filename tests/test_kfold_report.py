@@ -161,3 +161,51 @@ def test_runs_show_of_a_kfold_group_prints_its_folds(tmp_path: Path) -> None:
     group = next(p for p in (tmp_path / "runs").iterdir() if "kfold" in p.name)
     shown = runner.invoke(app, ["runs", "show", group.name], terminal_width=200)
     assert shown.exit_code == 0 and "2-fold" in shown.stdout and "fold ensemble" in shown.stdout
+
+
+def _stop_at(stop: object, fold: str, event_type: str, count: int) -> object:
+    """A listener asking `stop` for a graceful stop at the `count`-th `event_type` event of fold run `fold`."""
+    seen = {"run": "", "n": 0}
+
+    def listen(event: dict) -> None:
+        if event["type"] == "run_start":
+            seen["run"], seen["n"] = event["name"], 0
+        elif event["type"] == event_type and f"-{fold}-" in seen["run"]:
+            seen["n"] += 1
+            if seen["n"] == count:
+                stop.count = 1  # type: ignore[attr-defined]  # as a first Ctrl-C does
+
+    return listen
+
+
+def test_an_interrupted_kfold_resumes_to_its_end(tmp_path: Path) -> None:
+    """Fold 1 killed before its first checkpoint (a graceful stop saves one: removed here), then fold 2 stopped
+    after its first epoch: `resume GROUP` keeps the finished folds, trains fold 1 again, resumes fold 2 from its
+    checkpoint, and evaluates the fold ensemble as the group was started (tta flip)."""
+    import shutil
+
+    from engine.kfold import read_record, resume_kfold, run_kfold
+    from engine.runtime import StopRequest
+
+    root = tmp_path / "runs"
+    config = resolve_experiment("quickstart", FAST)
+    stop = StopRequest()
+    record = run_kfold(config, 3, root, listeners=[_stop_at(stop, "fold1", "step", 1)], stop=stop, tta="flip")
+    group = Path(record["group_dir"])
+    assert record["state"] == "interrupted" and [f["state"] for f in record["per_fold"]] == ["finished", "interrupted"]
+    first_fold1 = Path(record["per_fold"][1]["run_dir"])
+    shutil.rmtree(first_fold1 / "checkpoints")
+    stop = StopRequest()
+    record = resume_kfold(group, listeners=[_stop_at(stop, "fold2", "epoch", 1)], stop=stop)
+    assert [f["state"] for f in record["per_fold"]] == ["finished", "finished", "interrupted"]
+    assert record["per_fold"][1]["run_dir"] != str(first_fold1)  # no checkpoint to resume: trained again
+    fold2 = record["per_fold"][2]["run_dir"]
+    result = runner.invoke(app, ["resume", group.name, "--runs-dir", str(root), "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record == read_record(group) and record["state"] == "finished"
+    assert [f["state"] for f in record["per_fold"]] == ["finished"] * 3 and record["per_fold"][2]["run_dir"] == fold2
+    assert record["ensemble"]["tta"] == "flip" and record["ensemble"]["accuracy"] > 0.5  # as the group was started
+    assert record["cv"]["best_val_acc_mean"] is not None and "error" not in record
+    again = runner.invoke(app, ["resume", group.name, "--runs-dir", str(root)])
+    assert again.exit_code == 2 and "nothing to resume" in again.output

@@ -524,6 +524,11 @@ class RunsScreen(Screen[None]):
 
     def action_resume(self) -> None:
         """Resume the current run in a child process and watch it in Monitor."""
+        current = self.current_row()
+        if current is not None and current.kind == KFOLD and current.state != "finished":
+            self._say(f"{current.name} is a k-fold group: `imgcls-console resume {current.name}` finishes it in a "
+                      "shell; here, r on one of its folds resumes that fold", error=True)
+            return
         row = self._single_run("resume")
         if row is None:
             return
