@@ -331,7 +331,8 @@ def show_kfold(record: dict[str, Any]) -> None:
     out_console.print(table)
     cv = record.get("cv") or {}
     test = (f"test acc {fmt_pct(cv.get('test_acc_mean'))} ± {fmt_pct(cv.get('test_acc_std'))}"
-            if cv.get("test_acc_mean") is not None else "no test split")
+            if cv.get("test_acc_mean") is not None
+            else "no fold tested yet" if record.get("state") != "finished" else "no test split")
     out_console.print(f"val acc {fmt_pct(cv.get('best_val_acc_mean'))} ± {fmt_pct(cv.get('best_val_acc_std'))}; "
                       f"{test}", highlight=False)
     ensemble_result = record.get("ensemble") or {}
