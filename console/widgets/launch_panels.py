@@ -240,12 +240,12 @@ class SharePanel(Vertical):
     def compose(self) -> ComposeResult:
         yield Label("Save as a user experiment preset (name):")
         with Horizontal(classes="share-row"):
-            yield Input(placeholder="my-experiment", id="preset-name", compact=True)
+            yield Input(placeholder="a name, e.g. my-experiment", id="preset-name", compact=True)
             yield Button("Save (ctrl+s)", id="save-preset", action="screen.save_preset", compact=True)
         yield Checkbox("replace a user preset of that name", id="preset-overwrite", compact=True)
         yield Label("Export the resolved YAML to a file:")
         with Horizontal(classes="share-row"):
-            yield Input(placeholder="experiment.yaml", id="export-path", compact=True)
+            yield Input(placeholder="a file, e.g. experiment.yaml", id="export-path", compact=True)
             yield Button("Export (ctrl+o)", id="export", action="screen.export", compact=True)
         yield Static("", id="share-status", markup=False)
 
