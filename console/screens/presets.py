@@ -92,6 +92,7 @@ class PresetsScreen(Screen[None]):
         self.current: PresetText | None = None  # the preset on screen
         self.target: PresetInfo | None = None  # the preset picked last (on screen once read)
         self.requested: tuple[str, str] | None = ("experiment", "quickstart")  # shown once the list is read
+        self._said_after_show = ""  # a result to keep once the preset it names is shown (an import's)
         self.last_result = ""
 
     def compose(self) -> ComposeResult:
@@ -232,7 +233,8 @@ class PresetsScreen(Screen[None]):
         self.query_one("#presets-yaml", Static).update(highlight(preset.text, language="yaml"))
         self.query_one("#presets-yaml-scroll", VerticalScroll).scroll_home(animate=False)
         self.query_one("#launch", Button).disabled = info.kind != "experiment"
-        self._say("")
+        self._say(self._said_after_show)
+        self._said_after_show = ""
 
     # --- actions ----------------------------------------------------------------------------------------
 
@@ -352,7 +354,15 @@ class PresetsScreen(Screen[None]):
         self._say(message.text, ok=message.ok)
         if message.reload_to is not None:
             self.requested = message.reload_to
+            self._said_after_show = message.text
             self.action_reload()
+
+    @on(Input.Submitted, "#presets-path")
+    def _path_entered(self, event: Input.Submitted) -> None:
+        """Enter in the path box: back to the list, saying what the path is for (the keys act on it there)."""
+        if event.value.strip():
+            self.action_focus_tree()
+            self._say(f"{event.value.strip()}: i imports this file (checked first); x writes the shown preset to it")
 
 
 def shown_path(info: Any) -> str:

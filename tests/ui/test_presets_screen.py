@@ -117,10 +117,15 @@ def test_export_and_import(runs_root: Path, tmp_path: Path) -> None:
             await pilot.click("#export")
             await wait_for(pilot, exported.is_file)
             await wait_for(pilot, lambda: screen.last_result.startswith("wrote"))
-            screen.query_one("#presets-path", Input).value = str(to_import)
-            await pilot.click("#import")
+            path_box = screen.query_one("#presets-path", Input)
+            path_box.value = str(to_import)
+            path_box.focus()
+            await pilot.press("enter")  # back to the list, told what the path is for; keys act on it there
+            assert screen.query_one("#presets-tree").has_focus and "i imports this file" in screen.last_result
+            await pilot.press("i")
             await wait_for(pilot, lambda: screen.current is not None and screen.current.info.name == "my-sgd")
             assert screen.current.info.origin == "user" and "lr: 0.2" in text_of(screen.query_one("#presets-yaml"))
+            assert screen.last_result.startswith("imported as ")  # said, and kept once the new preset is shown
 
     asyncio.run(main())
     resolved = yaml.safe_load(exported.read_text())
