@@ -72,16 +72,24 @@ def _range_test(config: ExperimentConfig, *, start_lr: float, end_lr: float, ste
 
 
 def suggest_lr(series: list[dict[str, float]]) -> float | None:
-    """The LR where the smoothed loss falls fastest (steepest negative slope in log-LR), before the minimum."""
+    """The LR where the smoothed loss falls fastest (steepest negative slope in log-LR) before its minimum,
+    once it has begun to fall: the slope is taken over a twentieth of the range (a 2-point slope picked noise
+    at LRs too small to train: 3.7e-06 on a ResNet whose loss fell around 1e-3), and points where the loss has
+    not yet fallen a tenth of the way to its minimum are passed over. Else a tenth of the LR at the minimum."""
     points = [(math.log10(p["lr"]), p["smoothed"]) for p in series if math.isfinite(p["smoothed"])]
     if len(points) < 5:
         return None
     lowest = min(range(len(points)), key=lambda i: points[i][1])
+    start, bottom = points[0][1], points[lowest][1]
+    falling = start - 0.1 * (start - bottom)  # a loss at or below this has begun to fall
+    window = max(2, len(points) // 20)
     best_i, best_slope = None, 0.0
-    for i in range(2, max(lowest, 3)):
-        slope = (points[i][1] - points[i - 2][1]) / (points[i][0] - points[i - 2][0])
+    for i in range(window, lowest + 1):
+        if points[i][1] > falling:
+            continue
+        slope = (points[i][1] - points[i - window][1]) / (points[i][0] - points[i - window][0])
         if slope < best_slope:
-            best_i, best_slope = i, slope
+            best_i, best_slope = i - window // 2, slope  # the middle of the steepest stretch
     if best_i is None:
         return 10 ** points[lowest][0] / 10
     return 10 ** points[best_i][0]

@@ -371,3 +371,23 @@ def test_milestones_past_the_end_are_named() -> None:
     note = unused_milestones_note(cfg, 6) or ""
     assert "[5] never apply" in note and "2 warmup epochs" in note
     assert unused_milestones_note(cfg, 8) is None
+
+
+def test_the_lr_suggestion_is_where_the_loss_falls_not_early_noise() -> None:
+    """Loss flat (noisy) at LRs too small to train, falling from 1e-3 to 1e-2, then diverging: the suggestion sits
+    in the fall, not on a noise dip at 1e-6."""
+    import math
+    import random
+
+    from engine.lr_find import suggest_lr
+
+    rng = random.Random(0)
+    series, smoothed = [], None
+    for step in range(200):
+        log_lr = -7 + 7 * step / 199  # 1e-7 .. 1
+        fall = 1 / (1 + math.exp(-4 * (log_lr + 2.5)))  # centred at ~3e-3
+        loss = 2.3 - 1.5 * fall + (0.0 if log_lr < -1.5 else 3 * (log_lr + 1.5) ** 2) + rng.gauss(0, 0.15)
+        smoothed = loss if smoothed is None else 0.05 * loss + 0.95 * smoothed
+        series.append({"lr": 10 ** log_lr, "loss": loss, "smoothed": smoothed})
+    suggested = suggest_lr(series)
+    assert suggested is not None and 3e-4 <= suggested <= 1e-2, suggested
