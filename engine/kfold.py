@@ -173,7 +173,13 @@ def _train_folds(group: Path, record: dict[str, Any], config: ExperimentConfig, 
             record["state"] = status.get("state", "failed")
             write_record(group, record)
             return record
-    record["ensemble"] = fold_ensemble(group, record, tta=record.get("tta"), combine=record.get("combine"))
+    try:
+        record["ensemble"] = fold_ensemble(group, record, tta=record.get("tta"), combine=record.get("combine"))
+    except BaseException as exc:  # every fold trained; `resume GROUP` evaluates the ensemble again
+        record["state"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        record["error"] = f"fold ensemble: {type(exc).__name__}: {exc}"
+        write_record(group, record)
+        raise
     record["state"] = "finished"
     write_record(group, record)
     return record

@@ -184,7 +184,7 @@ def test_an_interrupted_kfold_resumes_to_its_end(tmp_path: Path) -> None:
     checkpoint, and evaluates the fold ensemble as the group was started (tta flip)."""
     import shutil
 
-    from engine.kfold import read_record, resume_kfold, run_kfold
+    from engine.kfold import read_record, resume_kfold, run_kfold, write_record
     from engine.runtime import StopRequest
 
     root = tmp_path / "runs"
@@ -209,3 +209,9 @@ def test_an_interrupted_kfold_resumes_to_its_end(tmp_path: Path) -> None:
     assert record["cv"]["best_val_acc_mean"] is not None and "error" not in record
     again = runner.invoke(app, ["resume", group.name, "--runs-dir", str(root)])
     assert again.exit_code == 2 and "nothing to resume" in again.output
+    failed = {**record, "state": "failed", "ensemble": None, "error": "fold ensemble: OSError: disk full"}
+    write_record(group, failed)  # every fold trained, the ensemble failed: a resume evaluates it, training nothing
+    runs_before = sorted(p.name for p in group.iterdir())
+    record = resume_kfold(group)
+    assert record["state"] == "finished" and record["ensemble"]["accuracy"] > 0.5 and "error" not in record
+    assert sorted(p.name for p in group.iterdir()) == runs_before
