@@ -145,3 +145,19 @@ def test_offline_pretrained_weights_fail_before_any_download(tmp_path: Path, mon
     folder = tmp_path / "torch" / "hub" / "checkpoints"
     assert "\n" not in message and "IMGCLS_OFFLINE" in message and str(folder) in message, message
     assert "resnet18-f37072fd.pth" in message
+
+
+def test_a_model_that_is_only_its_head_is_not_fine_tuned_onto_other_classes(tmp_path: Path) -> None:
+    """Logistic regression is its head alone: onto other classes nothing would be loaded, so the fine-tune is
+    refused (it said 'every other tensor loaded' and trained from scratch)."""
+    from safetensors.torch import save_file
+
+    from engine.errors import ModelError
+    from engine.models import create_model, load_pretrained
+
+    logreg = create_model("mlp", 10, 1, 8, 0.0, hidden=[])
+    path = tmp_path / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in logreg.state_dict().items()}, str(path))
+    assert load_pretrained(create_model("mlp", 10, 1, 8, 0.0, hidden=[]), str(path), num_classes=10) == []
+    with pytest.raises(ModelError, match="nothing would be loaded"):
+        load_pretrained(create_model("mlp", 3, 1, 8, 0.0, hidden=[]), str(path), num_classes=3, replace_head=True)

@@ -193,5 +193,9 @@ def load_pretrained(model: nn.Module, spec: str, *, num_classes: int, replace_he
             f"model.pretrained: {spec} does not match the model: tensor {extra[0]!r} "
             f"(shape {tuple(state[extra[0]].shape)}) in the file has no counterpart in the model"
         )
+    if skipped and not kept:
+        raise ModelError(f"model.pretrained: {spec}: every tensor of this model is its head ({', '.join(skipped)}), "
+                         "which the new classes replace: nothing would be loaded (train it from scratch with "
+                         "`imgcls-console train`)")
     model.load_state_dict(kept, strict=False)
     return skipped
