@@ -5,6 +5,7 @@ one cache entry for the digits at their native size; a diverged run reported onc
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,14 @@ def test_a_failed_download_is_told_by_its_reason_not_every_mirror() -> None:
     assert download_failure(RuntimeError("Error downloading x: Tried http://a/, got: HTTP Error 503: Busy")) == \
         "HTTP Error 503: Busy"
     assert download_failure(OSError("No space left\non device")) == "OSError: No space left on device"
+
+
+def test_a_relative_data_root_that_is_not_there_says_where_it_was_looked_for(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A preset shared with `root: d200/train` works only from the folder it was written in: the error says the
+    path was taken from the working folder."""
+    monkeypatch.chdir(tmp_path)
+    config = from_dict({"data": {"source": "folder", "root": "d200/train"}}, "shared.yaml")
+    with pytest.raises(DataError, match=rf"data\.root: folder d200/train does not exist \(relative paths are taken "
+                                        rf"from the working folder, {re.escape(str(tmp_path))}\)"):
+        load_dataset(config.data)

@@ -21,7 +21,8 @@ from engine.errors import DataError, did_you_mean
 def _existing_dir(path: Path, key: str) -> Path:
     """`path` when it is a folder, else a DataError naming the config key."""
     if not path.is_dir():
-        raise DataError(f"{key}: folder {path} does not exist")
+        where = "" if path.is_absolute() else f" (relative paths are taken from the working folder, {Path.cwd()})"
+        raise DataError(f"{key}: folder {path} does not exist{where}")
     return path
 
 
