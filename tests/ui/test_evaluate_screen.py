@@ -62,7 +62,7 @@ async def _cancel_then_fail(pilot: Pilot[Any], screen: EvaluateScreen, run: Path
     await pilot.pause()
     passes = screen.query_one("#eval-passes", Input)
     assert passes.display
-    passes.value = "3000"
+    passes.value = "1000"  # the most a TTA spec takes: long enough to cancel mid-way
     await pilot.press("r")
     await _until(pilot, lambda: "view" in _text(screen, "#eval-stage"), delay=0.02)
     await pilot.press("c")

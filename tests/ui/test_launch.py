@@ -272,12 +272,15 @@ def test_start_launches_a_run_and_switches_to_monitor(runs_root: Path) -> None:
             screen = launch(app)
             app.launch_experiment("mnist-logreg", [])  # MNIST is not on disk offline: a pre-flight error
             await until(pilot, lambda: screen.config is not None and screen.config.name == "mnist-logreg", "mnist")
+            await until(pilot, lambda: screen._data_error is not None, "the Data tab's error")
             await pilot.press("ctrl+r")
             await until(pilot, lambda: text_of(screen, "#launch-status").startswith("error: "), "the pre-flight error")
             try:
                 preflight(resolve_experiment("mnist-logreg"))
             except EngineError as exc:
-                assert text_of(screen, "#launch-status") == f"error: {exc}"
+                assert str(exc) == screen._data_error  # the refusal is the Data tab's error: pointed to, not repeated
+                assert text_of(screen, "#launch-status") == ("error: the data is not there; the Data tab says where "
+                                                             "its files go")
             assert run_folders(runs_root) == [] and app.current_mode == "launch"
 
             app.launch_experiment("quickstart", ["train.epochs=1", "data.limit=300"])
