@@ -26,6 +26,15 @@ def fmt_count(value: Any) -> str:
     return str(int(value))
 
 
+def middle_ellipsis(text: str, width: int) -> str:
+    """`text` in at most `width` cells by losing its middle (`tiny200-effic…shakedrop-all`): names that share a
+    long prefix stay told apart by their ends. Unchanged when it fits, or when `width` leaves too little room."""
+    if len(text) <= width or width < 5:
+        return text
+    keep = width - 1
+    return text[: (keep + 1) // 2] + "…" + text[len(text) - keep // 2:]
+
+
 def fmt_model(preset: Any, architecture: Any) -> str:
     """`small-cnn (convnet)`: the model preset a run started from and its architecture (one when they agree or
     the other is unknown); NO_VALUE when neither is known."""

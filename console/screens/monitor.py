@@ -30,7 +30,7 @@ from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
 from console.device import device_summary
-from console.fmt import fmt_count, fmt_model, fmt_num, fmt_pct
+from console.fmt import fmt_count, fmt_model, fmt_num, fmt_pct, middle_ellipsis
 from console.fmt import fmt_seconds as fmt_s
 from console.run_charts import ChartData, draw_acc, draw_loss, draw_lr
 from console.run_model import RunModel, last_good_checkpoint
@@ -503,8 +503,6 @@ def _run_label(mark: str, name: str, width: int = 0) -> str:
     still wider than `width` cells loses its middle (`quickstart…batch-t1`: the end tells trials apart)."""
     found = re.fullmatch(r"(.+)-(\d{8}-\d{6})", name)
     head, stamp = (found.group(1), found.group(2)) if found else (name, None)
-    room = width - 2  # after the state mark and a space
-    if width > 0 and len(head) > room >= 5:
-        keep = room - 1
-        head = head[: (keep + 1) // 2] + "…" + head[len(head) - keep // 2:]
+    if width > 0:
+        head = middle_ellipsis(head, width - 2)  # after the state mark and a space
     return f"{mark} {escape(head)}" + (f"\n  [dim]{stamp}[/]" if stamp else "")

@@ -21,6 +21,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Static, Tree
 from textual.widgets.tree import TreeNode
+from console.fmt import middle_ellipsis
 from console.widgets.nav import NavBar
 
 from engine.errors import EngineError
@@ -191,13 +192,27 @@ class PresetsScreen(Screen[None]):
             infos = [p for p in self.presets if p.kind == kind]
             kind_node = tree.root.add(f"{kind} ({len(infos)})", expand=kind == shown_kind)
             for info in infos:
-                label = Text(info.name)
-                if info.origin != "builtin":
-                    label.append(f"  {info.origin}", style="italic dim")
-                kind_node.add_leaf(label, data=info)
+                kind_node.add_leaf(self._label(info), data=info)
         if self.requested is None and self.current is not None:
             self.requested = (self.current.info.kind, self.current.info.name)
         self._apply_request()
+
+    def _label(self, info: PresetInfo) -> Text:
+        """A preset's line in the tree: its name, losing its middle when the tree is narrower (the header beside
+        shows it whole), and its origin when not built in."""
+        tree = self.query_one("#presets-tree", Tree)
+        room = tree.content_region.width - tree.styles.scrollbar_size_vertical - 4  # its scrollbar, the guides
+        label = Text(middle_ellipsis(info.name, room) if room > 0 else info.name)
+        if info.origin != "builtin":
+            label.append(f"  {info.origin}", style="italic dim")
+        return label
+
+    def on_resize(self) -> None:
+        """Names fitted to the tree's new width."""
+        for kind_node in self.query_one("#presets-tree", Tree).root.children:
+            for node in kind_node.children:
+                if node.data is not None:
+                    node.set_label(self._label(node.data))
 
     @on(Tree.NodeHighlighted, "#presets-tree")
     def _node_highlighted(self, message: Tree.NodeHighlighted) -> None:

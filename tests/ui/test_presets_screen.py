@@ -145,3 +145,25 @@ def test_a_section_preset_before_launch_was_shown_joins_the_experiment_it_opens_
             assert launch.composition.experiment == "mnist-logreg"
 
     asyncio.run(main())
+
+
+def test_long_names_lose_their_middle_in_a_narrow_tree(runs_root: Path) -> None:
+    """At 80 columns the tree is narrower than the longest names: each loses its middle, so names sharing a long
+    prefix (tiny200-efficientnet-v2-s, …-dropout08, …-shakedrop-all) stay told apart; wider, they show whole."""
+
+    async def main() -> None:
+        app = create_app(runs_root, mode="presets")
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await shown(app, pilot, "experiment", "tiny200-efficientnet-v2-s-shakedrop-all")
+            tree = screen.query_one("#presets-tree", Tree)
+            experiments = next(n for n in tree.root.children if str(n.label).startswith("experiment"))
+            labels = [str(node.label) for node in experiments.children]
+            room = tree.scrollable_content_region.width - 4  # inside the scrollbar, after the guides
+            assert len(set(labels)) == len(labels) and max(map(len, labels)) <= room
+            assert "tiny200-efficientnet-v2-s-shakedrop-all" not in labels and any("…" in l for l in labels)
+            await pilot.resize_terminal(200, 50)
+            await pilot.pause()
+            await pilot.pause()
+            assert "tiny200-efficientnet-v2-s-shakedrop-all" in [str(n.label) for n in experiments.children]
+
+    asyncio.run(main())
