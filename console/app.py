@@ -66,6 +66,19 @@ class ConsoleApp(App[None]):
 
     def on_mount(self) -> None:
         sys.setswitchinterval(UI_SWITCH_INTERVAL_S)
+        if self.DEFAULT_MODE != "monitor":
+            self.run_worker(self._tell_running_runs, thread=True, exit_on_error=False, group="app-start")
+
+    def _tell_running_runs(self) -> None:
+        """Worker: runs still training when the app opens (it was closed while they trained, or they were started
+        from a shell) are said once, with the key that shows them (Monitor follows them by itself)."""
+        from engine.runs import RunningRuns
+
+        running = RunningRuns(Path(self.runs_root)).scan()
+        if running:
+            names = ", ".join(run.name for run in running[:2]) + (" …" if len(running) > 2 else "")
+            self.call_from_thread(self.notify, f"{len(running)} training now ({names}): F3 shows "
+                                  f"{'it' if len(running) == 1 else 'them'} in Monitor", timeout=8)
 
     # --- navigation between screens: each target screen keeps the request until it is mounted ---
 

@@ -160,3 +160,24 @@ def test_a_long_run_name_loses_its_middle_in_the_side_panel() -> None:
         "✓ quicksta…atch-t1\n  [dim]20261203-162132[/]")  # the trial's number stays
     assert _run_label("✓", "quickstart-20261203-162108", 20) == "✓ quickstart\n  [dim]20261203-162108[/]"
     assert _run_label("✓", "quickstart-lr-batch-t1-20261203-162132", 0).startswith("✓ quickstart-lr-batch-t1\n")
+
+
+def test_the_app_opening_on_launch_says_which_runs_are_training(runs_root: Path) -> None:
+    """Closed while a run trained, opened again: Launch is shown, and a notice says what trains and F3 shows it."""
+    from engine.launch import request_stop
+
+    handle = launch_run(resolve_experiment("quickstart", ["train.epochs=400", "data.limit=300"]), runs_root)
+
+    async def main() -> None:
+        app = create_app(runs_root, mode="launch")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _until(pilot, lambda: any("training now" in n.message for n in app._notifications), 60)
+            notice = next(n.message for n in app._notifications if "training now" in n.message)
+            assert notice == f"1 training now ({handle.run_dir.name}): F3 shows it in Monitor"
+            assert app.current_mode == "launch"
+
+    try:
+        asyncio.run(main())
+    finally:
+        request_stop(handle.run_dir)
+        assert handle.wait(120) is not None
