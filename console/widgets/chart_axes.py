@@ -50,6 +50,11 @@ def round_y_axis(plt: Any, height: int) -> None:
     high = max(values, default=None) if high is None else high
     if low is None or high is None or low == high:
         return
+    if high - low < 1e-3 * max(abs(low), abs(high)):  # flat to the eye (an LR at the start of its decay): one
+        middle = (low + high) / 2  # tick at its value, not 0.049998 and 0.050000
+        plt.ylim(middle - 0.05 * abs(middle), middle + 0.05 * abs(middle))
+        plt.yticks([middle], [f"{middle:.3g}"])
+        return
     rows = height - 4  # the title and the frame above, the frame and the x axis's ticks below
     if rows < 2:
         return

@@ -43,3 +43,11 @@ def test_a_figure_gets_round_labels_and_keeps_its_own_ticks() -> None:
     plt.yticks([0, 7], ["none", "all"])  # a chart's own ticks stay
     round_y_axis(plt, 14)
     assert sorted(plt._active.monitor.yticks[0]) == [0, 7]  # plotext keeps them in no particular order
+
+    plt.clear_figure()  # an LR a step into its decay: flat to the eye, one tick at its value
+    plt.plot([0, 0.1, 0.2], [0.05, 0.049999, 0.049998])
+    plt.plotsize(40, 14)
+    round_y_axis(plt, 14)
+    plt.theme("clear")
+    labels = {line.split("┤")[0].strip() for line in plt.build().splitlines() if "┤" in line}
+    assert labels == {"0.05"}
