@@ -5,6 +5,7 @@ fit the side panel at 80 columns on one line. No Textual here."""
 from __future__ import annotations
 
 _NVML_STATE = "unknown"  # NVML (nvidia-ml-py): unknown until first tried, then ready or absent
+_CPU_SAMPLED = False  # psutil measures CPU load between two calls: the first has nothing to compare with
 
 
 def device_summary() -> str:
@@ -13,8 +14,12 @@ def device_summary() -> str:
     try:
         import psutil
 
+        global _CPU_SAMPLED
         memory = psutil.virtual_memory()
-        lines.append(f"CPU {psutil.cpu_percent():.0f}% · RAM {memory.used / 2**30:.1f}/{memory.total / 2**30:.0f}G")
+        cpu = psutil.cpu_percent()  # since the last call
+        cpu_text = f"{cpu:.0f}%" if _CPU_SAMPLED else "…"  # the first call's 0.0 is no reading (it said `CPU 0%`)
+        _CPU_SAMPLED = True
+        lines.append(f"CPU {cpu_text} · RAM {memory.used / 2**30:.1f}/{memory.total / 2**30:.0f}G")
     except ImportError:
         pass
     lines.extend(gpu_lines())

@@ -181,3 +181,14 @@ def test_the_app_opening_on_launch_says_which_runs_are_training(runs_root: Path)
     finally:
         request_stop(handle.run_dir)
         assert handle.wait(120) is not None
+
+
+def test_the_cpu_load_is_not_shown_before_there_is_a_reading(monkeypatch: Any) -> None:
+    """psutil's first cpu_percent() compares with nothing and says 0.0: the panel waits for the second."""
+    import re
+
+    from console import device
+
+    monkeypatch.setattr(device, "_CPU_SAMPLED", False)
+    assert device.device_summary().startswith("CPU … · RAM ")
+    assert re.match(r"CPU \d+% · RAM ", device.device_summary())
