@@ -217,7 +217,8 @@ def resolve_refs(runs_root: Path, texts: list[str]) -> tuple[list[CheckpointRef]
             else:
                 refs.append(checkpoint_ref(run, name, shown_as=text))
     refs, repeats = distinct_weights(refs)
-    return refs, [f"{dropped} holds the same weights as {kept}; counted once" for dropped, kept in repeats]
+    return refs, [f"{dropped} given twice; counted once" if dropped == kept else
+                  f"{dropped} holds the same weights as {kept}; counted once" for dropped, kept in repeats]
 
 
 def names_several(runs_root: Path, text: str) -> bool:
