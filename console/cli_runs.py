@@ -168,7 +168,7 @@ def show_group(group: Path, json_out: bool) -> None:
 def run_summary(run_dir: Path) -> dict[str, Any]:
     """What `runs show --json` prints: status, epochs, checkpoints, evaluations, environment, note and tags."""
     from engine.annotations import read_annotations
-    from engine.checkpoint import list_checkpoints
+    from engine.checkpoint import damaged_checkpoints, list_checkpoints
     from engine.ensemble import list_evals
     from engine.provenance import read_environment
     from engine.runs import RunFolder, epoch_rows, read_status
@@ -176,6 +176,7 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     notes = read_annotations(run_dir)
     return {"run_dir": str(run_dir), "status": read_status(run_dir), "epochs": epoch_rows(run_dir),
             "checkpoints": [{"name": c["name"], "epoch": c.get("epoch")} for c in list_checkpoints(run_dir)],
+            "damaged_checkpoints": damaged_checkpoints(run_dir),
             "evals": list_evals(run_dir), "environment": read_environment(RunFolder(run_dir).environment),
             "note": notes.note, "tags": notes.tags}
 
@@ -210,6 +211,8 @@ def show_run(run_dir: Path, *, with_config: bool) -> None:
     if checkpoints:
         out_console.print("checkpoints: " + ", ".join(f"{c['name']} (epoch {fmt_text(c.get('epoch'))})"
                                                       for c in checkpoints), highlight=False)
+    for why in summary["damaged_checkpoints"].values():  # left out above: say so, not list fewer in silence
+        err_console.print(f"[yellow]warning:[/] {escape(why)}", highlight=False, soft_wrap=True)
     if summary["evals"]:
         show_evals(summary["evals"])
     config_path = RunFolder(run_dir).config

@@ -208,3 +208,7 @@ def test_a_damaged_status_is_said_and_the_rest_of_the_run_still_shown(fold_run: 
     listed = runner.invoke(app, ["runs", "list"])
     assert listed.exit_code == 0 and f"warning: {fold_run.name}: " in listed.output
     assert runner.invoke(app, ["runs", "compare", fold_run.name]).exit_code == 0
+    (fold_run / "checkpoints" / "best" / "meta.json").write_text("{")  # a checkpoint's record torn: said, not hidden
+    shown = runner.invoke(app, ["runs", "show", fold_run.name])
+    assert "checkpoints: last" in shown.output and "best (" not in shown.output
+    assert f"warning: {fold_run / 'checkpoints/best/meta.json'}: damaged" in " ".join(shown.output.split())
