@@ -203,10 +203,14 @@ def show_run(run_dir: Path, *, with_config: bool) -> None:
     out_console.print(status_line(status), highlight=False)
     print_annotations(read_annotations(run_dir))
     print_environment(summary["environment"])
+    done = status.get("epoch")
     if summary["epochs"]:
         print_epochs(summary["epochs"])
-    else:
+    elif not done:
         out_console.print("epochs: none finished yet", highlight=False)
+    if isinstance(done, int) and len(summary["epochs"]) < done:  # the events lost some (cut, or damaged lines)
+        err_console.print(f"[yellow]warning:[/] {RunFolder(run_dir).events.name} holds {len(summary['epochs'])} of "
+                          f"the {done} epochs trained (cut or damaged): the table lacks the others", highlight=False)
     checkpoints = summary["checkpoints"]
     if checkpoints:
         out_console.print("checkpoints: " + ", ".join(f"{c['name']} (epoch {fmt_text(c.get('epoch'))})"

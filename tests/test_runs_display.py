@@ -212,3 +212,9 @@ def test_a_damaged_status_is_said_and_the_rest_of_the_run_still_shown(fold_run: 
     shown = runner.invoke(app, ["runs", "show", fold_run.name])
     assert "checkpoints: last" in shown.output and "best (" not in shown.output
     assert f"warning: {fold_run / 'checkpoints/best/meta.json'}: damaged" in " ".join(shown.output.split())
+    events = fold_run / "events.jsonl"
+    events.write_text("".join(events.read_text().splitlines(keepends=True)[:3]))  # cut before the first epoch
+    write_status(fold_run, {"state": "finished", "epoch": 2, "epochs": 2})
+    shown = runner.invoke(app, ["runs", "show", fold_run.name])
+    assert "warning: events.jsonl holds 0 of the 2 epochs trained" in " ".join(shown.output.split())
+    assert "none finished yet" not in shown.output
