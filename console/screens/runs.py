@@ -597,7 +597,11 @@ class RunsScreen(Screen[None]):
         except Exception as exc:
             self.post_message(ActionDone(f"not exported: {_error_text(exc)}", error=True))
             return
-        self.post_message(ActionDone(f"wrote {out} (imgcls-console train {out} re-runs it)"))
+        try:  # the shortest name for the one status line: from the working folder when inside it
+            shown = out.resolve().relative_to(Path.cwd())
+        except ValueError:
+            shown = out
+        self.post_message(ActionDone(f"wrote {shown}: `imgcls-console train {shown}` re-runs it"))
 
     def action_delete(self) -> None:
         """Delete the current run or group folder after a confirmation; a running one is refused."""

@@ -226,6 +226,8 @@ def test_note_tags_written_shown_by_cli_and_export(trained_run: Path, runs_root:
             await pilot.press("enter")
             await wait_for(pilot, out.is_file)
             await wait_for(pilot, lambda: "wrote" in status_text(screen))
+            shown = "exported/preset.yaml"  # from the working folder: the status is one line
+            assert status_text(screen) == f"wrote {shown}: `imgcls-console train {shown}` re-runs it"
 
     asyncio.run(main())
     assert read_annotations(trained_run).note == "lr too high"
