@@ -86,7 +86,8 @@ class MonitorScreen(Screen[None]):
     BINDINGS = [
         Binding("s", "stop", "Stop",
                 tooltip="stop the run gracefully: the current step ends and its last checkpoint is saved"),
-        Binding("r", "resume", "Resume", tooltip="resume a stopped or failed run from its last checkpoint"),
+        Binding("r", "resume", "Resume",
+                tooltip="resume a stopped or failed run from its last checkpoint; a finished one: train it on"),
         Binding("e", "evaluate", "Evaluate", tooltip="open Evaluate with this run picked"),
         Binding("x", "close", "Close", tooltip="stop following the run here (it keeps training)"),
     ]
@@ -403,20 +404,25 @@ class MonitorScreen(Screen[None]):
         if model is None:
             return
         if model.state == "finished" and model.epochs and model.epoch >= model.epochs:
-            name = model.run_dir.name  # nothing left to resume: said here, in the app's words
-            self.notify(f"{name} trained all its {model.epochs} epochs: nothing to resume. To train it further, "
-                        f"fine-tune it (f in Runs), or extend it: imgcls-console resume {name} "
-                        f"--set train.epochs={model.epochs + 10}", severity="warning", timeout=10)
+            from console.screens.runs_dialogs import EpochsDialog  # nothing left to resume: train it further?
+
+            run_dir = model.run_dir
+
+            def extend(epochs: int | None) -> None:
+                if epochs is not None:
+                    self._resume(run_dir, [f"train.epochs={epochs}"])
+
+            self.app.push_screen(EpochsDialog(run_dir.name, model.epochs), extend)
             return
         self._resume(model.run_dir)
 
     @work(thread=True, exit_on_error=False, group="actions")
-    def _resume(self, run_dir: Path) -> None:
+    def _resume(self, run_dir: Path, overrides: list[str] | None = None) -> None:
         from engine.errors import EngineError
         from engine.launch import launch_resume
 
         try:
-            handle = launch_resume(run_dir)
+            handle = launch_resume(run_dir, overrides)
         except EngineError as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return

@@ -1,4 +1,5 @@
-"""The Runs screen's dialogs: a run's note and tags, a file path to write to, a yes/no confirmation."""
+"""The console's dialogs: a run's note and tags, a file path to write to, a yes/no confirmation, how many
+epochs to train a finished run to."""
 
 from __future__ import annotations
 
@@ -127,3 +128,42 @@ class ConfirmDialog(ModalScreen[bool]):
     def action_cancel(self) -> None:
         """Close without changing anything."""
         self.dismiss(False)
+
+
+class EpochsDialog(ModalScreen[int | None]):
+    """How many epochs a finished run should train to (more than it has); dismisses with the number or None."""
+
+    CSS_PATH = "runs_dialogs.tcss"
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, run_name: str, trained: int) -> None:
+        super().__init__()
+        self.run_name = run_name
+        self.trained = trained
+
+    def compose(self) -> ComposeResult:
+        """The question, the number (pre-filled), an error line, Train / Cancel."""
+        with Vertical(classes="dialog"):
+            yield Label(f"Train {self.run_name} on: it has {self.trained} epochs. To how many in all? (its LR "
+                        "schedule keeps its past; the new epochs hold the LR it reached)", classes="dialog-title",
+                        markup=False)
+            yield Input(str(self.trained + 10), type="integer", id="epochs-input")
+            yield Static("", id="dialog-error", classes="error", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Train", variant="primary", id="save")
+                yield Button("Cancel", id="cancel")
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#save")
+    def save(self) -> None:
+        """Return the number typed; one not above the epochs trained is refused in place."""
+        text = self.query_one("#epochs-input", Input).value.strip()
+        if not text.isdigit() or int(text) <= self.trained:
+            self.query_one("#dialog-error", Static).update(f"more than {self.trained}, as a whole number")
+            return
+        self.dismiss(int(text))
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        """Close without training."""
+        self.dismiss(None)

@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from textual.widgets import Input
 
 from console.app import create_app
 from console.screens.monitor import MonitorScreen
+from console.screens.runs_dialogs import EpochsDialog
 from engine.launch import launch_run
 from engine.presets import resolve_experiment
 
@@ -87,12 +89,17 @@ def test_stop_then_resume_from_the_app(runs_root: Path) -> None:
             await _until(pilot, lambda: model.state == "finished" and model.test_acc is not None, 300)
             assert sorted(model.rows) == list(range(1, 9))
 
-            await pilot.press("r")  # finished all its epochs: refused in the app's words, nothing started
-            await pilot.pause()
-            notes = [str(n.message) for n in app._notifications]
-            assert any("trained all its 8 epochs: nothing to resume" in note for note in notes), notes
-            assert not any(note.startswith("resuming") and "--set" in note for note in notes)
-            assert "resume refused" not in (handle.run_dir / "events.jsonl").read_text()  # no process tried it
+            await pilot.press("r")  # finished all its epochs: asks how many in all, and trains it further
+            await _until(pilot, lambda: isinstance(app.screen, EpochsDialog))
+            dialog = app.screen
+            dialog.query_one("#epochs-input", Input).value = "8"
+            await pilot.press("enter")  # not more than it has: refused in place
+            assert app.screen is dialog and "more than 8" in str(dialog.query_one("#dialog-error").render())
+            dialog.query_one("#epochs-input", Input).value = "10"
+            await pilot.press("enter")
+            await _until(pilot, lambda: model.epochs == 10 or model.state == "running", 60)
+            await _until(pilot, lambda: model.state == "finished" and sorted(model.rows) == list(range(1, 11)), 300)
+            assert "resume refused" not in (handle.run_dir / "events.jsonl").read_text()
 
     asyncio.run(main())
 
