@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from console.fmt import plural
 from engine.annotations import Annotations, parse_tags
 from engine.errors import EngineError
 
@@ -144,7 +145,7 @@ class EpochsDialog(ModalScreen[int | None]):
     def compose(self) -> ComposeResult:
         """The question, the number (pre-filled), an error line, Train / Cancel."""
         with Vertical(classes="dialog"):
-            yield Label(f"Train {self.run_name} on: it has {self.trained} epochs. To how many in all? (its LR "
+            yield Label(f"Train {self.run_name} on: it has {plural(self.trained, 'epoch')}. To how many in all? (its LR "
                         "schedule keeps its past; the new epochs hold the LR it reached)", classes="dialog-title",
                         markup=False)
             yield Input(str(self.trained + 10), type="integer", id="epochs-input")
