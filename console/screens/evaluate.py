@@ -237,6 +237,11 @@ class EvaluateScreen(Screen[None]):
             text += ", also: " + ", ".join(unlisted)
         self.query_one("#eval-picked", Static).update(Text(text))
 
+    def on_resize(self) -> None:
+        """Names fitted to the tree's new width (a narrow tree loses their middles, never `→ best`)."""
+        if self.is_mounted:
+            self.call_after_refresh(self.query_one(CheckpointTree).mark, self.picked)
+
     def action_show_tab(self, tab: str) -> None:
         """Show one of the result tabs."""
         self.query_one("#eval-tabs", TabbedContent).active = tab

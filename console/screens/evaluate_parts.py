@@ -16,6 +16,7 @@ from textual.message import Message
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from console.fmt import middle_ellipsis
 from console.evaluation import short as _short
 
 PICKED_MARK, UNPICKED_MARK = "●", "○"
@@ -147,10 +148,15 @@ class CheckpointTree(Tree[str]):
             if node.id not in self.texts:
                 continue
             picked_here = node.data in chosen
-            text = self.texts[node.id]
+            text, suffix = self.texts[node.id], ""
             if picked_here and any(owner is node for owner in implied.values()):
                 default = next(child for child in node.children if child.id in implied)
-                text += f" → {str(default.data).rpartition(':')[2]}"
+                suffix = f" → {str(default.data).rpartition(':')[2]}"
+            depth, parent = 0, node.parent
+            while parent is not None and parent is not self.root:
+                depth, parent = depth + 1, parent.parent
+            room = self.scrollable_content_region.width - 4 * (depth + 1) - 2 - len(suffix)  # guides, mark
+            text = (middle_ellipsis(text, room) if room > 0 else text) + suffix  # `→ best` stays in view
             included = picked_here or node.id in implied
             node.set_label(Text.assemble((PICKED_MARK if included else UNPICKED_MARK, "bold" if included else "dim"),
                                          " ", (text, "bold" if picked_here else "")))
