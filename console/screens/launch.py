@@ -88,6 +88,7 @@ class LaunchScreen(Screen[None]):
         self.data_summary: DataSummary | None = None
         self._data_error: str | None = None
         self._model_cost: ModelCost | None = None
+        self._model_error: str | None = None  # why the composition's model cannot be built at the data's input
         self._preset_costs: dict[str, ModelCost | str] = {}  # model preset -> its size at the data's input
         self.suggested_lr: float | None = None
         self._lr_tested: str | None = None  # lr_test_key of the composition the LR range test ran on
@@ -237,6 +238,7 @@ class LaunchScreen(Screen[None]):
     def _apply_request(self) -> None:
         experiment, overrides = self._requested or ("quickstart", [])
         self._requested = None
+        self._edited()  # a status about the composition before (an error, `started …`) no longer applies
         self.composition = Composition.of(experiment, overrides)
         self._section_names = {}
         self._awaiting = set()
@@ -457,6 +459,10 @@ class LaunchScreen(Screen[None]):
             self.query_one(ModelPanel).show_message(waiting, error=self._data_error is not None)
         else:
             key = preview_key(to_dict(config.model), inputs)
+            if self._wanted.get("model") != key and self._model_cost is not None:  # another model or input
+                self._model_cost = None  # no size shown for it until its own is worked out
+                self._show_pickers()
+            self._model_error = None if self._wanted.get("model") != key else self._model_error
             self._request("model", key, self._cost_model, config.model, *inputs)
             self._request("model-presets", preview_key(inputs), self._cost_model_presets, *inputs)
         if self.data_summary is None:
@@ -522,7 +528,7 @@ class LaunchScreen(Screen[None]):
             self.query_one(DataPanel).show(self.data_summary, pictures)
             self._refresh_model_and_schedule()
         elif message.task == "model":
-            self._model_cost = message.result
+            self._model_cost, self._model_error = message.result, None
             self.query_one(ModelPanel).show(self.config.model.name, self.config.model.options, message.result)
             self._show_pickers()
         elif message.task == "model-presets":
@@ -556,7 +562,7 @@ class LaunchScreen(Screen[None]):
                 self._show_pickers()  # the model's line loses a size it no longer has
                 self._refresh_model_and_schedule()
             elif message.task == "model":
-                self._model_cost = None
+                self._model_cost, self._model_error = None, message.message
         else:  # an action (lrfind, launch, share) or the catalog
             self._busy.discard(message.task)
             self._action_failed(message.task, message.message)
@@ -620,6 +626,10 @@ class LaunchScreen(Screen[None]):
         """Start training the composition in a child process, then follow it in Monitor."""
         if self.problem is not None:
             self._show_status(f"error: {self.problem}", error=True)
+            return
+        if self._model_error is not None:  # the model cannot be built for this data: it would fail at once
+            self._show_status("error: the model does not fit this data; the Model tab says why", error=True)
+            self.query_one("#launch-tabs", TabbedContent).active = "tab-model"
             return
         if "launch" in self._busy:
             return

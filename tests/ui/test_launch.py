@@ -327,3 +327,26 @@ def test_missing_data_is_told_in_the_data_tab_and_start_points_there(runs_root: 
             assert screen.query_one("#launch-tabs").active == "tab-data" and run_folders(runs_root) == []
 
     asyncio.run(main())
+
+
+def test_a_model_that_does_not_fit_the_data_is_refused_at_start(runs_root: Path) -> None:
+    """speedrun needs images of 9 px or more; the digits are 8 px: Start says so and shows the Model tab, and no
+    run folder is made (it was, and failed at once). The model line drops the size of the model before."""
+
+    async def main() -> None:
+        app = create_app(runs_root)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = launch(app)
+            await ready(pilot, screen)
+            screen.query_one("#pick-model", Select).value = "speedrun"
+            await until(pilot, lambda: screen._model_error is not None, "the model's error")
+            assert "21.5K params" not in text_of(screen, "#about-model")  # small-cnn's size is gone
+            await pilot.press("ctrl+r")
+            await pilot.pause()
+            assert text_of(screen, "#launch-status") == "error: the model does not fit this data; the Model tab says why"
+            assert screen.query_one("#launch-tabs").active == "tab-model" and run_folders(runs_root) == []
+            screen.query_one("#pick-model", Select).value = "small-cnn"  # back to one that fits: the error goes
+            await until(pilot, lambda: screen._model_error is None and screen._model_cost is not None, "small-cnn")
+            assert text_of(screen, "#launch-status") == ""
+
+    asyncio.run(main())
