@@ -179,7 +179,8 @@ def show_members(result: dict[str, Any]) -> None:
     greedy = result.get("greedy")
     if greedy:
         table = Table("step", "added", f"{greedy['split']} acc", f"{greedy['split']} loss",
-                      title=f"greedy selection on {greedy['split']} ({len(greedy['candidates'])} candidates)")
+                      title=f"greedy selection on {greedy['split']} "
+                      f"({plural(len(greedy['candidates']), 'candidate')})")
         for index, step in enumerate(greedy["trace"], 1):
             table.add_row(str(index), step["added"], fmt_pct(step["accuracy"]), _f(step["loss"]))
         out_console.print(table)

@@ -184,7 +184,13 @@ def greedy_select(refs: list[CheckpointRef], options: EvalOptions, how: str, *,
     until none does. Returns the chosen indices (in order added), each step (the member added, the scores,
     how many candidates were tried) and why the selection stopped (`greedy_stop`)."""
     progress = or_default(progress)
-    members = member_predictions(refs, options, progress)
+    try:
+        members = member_predictions(refs, options, progress)
+    except CheckpointError as exc:
+        if "were evaluated on different" not in str(exc):
+            raise
+        raise CheckpointError(f"greedy selection scores the members on the {options.split} split, and {exc}; "
+                              "turn greedy off to ensemble them on the test split") from None
     chosen: list[int] = []
     best = (-math.inf, -math.inf)
     trace: list[dict[str, Any]] = []

@@ -215,3 +215,13 @@ def test_an_interrupted_kfold_resumes_to_its_end(tmp_path: Path) -> None:
     record = resume_kfold(group)
     assert record["state"] == "finished" and record["ensemble"]["accuracy"] > 0.5 and "error" not in record
     assert sorted(p.name for p in group.iterdir()) == runs_before
+
+
+def test_greedy_selection_over_folds_says_why_it_cannot(home: tuple[Path, dict]) -> None:
+    """Greedy selection scores members on val, and each fold has its own: the refusal names greedy and the way
+    out (it named only the val sets, though the split asked for was test)."""
+    root, record = home
+    result = runner.invoke(app, ["ensemble", Path(record["group_dir"]).name, "--greedy", "--runs-dir", str(root)])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "greedy selection scores the members on the val split" in text and "turn greedy off" in text

@@ -16,7 +16,7 @@ from textual.message import Message
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from console.fmt import middle_ellipsis
+from console.fmt import middle_ellipsis, plural
 from console.evaluation import short as _short
 
 PICKED_MARK, UNPICKED_MARK = "●", "○"
@@ -239,7 +239,8 @@ def members_table(rows: list[dict[str, Any]], split: str) -> Table:
 
 def greedy_table(greedy: dict[str, Any]) -> Table:
     """The greedy selection: the member added at each step and the ensemble's score after it."""
-    table = Table(title=f"greedy selection on {greedy['split']} ({len(greedy['candidates'])} candidates)",
+    table = Table(title=f"greedy selection on {greedy['split']} "
+                      f"({plural(len(greedy['candidates']), 'candidate')})",
                   title_justify="left", title_style="bold", box=None, header_style="bold")
     for name in ("step", f"{greedy['split']} acc", f"{greedy['split']} loss"):
         table.add_column(name, justify="right", no_wrap=True)
