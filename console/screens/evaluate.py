@@ -119,6 +119,7 @@ class EvaluateScreen(Screen[None]):
             self._show_picked()
             if self._progress is None and self.outcome is not None:  # the last result was of other picks
                 self._clear_results()
+                self.query_one("#eval-progress-row").display = False  # its `100% done … saved` too
 
     # ---------------------------------------------------------------- layout
 

@@ -68,7 +68,7 @@ class CheckpointTree(Tree[str]):
     CheckpointTree { height: 1fr; }
     """
     BINDINGS = [Binding("space", "toggle_pick", "Pick",
-                        tooltip="pick or unpick the run, checkpoint or group under the cursor")]
+                        tooltip="pick or unpick the run, checkpoint or group under the cursor and move down")]
 
     class Toggled(Message):
         """Space was pressed on a node: pick or unpick its reference."""
@@ -173,10 +173,12 @@ class CheckpointTree(Tree[str]):
             stack.extend(reversed(node.children))
 
     def action_toggle_pick(self) -> None:
-        """Space: ask the screen to pick or unpick the reference under the cursor."""
+        """Space: ask the screen to pick or unpick the reference under the cursor, and move down (as in Runs: a
+        few presses pick a few runs)."""
         node = self.cursor_node
         if node is not None and node.data is not None:
             self.post_message(self.Toggled(node.data))
+            self.action_cursor_down()
 
 
 # ---------------------------------------------------------------- rendering

@@ -113,6 +113,7 @@ def test_one_checkpoint_with_flip_then_cancel_then_a_bad_reference(trained_run: 
             app.evaluate_refs([f"{trained_run.name}:last"])  # other picks, from another screen or the palette
             await pilot.pause()
             assert screen.outcome is None and _text(screen, "#eval-summary") == ""  # not the last picks' numbers
+            assert not screen.query_one("#eval-progress-row").display  # nor their `100% done … saved`
             await _cancel_then_fail(pilot, screen, trained_run)
 
     asyncio.run(main())
@@ -128,7 +129,7 @@ def test_ensemble_picked_by_keyboard_and_greedy_steps(trained_run: Path, second_
             screen = await _open(app, pilot, [])
             tree = screen.query_one(CheckpointTree)
             tree.focus()
-            await pilot.press("space", "down", "space")  # both runs (newest first), each at its best checkpoint
+            await pilot.press("space", "space")  # both runs (newest first: space moves down), each at its best
             assert sorted(screen.picked) == sorted([trained_run.name, second_run.name])
             run_node = next(node for node in tree._all_nodes() if node.data == trained_run.name)
             best_node = next(node for node in run_node.children if node.data == f"{trained_run.name}:best")
