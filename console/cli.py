@@ -48,7 +48,23 @@ def console_app(
 
     console = create_app(runs_dir, experiment)
     console.run()
+    say_still_training(console.runs_root)
     end_at_once(console.return_code or 0)
+
+
+def say_still_training(runs_root: Path) -> None:
+    """After the app closes: the runs that go on training (closing never stops them), so a quiet shell prompt
+    does not read as their end."""
+    from engine.runs import RunningRuns
+
+    try:
+        running = RunningRuns(Path(runs_root)).scan()
+    except OSError:
+        return
+    if running:
+        names = ", ".join(run.name for run in running[:3]) + (" …" if len(running) > 3 else "")
+        typer.echo(f"{len(running)} still training ({names}): `imgcls-console` shows "
+                   f"{'it' if len(running) == 1 else 'them'} again")
 
 
 def end_at_once(code: int) -> None:

@@ -169,8 +169,10 @@ def test_a_long_run_name_loses_its_middle_in_the_side_panel() -> None:
     assert _run_label("✓", "quickstart-lr-batch-t1-20261203-162132", 0).startswith("✓ quickstart-lr-batch-t1\n")
 
 
-def test_the_app_opening_on_launch_says_which_runs_are_training(runs_root: Path) -> None:
-    """Closed while a run trained, opened again: Launch is shown, and a notice says what trains and F3 shows it."""
+def test_the_app_opening_on_launch_says_which_runs_are_training(runs_root: Path, capsys: Any) -> None:
+    """Closed while a run trained, opened again: Launch is shown, and a notice says what trains and F3 shows it;
+    closed again, the shell is told that it goes on."""
+    from console.cli import say_still_training
     from engine.launch import request_stop
 
     handle = launch_run(resolve_experiment("quickstart", ["train.epochs=400", "data.limit=300"]), runs_root)
@@ -185,6 +187,9 @@ def test_the_app_opening_on_launch_says_which_runs_are_training(runs_root: Path)
 
     try:
         asyncio.run(main())
+        capsys.readouterr()
+        say_still_training(runs_root)  # what `imgcls-console` prints once the app has closed
+        assert capsys.readouterr().out == f"1 still training ({handle.run_dir.name}): `imgcls-console` shows it again\n"
     finally:
         request_stop(handle.run_dir)
         assert handle.wait(120) is not None
