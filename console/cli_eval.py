@@ -331,11 +331,19 @@ def show_kfold(record: dict[str, Any]) -> None:
                       fmt_pct(fold.get("best_val_acc")), fmt_pct(fold.get("test_acc")))
     out_console.print(table)
     cv = record.get("cv") or {}
-    test = (f"test acc {fmt_pct(cv.get('test_acc_mean'))} ± {fmt_pct(cv.get('test_acc_std'))}"
-            if cv.get("test_acc_mean") is not None
+
+    def spread(key: str) -> str:  # `98.64% ± 0.15%`; one value has no spread
+        std = cv.get(f"{key}_std")
+        return fmt_pct(cv.get(f"{key}_mean")) + (f" ± {fmt_pct(std)}" if std is not None else "")
+
+    test = (f"test acc {spread('test_acc')}" if cv.get("test_acc_mean") is not None
             else "no fold tested yet" if record.get("state") != "finished" else "no test split")
-    out_console.print(f"val acc {fmt_pct(cv.get('best_val_acc_mean'))} ± {fmt_pct(cv.get('best_val_acc_std'))}; "
-                      f"{test}", highlight=False)
+    finished = cv.get("folds_finished")
+    over = f" (over the {plural(finished, 'finished fold')})" if finished is not None and finished < record["folds"] else ""
+    if cv.get("best_val_acc_mean") is None:
+        out_console.print("no fold finished yet", highlight=False)
+    else:
+        out_console.print(f"val acc {spread('best_val_acc')}; {test}{over}", highlight=False)
     ensemble_result = record.get("ensemble") or {}
     if ensemble_result.get("error"):
         out_console.print(f"fold ensemble not evaluated: {ensemble_result['error']}", highlight=False)

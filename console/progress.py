@@ -43,6 +43,10 @@ class ProgressListener:
 
     def on_run_start(self, event: dict[str, Any]) -> None:
         self.started = event  # named when training starts: a new run whose setup fails leaves no folder behind
+        for task in (self.run_task, self.epoch_task):  # the run before's bars (k-fold: one listener, K runs)
+            if task is not None:
+                self.progress.remove_task(task)
+        self.run_task = self.epoch_task = None
 
     def on_data_ready(self, event: dict[str, Any]) -> None:
         if self.data_task is not None:

@@ -57,12 +57,14 @@ def read_record(group: Path) -> dict[str, Any]:
 
 
 def cross_validation(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and standard deviation of the folds' best val accuracy and test accuracy."""
-    summary: dict[str, Any] = {}
+    """Mean and standard deviation of the finished folds' best val accuracy and test accuracy (a fold stopped
+    part-way is no estimate of the experiment), and how many folds they are over; no std from one fold."""
+    finished = [f for f in per_fold if f.get("state") == "finished"]
+    summary: dict[str, Any] = {"folds_finished": len(finished)}
     for key in ("best_val_acc", "test_acc"):
-        values = [float(f[key]) for f in per_fold if isinstance(f.get(key), (int, float))]
+        values = [float(f[key]) for f in finished if isinstance(f.get(key), (int, float))]
         summary[f"{key}_mean"] = statistics.fmean(values) if values else None
-        summary[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
+        summary[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else None
     return summary
 
 

@@ -143,7 +143,8 @@ def kfold_lines(group: Path) -> list[str]:
                    for f in record.get("per_fold", [])])
     cv = record.get("cv") or {}
     if cv.get("best_val_acc_mean") is not None:
-        spread = f"{_pct(cv['best_val_acc_mean'])} ± {_pct(cv.get('best_val_acc_std'))}"
+        std = cv.get("best_val_acc_std")
+        spread = _pct(cv["best_val_acc_mean"]) + (f" ± {_pct(std)}" if std is not None else " (one fold)")
         lines += [f"Cross-validation val acc {spread}.", ""]
     ensemble = record.get("ensemble") or {}
     if ensemble.get("accuracy") is not None:

@@ -199,6 +199,9 @@ def test_an_interrupted_kfold_resumes_to_its_end(tmp_path: Path) -> None:
     record = resume_kfold(group, listeners=[_stop_at(stop, "fold2", "epoch", 1)], stop=stop)
     assert [f["state"] for f in record["per_fold"]] == ["finished", "finished", "interrupted"]
     assert record["per_fold"][1]["run_dir"] != str(first_fold1)  # no checkpoint to resume: trained again
+    assert record["cv"]["folds_finished"] == 2  # the interrupted fold is no estimate: left out of the mean
+    shown = runner.invoke(app, ["runs", "show", group.name, "--runs-dir", str(root)]).output
+    assert "(over the 2 finished folds)" in shown
     fold2 = record["per_fold"][2]["run_dir"]
     result = runner.invoke(app, ["resume", group.name, "--runs-dir", str(root), "--json", "--quiet"])
     assert result.exit_code == 0, result.output
