@@ -157,8 +157,9 @@ def sort_rows(rows: list[RunRow], column: str, descending: bool) -> list[RunRow]
 
 
 def nest_folds(rows: list[RunRow]) -> list[RunRow]:
-    """Rows in their order, but each fold right under its k-fold group when the group is among them (folds keep
-    their order between themselves); a fold whose group is not there stays where it is."""
+    """Rows in their order, but each fold right under its k-fold group when the group is among them, in fold
+    order (fold0, fold1, … whatever the sort: a group reads as its folds); a fold whose group is not there stays
+    where it is."""
     groups = {row.name for row in rows if row.kind == KFOLD}
     folds: dict[str, list[RunRow]] = {}
     for row in rows:
@@ -167,7 +168,7 @@ def nest_folds(rows: list[RunRow]) -> list[RunRow]:
     nested: list[RunRow] = []
     for row in rows:
         if row.kind == KFOLD:
-            nested += [row, *folds.get(row.name, [])]
+            nested += [row, *sorted(folds.get(row.name, []), key=lambda fold: fold.name)]
         elif row.group not in groups:
             nested.append(row)
     return nested

@@ -130,6 +130,7 @@ class RunsScreen(Screen[None]):
         self.selected: set[str] = set()  # row keys (folder paths), kept across filtering and reloads
         self._root_changed: int | None = None  # the runs folder's mtime when last read (a run added or removed)
         self._last_load = 0.0  # time.monotonic() of the last quiet reload
+        self._count_said = False  # the status line shows how many runs there are (kept up to date)
         self.sort_column = "started"
         self.sort_descending = True
         self.compared: frozenset[str] = frozenset()
@@ -218,12 +219,13 @@ class RunsScreen(Screen[None]):
         self.loaded = True
         self.selected &= {row.key for row in self.rows}
         self._show_rows()
-        if message.announce:
+        if message.announce or self._count_said:  # a quiet reload keeps a count on show up to date
             runs = sum(1 for r in self.rows if r.kind != KFOLD)
             groups = len(self.rows) - runs
             self._say(plural(runs, "run") + (f", {plural(groups, 'k-fold group')}" if groups else "")
                       + f" in {self.app.runs_root}"
                       if self.rows else f"no runs in {self.app.runs_root} yet: start one in Launch (F2)")
+            self._count_said = True
         self._selection_changed()
 
     # --- the table -----------------------------------------------------------------------------------
@@ -299,6 +301,7 @@ class RunsScreen(Screen[None]):
         status = self.query_one("#runs-status", Static)
         status.update(text)
         status.set_class(error, "error")
+        self._count_said = False
 
     @on(Input.Changed, "#runs-filter")
     def _filter_changed(self) -> None:

@@ -135,7 +135,7 @@ def test_folds_sit_under_their_group_in_any_order() -> None:
              for i in range(2)]
     run = RunRow("r-20250101-000000", Path("r"), best_val_acc=0.9)
     ranked = sort_rows([group, *folds, run], "best_val_acc", True)  # r, f1, f0, g
-    assert [r.path.name for r in nest_folds(ranked)] == ["r", "g", "f1", "f0"]
+    assert [r.path.name for r in nest_folds(ranked)] == ["r", "g", "f0", "f1"]  # the folds in fold order
     assert [r.path.name for r in nest_folds([folds[0], run])] == ["f0", "r"]  # group filtered out: kept as is
     assert cell_texts(folds[0], nested=True)["name"] == "└ f0-20250101-000000"
     assert cell_texts(folds[0])["name"] == "g-20250101-000000/f0-20250101-000000"
@@ -356,5 +356,6 @@ def test_a_run_started_from_a_shell_appears_while_runs_is_shown(runs_root: Path)
             write_status(run_dir, {"state": "interrupted", "experiment": "quickstart", "epoch": 2, "epochs": 9})
             await wait_for(pilot, lambda: [row.name for row in screen.rows] == [run_dir.name], tries=200)
             assert table_rows(screen)[0][COLUMN["epochs"]] == "2/9"
+            assert "no runs in" not in status_text(screen)  # the count said before is not left behind
 
     asyncio.run(main())
