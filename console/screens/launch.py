@@ -317,7 +317,11 @@ class LaunchScreen(Screen[None]):
 
     @on(Select.Changed, "#pick-experiment")
     def _experiment_picked(self, event: Select.Changed) -> None:
-        if event.value is not Select.NULL and event.value != self.composition.experiment:
+        if event.value is Select.NULL:  # the list's blank line is no experiment: the composed one stays shown
+            with event.select.prevent(Select.Changed):
+                event.select.value = self.composition.experiment
+            return
+        if event.value != self.composition.experiment:
             self._edited()
             self.compose_experiment(str(event.value), [])
 

@@ -345,6 +345,10 @@ def test_a_model_that_does_not_fit_the_data_is_refused_at_start(runs_root: Path)
             await pilot.pause()
             assert text_of(screen, "#launch-status") == "error: the model does not fit this data; the Model tab says why"
             assert screen.query_one("#launch-tabs").active == "tab-model" and run_folders(runs_root) == []
+            experiment = screen.query_one("#pick-experiment", Select)
+            experiment.value = Select.NULL  # the list's blank line: the composed experiment stays shown
+            await pilot.pause()
+            assert experiment.value == "quickstart" and screen.composition.experiment == "quickstart"
             screen.query_one("#pick-model", Select).value = "small-cnn"  # back to one that fits: the error goes
             await until(pilot, lambda: screen._model_error is None and screen._model_cost is not None, "small-cnn")
             assert text_of(screen, "#launch-status") == ""
