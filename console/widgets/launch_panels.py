@@ -112,6 +112,7 @@ class DataPanel(VerticalScroll):
         info = self.query_one("#data-info", Static)
         info.remove_class("error")
         info.update("\n".join(lines))
+        self.query_one("#data-histogram", BackgroundPlot).display = True
         self._draw_histogram(summary)
         tiles = [Group(picture, Text(name, justify="center", overflow="ellipsis", no_wrap=True))
                  for name, picture in samples]
@@ -123,11 +124,13 @@ class DataPanel(VerticalScroll):
             _draw_histogram, classes=list(summary.classes), train=list(summary.counts.get("train", []))))
 
     def show_message(self, text: str, *, error: bool = False) -> None:
-        """No data: say why."""
+        """No data: say why (no empty chart frame under it)."""
         info = self.query_one("#data-info", Static)
         info.set_class(error, "error")
         info.update(text)
-        self.query_one("#data-histogram", BackgroundPlot).draw(_clear)
+        histogram = self.query_one("#data-histogram", BackgroundPlot)
+        histogram.draw(_clear)
+        histogram.display = False
         self.query_one("#data-samples", Static).update("")
 
 

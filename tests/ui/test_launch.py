@@ -320,6 +320,7 @@ def test_missing_data_is_told_in_the_data_tab_and_start_points_there(runs_root: 
             screen.compose_experiment("mnist-logreg", [])
             await until(pilot, lambda: screen._data_error is not None, "the data's error")
             assert "MNIST/raw" in text_of(screen, "#data-info") and "params," not in text_of(screen, "#about-model")
+            assert not screen.query_one("#data-histogram").display  # no empty chart frame under the message
             await pilot.press("ctrl+r")
             await until(pilot, lambda: "error" in text_of(screen, "#launch-status"), "Start refused")
             assert text_of(screen, "#launch-status") == ("error: the data is not there; the Data tab says where its "
