@@ -104,10 +104,11 @@ def lr_find(
     """LR range test: ramp the LR up exponentially, record the loss, suggest an LR (steepest descent)."""
     import time
 
-    from engine.lr_find import lr_range_test, plain_chart, save_series
+    from engine.lr_find import check_ramp, lr_range_test, plain_chart, save_series
     from engine.presets import resolve_experiment
     from engine.runs import runs_dir
 
+    check_ramp(start_lr, end_lr, steps)
     config = resolve_experiment(experiment, overrides or [])
     err_console.print(f"lr-find on {config.name}: {steps} steps from {start_lr:g} to {end_lr:g}", highlight=False)
     from rich.progress import Progress

@@ -13,6 +13,19 @@ from engine.events import EventWriter
 from engine.runtime import autocast, autocast_dtype, configure_cpu_threads, pick_device, seed_everything
 
 
+def check_ramp(start_lr: float, end_lr: float, steps: int) -> None:
+    """Refuse a ramp the test cannot run, in one line: LRs finite and positive, rising; at least 5 steps."""
+    from engine.errors import ConfigError
+
+    for name, value in (("--start-lr", start_lr), ("--end-lr", end_lr)):
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{name} {value}: expected a positive learning rate, e.g. 1e-6")
+    if end_lr <= start_lr:
+        raise ConfigError(f"--end-lr {end_lr:g}: the ramp rises, so it must be above --start-lr {start_lr:g}")
+    if steps < 5:
+        raise ConfigError(f"--steps {steps}: the test needs at least 5 steps to suggest anything (200 is usual)")
+
+
 def lr_range_test(config: ExperimentConfig, *, start_lr: float = 1e-6, end_lr: float = 10.0, steps: int = 200,
                   smoothing: float = 0.05, diverge_factor: float = 4.0,
                   progress: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
@@ -20,6 +33,7 @@ def lr_range_test(config: ExperimentConfig, *, start_lr: float = 1e-6, end_lr: f
     of memory (setup or steps) is one EngineError naming the batch size and what to try."""
     from engine.inference import is_out_of_memory, out_of_memory_error
 
+    check_ramp(start_lr, end_lr, steps)
     try:
         return _range_test(config, start_lr=start_lr, end_lr=end_lr, steps=steps, smoothing=smoothing,
                            diverge_factor=diverge_factor, progress=progress)

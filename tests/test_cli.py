@@ -205,3 +205,16 @@ def test_quiet_keeps_the_warnings(isolated_dirs: Path) -> None:
                                  "data.limit=200"])
     assert result.exit_code == 0, result.output
     assert "warning: train.precision=bf16 needs CUDA" in result.output and "epoch   1" not in result.output
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--steps", "0"], "--steps 0: the test needs at least 5 steps"),
+    (["--start-lr", "0"], "--start-lr 0.0: expected a positive learning rate"),
+    (["--start-lr", "nan"], "--start-lr nan: expected a positive learning rate"),
+    (["--end-lr", "inf"], "--end-lr inf: expected a positive learning rate"),
+    (["--start-lr", "1", "--end-lr", "0.1"], "--end-lr 0.1: the ramp rises, so it must be above --start-lr 1"),
+])
+def test_lr_find_refuses_a_ramp_it_cannot_run_in_one_line(isolated_dirs: Path, args: list[str], said: str) -> None:
+    result = runner.invoke(app, ["lr-find", "quickstart", *args])  # tracebacks before (IndexError, ZeroDivision…)
+    assert result.exit_code == 2 and said in result.output and "Traceback" not in result.output
+    assert not (isolated_dirs / "runs").exists()  # nothing run, nothing written
