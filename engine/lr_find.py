@@ -127,13 +127,14 @@ def plain_chart(xs: list[float], ys: list[float], *, width: int = 60, height: in
     px = [math.log10(x) if log_x else x for x in xs]
     finite = [y for y in ys if math.isfinite(y)]
     low, high = (min(finite), max(finite)) if finite else (0.0, 1.0)
-    span_x = (max(px) - min(px)) or 1.0
+    left = min(px)  # once: in the loop it made a chart of n points cost n² (schedule preview of 100,000 epochs
+    span_x = (max(px) - left) or 1.0  # ran for minutes)
     span_y = (high - low) or 1.0
     grid = [[" "] * width for _ in range(height)]
     for x, y in zip(px, ys):
         if not math.isfinite(y):
             continue
-        col = min(width - 1, int((x - min(px)) / span_x * (width - 1)))
+        col = min(width - 1, int((x - left) / span_x * (width - 1)))
         row = min(height - 1, int((high - y) / span_y * (height - 1)))
         grid[row][col] = "*"
     return ["".join(r) for r in grid]
