@@ -180,29 +180,37 @@ def _export_text(source: str, kind: str | None, overrides: list[str], runs_dir: 
     """What `export` writes for `source`: a sweep bundle, or a run's or an experiment's resolved config."""
     from engine.config import from_dict, to_dict
     from engine.errors import ConfigError, EngineError
-    from engine.presets import apply_overrides, resolve_experiment, resolved_yaml
+    from engine.presets import apply_overrides, resolve_experiment, resolved_yaml, validate_deep
     from engine.runs import read_config, resolve_run
     from engine.runs import runs_dir as pick_runs_dir
     from engine.sweep_bundle import export_sweep
 
     if kind == "sweep":
         return export_sweep(source, overrides, file_name)
+    if kind == "experiment" or _is_preset("experiment", source):  # a preset of the name wins, as in previews
+        if kind is None and _names_a_run(source, runs_dir):
+            err_console.print(f"note: {source} is an experiment preset and a run's name: the preset is exported "
+                              "(give the run's full folder name for the run)", highlight=False)
+        return resolved_yaml(resolve_experiment(source, overrides))
     try:
         run_dir = resolve_run(pick_runs_dir(runs_dir), source)
     except EngineError as not_a_run:
-        try:
-            return resolved_yaml(resolve_experiment(source, overrides))
-        except ConfigError as exc:
-            if not str(exc).startswith("no experiment preset named"):
-                raise
-            if kind is None and _is_preset("sweep", source):
-                return export_sweep(source, overrides, file_name)
-            raise ConfigError(f"{source!r} is neither a run ({not_a_run}) nor an experiment preset ({exc})"
-                              f"{'' if kind else ', nor a sweep preset'}") from None
+        if _is_preset("sweep", source):
+            return export_sweep(source, overrides, file_name)
+        raise ConfigError(f"{source!r} is neither a run ({not_a_run}) nor an experiment or sweep preset") from None
     config = read_config(run_dir)
     if overrides:
         config = from_dict(apply_overrides(to_dict(config), overrides), "--set")
+        validate_deep(config, None)  # what the file would be refused for, refused before it is written
     return resolved_yaml(config)
+
+
+def _names_a_run(source: str, runs_dir: Path | None) -> bool:
+    """Whether `source` names a run too (its folder's name, or the name its runs share)."""
+    from engine.runs import list_runs, short_name
+    from engine.runs import runs_dir as pick_runs_dir
+
+    return any(source in (run.name, short_name(run.name)) for run in list_runs(pick_runs_dir(runs_dir)))
 
 
 def _is_preset(kind: str, name: str) -> bool:

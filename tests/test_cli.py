@@ -218,3 +218,19 @@ def test_lr_find_refuses_a_ramp_it_cannot_run_in_one_line(isolated_dirs: Path, a
     result = runner.invoke(app, ["lr-find", "quickstart", *args])  # tracebacks before (IndexError, ZeroDivision…)
     assert result.exit_code == 2 and said in result.output and "Traceback" not in result.output
     assert not (isolated_dirs / "runs").exists()  # nothing run, nothing written
+
+
+def test_export_of_a_name_that_is_a_preset_and_a_run_exports_the_preset(isolated_dirs: Path) -> None:
+    """`presets export quickstart` with quickstart runs about: the preset (as `schedule preview` takes it), said;
+    the run by its folder's name; a run's export with a --set it cannot take is refused, nothing written."""
+    import yaml
+
+    trained = runner.invoke(app, ["train", "quickstart", "-q", "--json", "--set", "train.epochs=1", "data.limit=200"])
+    run_dir = Path(json.loads(trained.stdout)["run_dir"])
+    preset = runner.invoke(app, ["presets", "export", "quickstart", "--out", "-"])
+    assert preset.exit_code == 0 and "the preset is exported" in preset.stderr
+    assert yaml.safe_load(preset.stdout)["train"]["epochs"] == 15  # the preset's, not the run's 1
+    ran = runner.invoke(app, ["presets", "export", run_dir.name, "--out", "-"])
+    assert yaml.safe_load(ran.stdout)["train"]["epochs"] == 1
+    bad = runner.invoke(app, ["presets", "export", run_dir.name, "--out", "bad.yaml", "--set", "model.name=mlp"])
+    assert bad.exit_code == 2 and "model.options.channels" in bad.output and not Path("bad.yaml").exists()

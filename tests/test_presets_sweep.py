@@ -140,7 +140,7 @@ def test_a_sweep_without_bundle_is_copied_as_written_and_unknown_names_say_so(is
     assert result.exit_code == 0 and "sweep run mine" in result.stderr
     assert (isolated_dirs / "user-presets" / "sweep" / "mine.yaml").read_text() == plain.read_text()
     missing = invoke("presets", "export", "no-such", "--out", "-")
-    assert missing.exit_code == 2 and "nor a sweep preset" in missing.stderr
+    assert missing.exit_code == 2 and "nor an experiment or sweep preset" in missing.stderr
 
 
 def test_the_presets_screen_lists_shows_and_validates_a_sweep(isolated_dirs: Path) -> None:
