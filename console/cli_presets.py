@@ -154,7 +154,7 @@ def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="File to write ('-' for stdout).")],
     overrides: OverrideOption = None,
     runs_dir: RunsDirOption = None,
-    kind: Annotated[str | None, typer.Option("--kind", "-k", help="experiment or sweep (default: a run, else an experiment, else a sweep of that name).")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", "-k", help="experiment or sweep (default: an experiment preset of that name, else a run, else a sweep).")] = None,
 ) -> None:
     """Write a preset to share: an experiment (or a run's config) as one self-contained, fully resolved YAML (schema
     version + content hash); a sweep with the presets it names bundled (its base experiment fully resolved, --set
