@@ -215,8 +215,8 @@ class FinetunePlan:
 def plan_finetune(runs_root: Path, reference: str, experiment: str | None = None,
                   overrides: list[str] | None = None, name: str | None = None) -> FinetunePlan:
     """The fine-tune of checkpoint `reference` (RUN[:CHECKPOINT], best by default): the run's own config renamed
-    `<name>-ft` unless an experiment is given, with `overrides`; damaged weights are refused before anything is made.
-    Shared by the `finetune` command and the console."""
+    `<name>-ft` (or the experiment given, named `<experiment>-ft`), with `overrides`; damaged weights are refused
+    before anything is made. Shared by the `finetune` command and the console."""
     from engine.config import from_dict, renamed, to_dict
     from engine.members import parse_ref
     from engine.presets import apply_overrides, resolve_experiment
@@ -228,8 +228,9 @@ def plan_finetune(runs_root: Path, reference: str, experiment: str | None = None
     if experiment is None:
         base = read_config(ref.run_dir)
         config = from_dict(apply_overrides(to_dict(renamed(base, f"{base.name}-ft")), overrides or []), "--set")
-    else:
+    else:  # a run of that experiment from these weights: named apart, so `X` keeps naming X's own runs
         config = resolve_experiment(experiment, overrides or [])
+        config = renamed(config, f"{config.name}-ft")
     if name:
         config = renamed(config, name)
     return FinetunePlan(folder, config, f"{ref.run_dir.name}:{folder.name}")

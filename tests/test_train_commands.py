@@ -31,6 +31,13 @@ def test_finetune_records_parent_and_starts_from_weights(tmp_path: Path) -> None
     assert [e["source"] for e in events if e["type"] == "weights_loaded"] == [config.model.pretrained]
     refused = runner.invoke(app, ["finetune", Path(parent["run_dir"]).name, "--set", "model.options.channels=[4]"])
     assert refused.exit_code == 2 and "model.options" in refused.output
+    # into an experiment named: a run of it from these weights, named apart (`quickstart` still names the parent)
+    into = runner.invoke(app, ["finetune", Path(parent["run_dir"]).name, "quickstart", "--json", "-q", *QUICK,
+                               "--set", "train.epochs=1"])
+    assert into.exit_code == 0, into.output
+    assert Path(json.loads(into.stdout)["run_dir"]).name.startswith("quickstart-ft-")
+    shown = runner.invoke(app, ["runs", "show", "quickstart", "--json"])
+    assert json.loads(shown.stdout)["run_dir"] == parent["run_dir"]
 
 
 def test_lr_find_saves_series_and_suggests(tmp_path: Path) -> None:
