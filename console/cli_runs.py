@@ -231,9 +231,13 @@ def show_run(run_dir: Path, *, with_config: bool) -> None:
 
 def what_line(status: dict[str, Any]) -> str:
     """`experiment quickstart · data digits · model small-cnn (convnet) · epoch 4 of 15`: what the run trains."""
-    return " · ".join((f"experiment {fmt_text(status.get('experiment'))}", f"data {fmt_text(status.get('data'))}",
-                       f"model {fmt_model(status.get('model_preset'), status.get('model'))}",
-                       f"epoch {fmt_text(status.get('epoch'))} of {fmt_text(status.get('epochs'))}"))
+    parts = [f"experiment {fmt_text(status.get('experiment'))}", f"data {fmt_text(status.get('data'))}",
+             f"model {fmt_model(status.get('model_preset'), status.get('model'))}",
+             f"epoch {fmt_text(status.get('epoch'))} of {fmt_text(status.get('epochs'))}"]
+    parent = status.get("parent")
+    if parent:  # a fine-tune's weights (RUN:CHECKPOINT), or a fold's k-fold group
+        parts.append(f"from {parent}" if ":" in str(parent) else f"in {parent}")
+    return " · ".join(parts)
 
 
 def status_line(status: dict[str, Any]) -> str:

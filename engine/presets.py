@@ -408,6 +408,8 @@ def detect_kind(path: Path, raw: dict[str, Any]) -> str:
     keys = set(raw) - {"description"}
     if keys & (EXPERIMENT_KEYS - {"name", "description"}):
         return "experiment"
+    if "sized_for" in keys:  # only a model preset says the input it is meant for
+        return "model"
     known = {kind: len(keys & {f.name for f in dataclasses.fields(section)})
              for kind, section in cfg.SECTION_TYPES.items() if kind in cfg.PRESET_KINDS}
     most = max(known.values(), default=0)

@@ -123,6 +123,8 @@ def test_a_model_presets_size_is_counted_at_the_input_it_names(isolated_dirs: Pa
     assert rows["wide-mlp"] == fmt_count(784 * 100 + 100 + 100 * 10 + 10)  # 28x28x1 in, 10 out
     assert rows["unsized-mlp"] == fmt_count(3 * 32 * 32 * 100 + 100 + 100 * 10 + 10) + "*"
     assert "* at 32 × 32 px, 3 channels, 10 classes (it names none)" in listed
+    detected = runner.invoke(app, ["presets", "validate", str(wide)])  # sized_for: only a model says it
+    assert detected.exit_code == 0 and "is a valid model preset" in detected.output
     bad = isolated_dirs / "bad-mlp.yaml"
     bad.write_text("name: mlp\nsized_for: {classes: 10, channels: 1, sise: 28}\n")
     result = runner.invoke(app, ["presets", "validate", str(bad), "--kind", "model"])

@@ -35,7 +35,10 @@ def test_finetune_records_parent_and_starts_from_weights(tmp_path: Path) -> None
     into = runner.invoke(app, ["finetune", Path(parent["run_dir"]).name, "quickstart", "--json", "-q", *QUICK,
                                "--set", "train.epochs=1"])
     assert into.exit_code == 0, into.output
-    assert Path(json.loads(into.stdout)["run_dir"]).name.startswith("quickstart-ft-")
+    tuned_dir = Path(json.loads(into.stdout)["run_dir"])
+    assert tuned_dir.name.startswith("quickstart-ft-")
+    said = runner.invoke(app, ["runs", "show", tuned_dir.name]).stdout.splitlines()[1]
+    assert said.endswith(f" · from {Path(parent['run_dir']).name}:best")  # where its weights came from
     shown = runner.invoke(app, ["runs", "show", "quickstart", "--json"])
     assert json.loads(shown.stdout)["run_dir"] == parent["run_dir"]
 
