@@ -156,6 +156,14 @@ def show_group(group: Path, json_out: bool) -> None:
     if json_out:
         print_json({**record, "note": notes.note, "tags": notes.tags})
         return
+    out_console.print(f"[bold]{escape(group.name)}[/]  {record.get('state')}  ({escape(str(group))})", highlight=False)
+    out_console.print(f"k-fold of experiment {fmt_text(record.get('experiment'))}: "
+                      f"{len(record.get('per_fold') or [])} of {fmt_text(record.get('folds'))} folds recorded",
+                      highlight=False)
+    if record.get("state") in ("interrupted", "failed"):  # how to go on, as the k-fold's own stop message says
+        error = f": {record['error']}" if record.get("error") else ""
+        err_console.print(f"[yellow]{record.get('state')}[/]{escape(error)}; `imgcls-console resume {group.name}` "
+                          "finishes it", highlight=False, soft_wrap=True)
     show_kfold(record)
     print_annotations(notes)
     envs = [read_environment(RunFolder(group / str(fold.get("run"))).environment) for fold in record["per_fold"]]

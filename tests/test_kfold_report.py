@@ -202,6 +202,7 @@ def test_an_interrupted_kfold_resumes_to_its_end(tmp_path: Path) -> None:
     assert record["cv"]["folds_finished"] == 2  # the interrupted fold is no estimate: left out of the mean
     shown = runner.invoke(app, ["runs", "show", group.name, "--runs-dir", str(root)]).output
     assert "(over the 2 finished folds)" in shown
+    assert f"`imgcls-console resume {group.name}` finishes it" in " ".join(shown.split())
     fold2 = record["per_fold"][2]["run_dir"]
     result = runner.invoke(app, ["resume", group.name, "--runs-dir", str(root), "--json", "--quiet"])
     assert result.exit_code == 0, result.output
