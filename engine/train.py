@@ -374,8 +374,14 @@ class Trainer:
             return
         source = "final"
         best_dir = self.run_dir / "checkpoints" / "best"
+        loaded = None
         if best_dir.is_dir():
-            loaded = ckpt.load_checkpoint(best_dir, with_state=False)
+            try:
+                loaded = ckpt.load_checkpoint(best_dir, with_state=False)
+            except CheckpointError as exc:  # the run trained well: it ends finished, tested on what it has
+                self.events.emit("warning", message=f"{exc}; the test split is scored with the final weights "
+                                                    "instead (the run's other checkpoints are intact)")
+        if loaded is not None:
             weights = loaded.ema if (loaded.ema is not None and self.config.eval.use_ema) else loaded.weights
             model = copy.deepcopy(parts.model)
             model.load_state_dict(weights)

@@ -334,3 +334,20 @@ def test_checkpoint_weights_are_as_readable_as_the_runs_other_files(tmp_path: Pa
         os.umask(old)
     modes = {path.name: path.stat().st_mode & 0o777 for path in folder.iterdir()}
     assert modes[ckpt.WEIGHTS] == modes[ckpt.EMA] == modes[ckpt.CONFIG] == 0o644, modes
+
+
+def test_a_damaged_best_checkpoint_at_the_test_pass_leaves_the_run_finished(tmp_path: Path) -> None:
+    """The best checkpoint damaged on disk (here: right after the last epoch's save) when the run scores the test
+    split: the run ends finished, tested on its final weights, and says so (it failed, and a resume could not
+    get past it: every epoch trained, nothing to resume)."""
+    def damage_best(event: dict) -> None:
+        if event["type"] == "checkpoint" and event["name"] == "last" and event["epoch"] == 2:
+            weights = tmp_path / "runs" / Path(event["path"]).parent.parent.name / "checkpoints/best" / ckpt.WEIGHTS
+            weights.write_bytes(weights.read_bytes()[:1000])
+
+    status = start_run(resolve_experiment("quickstart", ["train.epochs=2", "data.limit=300"]), tmp_path / "runs",
+                       listeners=[damage_best])
+    assert status["state"] == "finished" and status["test_checkpoint"] == "final"
+    events = [json.loads(line) for line in (Path(status["run_dir"]) / "events.jsonl").read_text().splitlines()]
+    warned = [e["message"] for e in events if e["type"] == "warning"]
+    assert any("best" in w and "scored with the final weights instead" in w for w in warned), warned
