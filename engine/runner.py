@@ -230,7 +230,8 @@ def plan_finetune(runs_root: Path, reference: str, experiment: str | None = None
         config = from_dict(apply_overrides(to_dict(renamed(base, f"{base.name}-ft")), overrides or []), "--set")
     else:  # a run of that experiment from these weights: named apart, so `X` keeps naming X's own runs
         config = resolve_experiment(experiment, overrides or [])
-        config = renamed(config, f"{config.name}-ft")
+        if not config.name.endswith("-ft"):  # a composition already named as a fine-tune (the console's) keeps it
+            config = renamed(config, f"{config.name}-ft")
     if name:
         config = renamed(config, name)
     return FinetunePlan(folder, config, f"{ref.run_dir.name}:{folder.name}")
