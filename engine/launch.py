@@ -27,7 +27,7 @@ from typing import Any
 from engine.config import ExperimentConfig, with_absolute_paths
 from engine.errors import EngineError, RunError
 from engine.events import Event, EventFollower
-from engine.processes import child_env
+from engine.processes import child_env, exit_now
 from engine.runs import (FINAL_STATES, RunFolder, atomic_write_text, create_run, read_status, saved_checkpoints,
                          write_config, write_status)
 
@@ -259,12 +259,7 @@ def exit_rank(code: int) -> None:
     `imgcls-console` entry point does for the CLI's ranks: console.cli.main)."""
     if "TORCHELASTIC_RUN_ID" not in os.environ:
         sys.exit(code)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
+    exit_now(code)
 
 
 if __name__ == "__main__":
