@@ -73,12 +73,14 @@ def list_cmd(
                               highlight=False, soft_wrap=True)
 
 
+NAME_FOLDED_AT = 36  # a run name longer than this is folded onto more lines before a column is left out for it
 LIST_DROPPED_FIRST = ("tags", "params", "time", "data", "epochs", "model")  # left out, in this order, to fit the terminal
 
 
 def print_run_list(annotated: list[tuple[RunInfo, Annotations]], models: list[str | None]) -> None:
     """The `runs list` table; the model column names the model preset (`name*`: changed), else the architecture.
-    Names are never cut: on a narrow terminal the least wanted columns are left out (and named)."""
+    Names are never cut: on a narrow terminal the least wanted columns are left out (and named), then a name too
+    long for what is left is folded onto more lines."""
     import click
     from rich.table import Column, Table
 
@@ -94,17 +96,24 @@ def print_run_list(annotated: list[tuple[RunInfo, Annotations]], models: list[st
     width = terminal_width(context.terminal_width if context else None)
     kept = list(range(len(headers)))
 
-    def needed(columns: list[int]) -> int:  # a rich table's width: cells, padding and borders
-        return sum(max(len(headers[c]), *(len(line) for row in rows for line in row[c].split("\n"))) + 3
-                   for c in columns) + 1
+    def needed(columns: list[int], name_cap: int | None = None) -> int:  # a rich table's width: cells, padding, borders
+        widths = {c: max(len(headers[c]), *(len(line) for row in rows for line in row[c].split("\n")))
+                  for c in columns}
+        if name_cap and 0 in widths:
+            widths[0] = min(widths[0], name_cap)
+        return sum(w + 3 for w in widths.values()) + 1
 
     dropped = []
     for name in LIST_DROPPED_FIRST:
-        if needed(kept) <= width:
+        if needed(kept, name_cap=NAME_FOLDED_AT) <= width:  # a longer name is folded rather than columns left out
             break
         kept.remove(headers.index(name))
         dropped.append(name)
-    table = Table(*(Column(headers[c], no_wrap=headers[c] == "name") for c in kept))
+    # a name wider than what the kept columns leave is folded onto more lines (never cut: it is typed back)
+    room = width - (needed([c for c in kept if c != 0]) - 1) - 4
+    name_column = Column("name", no_wrap=needed(kept) <= width, overflow="fold",
+                         max_width=max(room, 12) if needed(kept) > width else None)
+    table = Table(*(name_column if c == 0 else Column(headers[c]) for c in kept))
     for row in rows:
         cells = {c: escape(row[c]) for c in kept}
         if 1 in cells and STATE_STYLE.get(row[1]):

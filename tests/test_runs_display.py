@@ -188,6 +188,22 @@ def test_runs_list_fits_80_columns_without_cutting_a_name(isolated_dirs: Path, k
     assert f"{group}/" in wide and fold in wide
 
 
+def test_runs_list_folds_a_very_long_name_and_keeps_state_and_accuracies(isolated_dirs: Path) -> None:
+    long_name = "a-very-long-experiment-name-someone-typed-for-a-sweep-of-learning-rates-and-batch-sizes"
+    run_dir = create_run(isolated_dirs / "runs", long_name)
+    write_config(run_dir, resolve_experiment("quickstart"))
+    write_status(run_dir, {"state": "finished", "data": "digits", "model": "convnet", "best_val_acc": 0.9,
+                           "test_acc": 0.8, "started": time.time()})
+    result = runner.invoke(app, ["runs", "list"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    rows = [line for line in lines if line.startswith("│")]
+    assert "finished" in rows[0] and "90.00%" in rows[0] and "80.00%" in rows[0]  # not squeezed to nothing
+    folded = "".join(line.split("│")[1].strip() for line in rows)
+    assert run_dir.name in folded and "…" not in folded  # whole, across lines
+
+
 def test_runs_show_of_a_run_with_nothing_trained_says_so(isolated_dirs: Path) -> None:
     run_dir = create_run(isolated_dirs / "runs", "empty")
     write_config(run_dir, resolve_experiment("quickstart"))
