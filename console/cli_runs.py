@@ -13,7 +13,7 @@ from console.common import (
     RUN_RULE, JsonOption, RunsDirOption, err_console, escape, fmt_count, fmt_pct, fmt_seconds, out_console, print_json,
     reports_errors,
 )
-from console.fmt import NO_VALUE, fmt_fixed, fmt_model, fmt_num, fmt_text, plural, terminal_width
+from console.fmt import NO_VALUE, fmt_fixed, fmt_lr, fmt_model, fmt_text, plural, terminal_width
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -294,7 +294,7 @@ def print_epochs(rows: list[dict[str, Any]]) -> None:
     table = Table("epoch", "train loss", "train acc", "val loss", "val acc", "lr", "time", title="epochs")
     for row in rows:
         table.add_row(str(row["epoch"]), fmt_fixed(row.get("train_loss")), fmt_pct(row.get("train_acc")),
-                      fmt_fixed(row.get("val_loss")), fmt_pct(row.get("val_acc")), fmt_num(row.get("lr"), 3),
+                      fmt_fixed(row.get("val_loss")), fmt_pct(row.get("val_acc")), fmt_lr(row.get("lr")),
                       fmt_seconds(row.get("epoch_s")))
     out_console.print(table)
 

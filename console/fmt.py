@@ -68,6 +68,11 @@ def fmt_num(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}g}" if isinstance(value, (int, float)) else NO_VALUE
 
 
+def fmt_lr(value: Any) -> str:
+    """A learning rate in a table column: always in one form (9.56e-05, 1.07e-04), so a column reads down."""
+    return f"{value:.2e}" if isinstance(value, (int, float)) else NO_VALUE
+
+
 def fmt_fixed(value: Any, decimals: int = 4) -> str:
     """A loss or metric with `decimals` decimals (0.0133); missing -> NO_VALUE."""
     return f"{value:.{decimals}f}" if isinstance(value, (int, float)) else NO_VALUE

@@ -87,6 +87,13 @@ def test_the_report_says_what_made_its_runs(fold_run: Path, tmp_path: Path) -> N
     assert platform.python_version() in section and "All runs:" in section
 
 
+def test_a_learning_rate_column_reads_in_one_form() -> None:
+    from console.fmt import fmt_lr
+    column = [fmt_lr(v) for v in (0.1, 0.000107, 9.56e-05, 3e-7)]
+    assert column == ["1.00e-01", "1.07e-04", "9.56e-05", "3.00e-07"]  # `.3g` gave 0.000107 above 9.56e-05
+    assert fmt_lr(None) == NO_VALUE
+
+
 def test_missing_values_read_the_same_everywhere(isolated_dirs: Path) -> None:
     assert {fmt_pct(None), fmt_count(None), fmt_seconds(None), fmt_num(None)} == {NO_VALUE}
     root = isolated_dirs / "runs"

@@ -30,7 +30,7 @@ from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
 from console.device import device_summary
-from console.fmt import fmt_count, fmt_model, fmt_num, fmt_pct, middle_ellipsis
+from console.fmt import fmt_count, fmt_lr, fmt_model, fmt_num, fmt_pct, middle_ellipsis
 from console.fmt import fmt_seconds as fmt_s
 from console.run_charts import ChartData, draw_acc, draw_loss, draw_lr
 from console.run_model import RunModel, last_good_checkpoint
@@ -496,7 +496,7 @@ def pack_parts(parts: list[str], width: int, separator: str = " · ") -> str:
 def _epoch_cells(row: dict[str, Any]) -> tuple[str, ...]:
     """One epoch's cells in the table's column order (console.widgets.epoch_table.COLUMNS)."""
     return (str(row["epoch"]), fmt_pct(row.get("val_acc")), fmt_num(row.get("val_loss")), fmt_pct(row.get("train_acc")),
-            fmt_num(row.get("train_loss")), _epoch_time(row.get("epoch_s")), fmt_num(row.get("lr"), 3))
+            fmt_num(row.get("train_loss")), _epoch_time(row.get("epoch_s")), fmt_lr(row.get("lr")))
 
 
 def _epoch_time(seconds: Any) -> str:
