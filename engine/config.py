@@ -21,6 +21,7 @@ from engine.errors import ConfigError, did_you_mean
 SCHEMA_VERSION = 1
 MAX_INT = 2**63 - 1        # integers beyond int64 are refused (no field needs them; torch cannot hold them)
 MAX_IMAGE_SIZE = 4096      # data.image_size: one 4096 px RGB image is 48 MiB; larger is a typo, refused early
+LATEST = "latest"          # wherever a run is named, this word is the newest run: no run may be named so
 _SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
@@ -427,6 +428,9 @@ def renamed(config: ExperimentConfig, name: str) -> ExperimentConfig:
     """`config` as a run named `name` (`--name`), keeping the name of the experiment it was composed from."""
     if name == config.name:
         return config
+    if name == LATEST:
+        raise ConfigError(f"--name {LATEST!r}: that word stands for the newest run wherever a run is named; "
+                          "choose another name")
     return dataclasses.replace(config, name=name, experiment=config.experiment or config.name)
 
 
@@ -512,6 +516,8 @@ def semantic_problems(config: ExperimentConfig, source: str | None = None) -> li
     need(0.0 <= config.train.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)")
     if config.schedule.name == "multistep":
         need(bool(config.schedule.milestones), "schedule.milestones", "multistep needs at least one milestone")
+    need(config.name != LATEST, "name", f"{LATEST!r} stands for the newest run wherever a run is named; "
+         "choose another name")
     return problems
 
 

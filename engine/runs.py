@@ -274,7 +274,7 @@ def resolve_run(root: Path, name: str) -> Path:
     named = [r.path for r in runs if short_name(r.name) == name]
     if named:
         return newest_named(named, name)
-    if name == "latest" and runs:
+    if name == cfg.LATEST and runs:
         return runs[-1].path
     matches = [n for n in names if n.startswith(name) or Path(n).name.startswith(name)]
     if len(matches) == 1:

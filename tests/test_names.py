@@ -93,6 +93,16 @@ def test_train_name_keeps_the_experiment_name_in_the_config(isolated_dirs: Path)
     assert (again.name, again.experiment) == ("lr02", "quickstart")
 
 
+def test_no_run_may_be_named_latest_the_word_for_the_newest_run(isolated_dirs: Path) -> None:
+    result = runner.invoke(app, ["train", "quickstart", "--name", "latest"])
+    assert result.exit_code == 2 and "--name 'latest'" in result.output and "newest run" in result.output
+    preset = isolated_dirs / "latest.yaml"
+    preset.write_text("base: quickstart\nname: latest\n")
+    result = runner.invoke(app, ["presets", "validate", str(preset)])
+    assert result.exit_code != 0 and f"{preset}: name: 'latest' stands for the newest run" in result.output
+    assert not (isolated_dirs / "runs").exists() or not any((isolated_dirs / "runs").iterdir())
+
+
 def test_one_set_takes_several_key_values(isolated_dirs: Path) -> None:
     import yaml
 
