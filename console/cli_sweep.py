@@ -351,6 +351,7 @@ def _existing_or_new(name: str, root: Path, storage: str | None, overrides: list
 def list_cmd(storage: StorageOption = None, runs_dir: RunsDirOption = None, json_out: JsonOption = False) -> None:
     """The sweeps in the runs folder (or in --storage): trials done of planned, best value."""
     from engine.runs import runs_dir as pick_runs_dir
+    from engine.errors import EngineError
     from engine.sweep import known_sweeps, open_named, open_storage
 
     root = pick_runs_dir(runs_dir)
@@ -362,7 +363,11 @@ def list_cmd(storage: StorageOption = None, runs_dir: RunsDirOption = None, json
         names = sorted(s.study_name for s in optuna.get_all_study_summaries(open_storage(storage)))
     rows = []
     for name in names:
-        result = _summary(*open_named(root, name, storage)[:2])
+        try:
+            result = _summary(*open_named(root, name, storage, to_run=False)[:2])
+        except EngineError as exc:  # one unreadable sweep is said in its row; the others are still listed
+            rows.append({"sweep": name, "error": str(exc)})
+            continue
         rows.append({key: result[key] for key in ("sweep", "base", "metric", "sampler", "done", "trials",
                                                   "best_trial", "best_value")})
     if json_out:
@@ -372,6 +377,9 @@ def list_cmd(storage: StorageOption = None, runs_dir: RunsDirOption = None, json
         err_console.print(f"no sweeps in {root / 'sweeps'}", highlight=False)
         return
     for row in rows:
+        if "error" in row:
+            out_console.print(f"{row['sweep']}  cannot be read: {row['error']}", highlight=False)
+            continue
         best = "-" if row["best_trial"] is None else f"trial {row['best_trial']} {_value(row['metric'], row['best_value'])}"
         out_console.print(f"{row['sweep']}  {row['base']}  {row['sampler']}  {row['done']}/{row['trials']} trials  "
                           f"best {row['metric']}: {best}", highlight=False)
@@ -395,7 +403,7 @@ def show_cmd(
     from engine.runs import runs_dir as pick_runs_dir
     from engine.sweep import open_named
 
-    result = _summary(*open_named(pick_runs_dir(runs_dir), name, storage)[:2])
+    result = _summary(*open_named(pick_runs_dir(runs_dir), name, storage, to_run=False)[:2])
     if json_out:
         print_json(result)
     else:
@@ -418,7 +426,7 @@ def report_cmd(
     from engine.sweep import open_named
     from engine.sweep_report import write_sweep_report
 
-    study, spec, _ = open_named(pick_runs_dir(runs_dir), name, storage)
+    study, spec, _ = open_named(pick_runs_dir(runs_dir), name, storage, to_run=False)
     path = write_sweep_report(study, spec, out)
     figures = [str(p) for p in linked_figures(path)]
     if json_out:

@@ -92,8 +92,10 @@ def load_spec(name: str, overrides: list[str] | None = None) -> SweepSpec:
     return spec_from_raw(load_mapping(path), str(path), path.stem, overrides or [])
 
 
-def spec_from_raw(raw: dict[str, Any], source: str, name: str, overrides: list[str]) -> SweepSpec:
-    """Validate a spec mapping; the first problem is one ConfigError naming `source` and the dotted key."""
+def spec_from_raw(raw: dict[str, Any], source: str, name: str, overrides: list[str], *,
+                  against_base: bool = True) -> SweepSpec:
+    """Validate a spec mapping; the first problem is one ConfigError naming `source` and the dotted key.
+    `against_base=False` (reading a stored sweep's trials) skips what needs its base experiment as it is now."""
     from engine.presets import PLAIN_NAME, find_preset
 
     def fail(key: str, message: str) -> ConfigError:
@@ -109,7 +111,8 @@ def spec_from_raw(raw: dict[str, Any], source: str, name: str, overrides: list[s
     if not isinstance(base, str):
         raise fail("base", f"expected an experiment preset name, got {base!r}")
     try:
-        find_preset("experiment", base)
+        if against_base:
+            find_preset("experiment", base)
     except ConfigError as exc:
         raise fail("base", str(exc)) from None
     params = _params(raw.get("params"), fail)
@@ -130,7 +133,8 @@ def spec_from_raw(raw: dict[str, Any], source: str, name: str, overrides: list[s
                                f"{raw['time']!r}")
     spec = SweepSpec(name, source, base, params, metric, direction, trials, sampler, pruner, seed, dict(raw),
                      time_limit)
-    _check_against_base(spec, overrides, fail)
+    if against_base:
+        _check_against_base(spec, overrides, fail)
     return spec
 
 
@@ -360,8 +364,9 @@ def create_study(spec: SweepSpec, storage: Any, overrides: list[str]) -> Any:
     return study
 
 
-def load_study(name: str, storage: Any) -> tuple[Any, SweepSpec, list[str]]:
-    """An existing sweep's study, its spec (re-validated) and the `--set` overrides it was started with."""
+def load_study(name: str, storage: Any, *, to_run: bool = True) -> tuple[Any, SweepSpec, list[str]]:
+    """An existing sweep's study, its spec (re-validated: against its base experiment as it is now when trials
+    are `to_run`; read-only uses need not find the base) and the `--set` overrides it was started with."""
     import optuna
 
     try:
@@ -370,7 +375,8 @@ def load_study(name: str, storage: Any) -> tuple[Any, SweepSpec, list[str]]:
         raise RunError(f"no sweep named {name!r} in its storage") from None
     attrs = study.user_attrs
     overrides = list(attrs.get("overrides") or [])
-    spec = spec_from_raw(dict(attrs.get("spec") or {}), str(attrs.get("source", name)), name, overrides)
+    spec = spec_from_raw(dict(attrs.get("spec") or {}), str(attrs.get("source", name)), name, overrides,
+                         against_base=to_run)
     study.sampler, study.pruner = make_sampler(spec), _pruner(spec)
     return study, spec, overrides
 
@@ -380,13 +386,15 @@ def known_sweeps(runs_root: Path) -> list[str]:
     return sorted(p.stem for p in sweep_dir(runs_root).glob("*.db"))
 
 
-def open_named(runs_root: Path, name: str, url: str | None) -> tuple[Any, SweepSpec, list[str]]:
-    """A sweep by name: its default SQLite file (which must exist) or the study `name` in `url`."""
+def open_named(runs_root: Path, name: str, url: str | None, *,
+               to_run: bool = True) -> tuple[Any, SweepSpec, list[str]]:
+    """A sweep by name: its default SQLite file (which must exist) or the study `name` in `url` (`to_run`: see
+    `load_study`)."""
     if url is None and not (sweep_dir(runs_root) / f"{name}.db").is_file():
         names = known_sweeps(runs_root)
         raise RunError(f"no sweep named {name!r} in {sweep_dir(runs_root)}{did_you_mean(name, names)}; sweeps: "
                        f"{', '.join(names) or '(none)'}")
-    return load_study(name, open_storage(storage_url(runs_root, name, url)))
+    return load_study(name, open_storage(storage_url(runs_root, name, url)), to_run=to_run)
 
 
 # ---------------------------------------------------------------------------------------------- results

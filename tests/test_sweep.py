@@ -167,3 +167,24 @@ def test_a_trial_queued_again_shows_its_values_while_it_waits(isolated_dirs: Pat
     rows = {row["state"]: row for row in trial_rows(study, spec)}
     assert set(rows) == {"fail", "waiting"}
     assert rows["waiting"]["params"] == rows["fail"]["params"] == trial.params
+
+
+def test_a_sweep_whose_base_preset_is_gone_is_still_listed_shown_and_reported(isolated_dirs: Path) -> None:
+    base = write(isolated_dirs / "user-presets" / "experiment" / "mine.yaml",
+                 "base: quickstart\nname: mine\ntrain: {epochs: 1}\ndata: {limit: 300}\n")
+    spec = write(isolated_dirs / "mine-lr.yaml", "base: mine\nparams:\n  optim.lr: {choices: [0.05]}\n"
+                                                 "sampler: grid\npruner: none\n")
+    assert invoke("sweep", "run", str(spec), "--quiet").exit_code == 0
+    write(isolated_dirs / "runs" / "sweeps" / "broken.db", "not a database")
+    base.unlink()  # the user removed or renamed the preset the sweep was started from
+
+    listed = invoke("sweep", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "mine-lr  mine  grid  1/1 trials" in listed.stdout  # not: one error for the whole list
+    assert "broken  cannot be read:" in listed.stdout
+    shown = json.loads(invoke("sweep", "show", "mine-lr", "--json").stdout)
+    assert shown["done"] == 1 and shown["ranked"][0]["state"] == "complete"
+    assert invoke("sweep", "report", "mine-lr", "--out", str(isolated_dirs / "report")).exit_code == 0
+    resumed = invoke("sweep", "resume", "mine-lr", "--trials", "2")  # new trials need the base: said in a line
+    assert resumed.exit_code != 0 and resumed.stderr.count("\n") == 1
+    assert "base: no experiment preset named 'mine'" in resumed.stderr
