@@ -530,13 +530,19 @@ def diff(
     if not rows:
         out_console.print(f"{path_a.name} and {path_b.name} have the same config", highlight=False)
         return
+    import click
+    from rich.table import Column
+
     from engine.compare import compact_value
 
-    table = Table("key", escape(path_a.name), escape(path_b.name))
+    # laid out for the terminal: a long run name or value folds onto more lines, whole (the keys never break)
+    table = Table(Column("key", no_wrap=True), Column(escape(path_a.name), overflow="fold"),
+                  Column(escape(path_b.name), overflow="fold"))
     for row in rows:
         table.add_row(row["key"], escape(compact_value(row["a"], row["key"])),
                       escape(compact_value(row["b"], row["key"])))
-    out_console.print(table)
+    context = click.get_current_context(silent=True)
+    print_at_width(table, terminal_width(context.terminal_width if context else None))
 
 
 RunArgument = Annotated[str, typer.Argument(metavar="RUN", help="Run or k-fold group. " + RUN_RULE)]

@@ -36,13 +36,20 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def run_config(run_dir: Path) -> dict[str, Any]:
-    """A run's resolved config, flattened to dotted keys ({} when it has none)."""
+    """A run's resolved config, flattened to dotted keys ({} when it has none); `experiment` is the experiment it
+    was composed from for every run (a run not renamed is named after it), so a diff never says `— vs X`."""
     from engine.config import to_dict
     from engine.runs import read_config
 
     if not RunFolder(run_dir).config.is_file():
         return {}
-    return flatten(to_dict(read_config(run_dir)))
+    config = read_config(run_dir)
+    plain: dict[str, Any] = {}
+    for key, value in to_dict(config).items():
+        plain[key] = value
+        if key == "name":  # right after the name, as a renamed run's config has it
+            plain["experiment"] = config.experiment or config.name
+    return flatten(plain)
 
 
 def diff_configs(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:

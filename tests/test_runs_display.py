@@ -241,3 +241,19 @@ def test_a_damaged_status_is_said_and_the_rest_of_the_run_still_shown(fold_run: 
     shown = runner.invoke(app, ["runs", "show", fold_run.name])
     assert "warning: events.jsonl holds 0 of the 2 epochs trained" in " ".join(shown.output.split())
     assert "none finished yet" not in shown.output
+
+
+def test_runs_diff_of_a_renamed_run_shows_only_the_name_and_fits_the_terminal(isolated_dirs: Path) -> None:
+    from engine.config import renamed
+
+    root = isolated_dirs / "runs"
+    long_name = "lr-sweep-by-hand-with-a-name-long-enough-to-need-folding-at-eighty-columns"
+    for name, config in (("plain", resolve_experiment("quickstart")),
+                         ("renamed", renamed(resolve_experiment("quickstart", ["optim.lr=0.07"]), long_name))):
+        write_config(create_run(root, config.name if name == "renamed" else name), config)
+    result = runner.invoke(app, ["runs", "diff", "plain", long_name], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, result.stdout
+    keys = [line.split("│")[1].strip() for line in lines if line.startswith("│") and line.split("│")[1].strip()]
+    assert keys == ["name", "optim.lr"]  # both made from quickstart: no `experiment  —  quickstart` row
