@@ -108,15 +108,21 @@ def _looks_like_path(name: str) -> bool:
     return name.endswith((".yaml", ".yml")) or os.sep in name or "/" in name
 
 
-def find_preset(kind: str, name: str) -> Path:
-    """Resolve a preset name (or file path) of `kind` to a file; a missing one lists the available names."""
+def find_preset(kind: str, name: str, relative_to: Path | None = None) -> Path:
+    """Resolve a preset name (or file path) of `kind` to a file; a missing one lists the available names. A
+    relative path named inside a preset file (`relative_to`: its folder) is taken from that folder first, then
+    from the working directory."""
     if kind not in ALL_KINDS:
         raise ConfigError(f"unknown preset kind {kind!r}; kinds are {', '.join(ALL_KINDS)}")
     if _looks_like_path(name):
         path = Path(name).expanduser()
+        beside = relative_to / path if relative_to is not None and not path.is_absolute() else None
+        if beside is not None and beside.is_file():
+            return beside
         if path.is_file():
             return path
-        raise ConfigError(f"preset file {name} does not exist")
+        where = f" (looked in {relative_to} and in the working directory)" if beside is not None else ""
+        raise ConfigError(f"preset file {name} does not exist{where}")
     for root in (*_OVERLAYS.get(), user_dir(), builtin_dir()):
         path = root / kind / f"{name}.yaml"
         if path.is_file():
@@ -160,10 +166,12 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return merged
 
 
-def load_section_preset(kind: str, name: str, named_in: str | None = None) -> dict[str, Any]:
-    """Load and validate one section preset; errors name its file and dotted key (and where it was named)."""
+def load_section_preset(kind: str, name: str, named_in: str | None = None,
+                        relative_to: Path | None = None) -> dict[str, Any]:
+    """Load and validate one section preset; errors name its file and dotted key (and where it was named;
+    `relative_to`: the folder of the file that named it, see `find_preset`)."""
     try:
-        path = find_preset(kind, name)
+        path = find_preset(kind, name, relative_to)
     except ConfigError as exc:
         if named_in is None:
             raise
@@ -233,12 +241,13 @@ def _check_section(kind: str, section: Any, source: str) -> None:
         check_model_config(section, source)
 
 
-def _resolve_section(kind: str, value: Any, source: str) -> dict[str, Any]:
-    """An experiment's section: a preset name, {preset: name, ...overrides} or plain fields."""
+def _resolve_section(kind: str, value: Any, source: str, folder: Path | None = None) -> dict[str, Any]:
+    """An experiment's section: a preset name, {preset: name, ...overrides} or plain fields (`folder`: that of
+    the file it is in, for a relative preset path)."""
     if isinstance(value, str):
         if kind not in cfg.PRESET_KINDS:
             raise ConfigError(f"{source}: {kind}: expected a mapping of fields ({kind} has no presets)")
-        return load_section_preset(kind, value, f"{source}: {kind}")
+        return load_section_preset(kind, value, f"{source}: {kind}", folder)
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -251,7 +260,7 @@ def _resolve_section(kind: str, value: Any, source: str) -> dict[str, Any]:
         raise ConfigError(f"{source}: {kind}.preset: {kind} has no presets")
     if not isinstance(preset, str):
         raise ConfigError(f"{source}: {kind}.preset: expected a preset name, got {preset!r}")
-    return _deep_merge(load_section_preset(kind, preset, f"{source}: {kind}.preset"), value)
+    return _deep_merge(load_section_preset(kind, preset, f"{source}: {kind}.preset", folder), value)
 
 
 def _compose_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -281,7 +290,7 @@ def _compose_collecting(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, A
         problems.append(f"{path}: base: expected an experiment preset name, got {base!r}")
     elif base is not None:
         try:
-            base_path = find_preset("experiment", base)
+            base_path = find_preset("experiment", base, path.parent)
         except ConfigError as exc:
             raise ConfigError(f"{path}: base: {exc}") from None
         composed, base_problems = _compose_collecting(base_path, (*seen, path.resolve()))
@@ -292,7 +301,7 @@ def _compose_collecting(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, A
     for key, value in raw.items():
         if key in cfg.SECTION_TYPES:
             try:
-                section = _resolve_section(key, value, str(path))
+                section = _resolve_section(key, value, str(path), path.parent)
             except ConfigError as exc:
                 problems += cfg.problems_of(exc)
                 continue

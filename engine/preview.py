@@ -234,7 +234,7 @@ def section_presets(experiment: str) -> dict[str, str | None]:
         chain.append(raw)
         if not isinstance(raw.get("base"), str):
             break
-        path = find_preset("experiment", raw["base"])
+        path = find_preset("experiment", raw["base"], path.parent)
     names: dict[str, str | None] = {kind: None for kind in PRESET_KINDS if kind != "experiment"}
     for raw in reversed(chain):  # the base first, each child on top
         for kind in names:

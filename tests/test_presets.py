@@ -176,3 +176,20 @@ def test_a_section_swap_applies_before_the_fields_given_with_it_in_any_order() -
         assert config.schedule.name == "multistep" and config.schedule.milestones == [2, 3], overrides
     later = presets.resolve_experiment("quickstart", ["model.dropout=0.3", "model=mnist-logreg", "model=small-cnn"])
     assert later.model.name == "convnet" and later.model.dropout == 0.3  # of two swaps, the later one wins
+
+
+def test_a_relative_path_in_a_preset_file_is_taken_from_that_files_folder(isolated_dirs: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = isolated_dirs / "team-presets"
+    write(shared / "parent.yaml", "base: quickstart\nname: parent\ntrain: {epochs: 3}\n")
+    write(shared / "models" / "thin.yaml", "name: convnet\noptions: {channels: [8, 16]}\n")
+    child = write(shared / "child.yaml", "base: ./parent.yaml\nname: child\nmodel: models/thin.yaml\n")
+    elsewhere = isolated_dirs / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the user runs it from another folder: nothing is looked for there first
+    config = presets.resolve_experiment(str(child))
+    assert (config.name, config.train.epochs, config.model.options["channels"]) == ("child", 3, [8, 16])
+    write(shared / "broken.yaml", "base: ./missing.yaml\n")
+    with pytest.raises(ConfigError, match=r"base: preset file ./missing.yaml does not exist \(looked in .*team-presets"
+                                          r" and in the working directory\)"):
+        presets.resolve_experiment(str(shared / "broken.yaml"))
