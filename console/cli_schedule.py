@@ -106,10 +106,13 @@ def lr_find(
 
     from engine.lr_find import check_ramp, lr_range_test, plain_chart, save_series
     from engine.presets import resolve_experiment
-    from engine.runs import runs_dir
+    from engine.runs import ensure_folder, runs_dir
 
     check_ramp(start_lr, end_lr, steps)
     config = resolve_experiment(experiment, overrides or [])
+    target = out or runs_dir() / "lr-find" / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    ensure_folder(target.parent, "--out folder" if out else "runs folder",  # before the ramp, not after it
+                  "pass another --out" if out else "pass another --runs-dir or --out")
     err_console.print(f"lr-find on {config.name}: {steps} steps from {start_lr:g} to {end_lr:g}", highlight=False)
     from rich.progress import Progress
 
@@ -118,7 +121,6 @@ def lr_find(
         result = lr_range_test(config, start_lr=start_lr, end_lr=end_lr, steps=steps,
                                progress=lambda done, total, lr: bar.update(task, completed=done,
                                                                            description=f"lr-find lr {lr:.2g}"))
-    target = out or runs_dir() / "lr-find" / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     save_series(result, target)
     if json_out:
         print_json({"suggested_lr": result["suggested_lr"], "series_file": str(target),

@@ -79,11 +79,25 @@ def reports_errors(func: F) -> F:
         except EngineError as exc:
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
-        except OSError as exc:  # disk full, permissions, a path that is a file: the system's words suffice
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        except OSError as exc:  # disk full, permissions: the system's words suffice; a file in a folder's way named
+            err_console.print(f"[bold red]error:[/] {escape(os_error_line(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def os_error_line(exc: OSError) -> str:
+    """The system's message, except for a file where a folder was needed (`[Errno 20] Not a directory:
+    'runs/sweeps'`): which file is in the way."""
+    if isinstance(exc, (NotADirectoryError, FileExistsError)) and exc.filename:
+        from pathlib import Path
+
+        path = Path(str(exc.filename))
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            inside = "" if blocker == path else f" (needed as a folder for {path})"
+            return f"{blocker} is a file, not a folder{inside}"
+    return str(exc)
 
 
 def print_json(payload: Any) -> None:

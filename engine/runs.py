@@ -93,14 +93,24 @@ def safe_name(name: str) -> str:
     return cleaned[:80]
 
 
+def ensure_folder(folder: Path, what: str = "runs folder", hint: str = "pass another --runs-dir") -> Path:
+    """`folder`, made with its parents when missing; a file in the way (it, or a folder above it) or a folder
+    that cannot be made is one RunError naming it, said before any work that would write there."""
+    folder = Path(folder)
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        inside = "" if blocker == folder else f" (needed as a folder for {folder})"
+        raise RunError(f"{what} {blocker} is a file, not a folder{inside}; {hint}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"{what} {folder} cannot be created: {exc.strerror or exc}; {hint}") from None
+    return folder
+
+
 def new_folder(root: Path, stem: str, what: str = "runs") -> Path:
     """Make a new folder `<stem>[-n]` inside `root` (never outside it); the first free name wins."""
-    if root.exists() and not root.is_dir():
-        raise RunError(f"runs folder {root} is a file, not a folder; pass another --runs-dir")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RunError(f"runs folder {root} cannot be created: {exc.strerror or exc}") from None
+    ensure_folder(root)
     for n in range(1000):
         candidate = root / (stem if n == 0 else f"{stem}-{n}")
         if candidate.resolve().parent != root.resolve():

@@ -267,8 +267,9 @@ def storage_url(runs_root: Path, name: str, url: str | None) -> str:
     """The study storage: `url` when given, else SQLite at `<runs>/sweeps/<name>.db` (its folder made)."""
     if url:
         return url
-    folder = sweep_dir(runs_root)
-    folder.mkdir(parents=True, exist_ok=True)
+    from engine.runs import ensure_folder
+
+    folder = ensure_folder(sweep_dir(runs_root), "sweeps folder", "pass another --runs-dir or --storage")
     return f"sqlite:///{(folder / f'{name}.db').resolve()}"
 
 

@@ -145,6 +145,30 @@ def test_unusable_runs_folder_and_brackets_in_messages_are_one_line_errors(tmp_p
     assert bracketed.exit_code == 2 and "milestones=[bold]:" in bracketed.output  # not swallowed as rich markup
 
 
+def test_a_file_in_a_folders_way_is_said_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.errors import RunError
+    from engine.runs import ensure_folder
+
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    monkeypatch.setenv("IMGCLS_RUNS_DIR", str(taken))
+    found = runner.invoke(app, ["lr-find", "quickstart", "--steps", "5000"])  # refused before its 5000 steps
+    assert found.exit_code == 2 and "lr-find on" not in found.output, found.output
+    assert f"runs folder {taken} is a file, not a folder (needed as a folder for {taken}/lr-find)" in found.output
+    out = runner.invoke(app, ["lr-find", "quickstart", "--steps", "5000", "--out", str(taken / "x.json")])
+    assert out.exit_code == 2 and f"--out folder {taken} is a file, not a folder; pass another --out" in out.output
+    swept = runner.invoke(app, ["sweep", "run", "quickstart-lr-batch", "--trials", "1"])
+    assert swept.exit_code == 2 and f"sweeps folder {taken} is a file" in swept.output
+    assert "Errno" not in found.output + out.output + swept.output
+    with pytest.raises(RunError, match="cannot be created"):
+        ensure_folder(Path("/proc/no-such-folder"))
+    from console.common import os_error_line
+
+    with pytest.raises(OSError) as raised:
+        (taken / "deeper" / "x").mkdir(parents=True)
+    assert os_error_line(raised.value).startswith(f"{taken} is a file, not a folder")
+
+
 def test_train_name_option_names_the_run_folder(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "quickstart", "--name", "lr-sweep-a", "--json", "-q", "--set",
                                  "train.epochs=1", "--set", "data.limit=200", "--runs-dir", str(tmp_path / "runs")])
