@@ -133,7 +133,17 @@ class CommandGroup(TyperGroup):
     """The root command group: reads several KEY=VALUE after one --set (`expand_overrides`) in every command."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        _flags_take_no_value(self, ctx)  # before the root's own --help is printed, and any sub-command's
         return super().parse_args(ctx, expand_overrides(args))
+
+
+def _flags_take_no_value(command: Any, ctx: Any) -> None:
+    """Help shows no type after a flag (Typer 0.29 wrote `--json <bool>`, as if it took `true`)."""
+    for param in command.get_params(ctx):  # --help too (made on first use, then kept)
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _flags_take_no_value(sub, ctx)
 
 
 class WeightsNote:

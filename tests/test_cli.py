@@ -260,3 +260,10 @@ def test_export_of_a_name_that_is_a_preset_and_a_run_exports_the_preset(isolated
     assert yaml.safe_load(ran.stdout)["train"]["epochs"] == 1
     bad = runner.invoke(app, ["presets", "export", run_dir.name, "--out", "bad.yaml", "--set", "model.name=mlp"])
     assert bad.exit_code == 2 and "model.options.channels" in bad.output and not Path("bad.yaml").exists()
+
+
+def test_help_shows_no_value_after_a_flag() -> None:
+    for command in (["--help"], ["train", "--help"], ["runs", "list", "--help"], ["sweep", "run", "--help"]):
+        result = runner.invoke(app, command, terminal_width=100)
+        assert result.exit_code == 0 and "--help" in result.output and "<bool>" not in result.output, result.output
+    assert "<float>" in runner.invoke(app, ["lr-find", "--help"], terminal_width=100).output  # values still typed
