@@ -486,7 +486,7 @@ def print_at_width(renderable: object, width: int) -> None:
     """Print on stdout laid out for `width` columns (wider than the shared console for `--all`)."""
     from rich.console import Console
 
-    Console(width=width, highlight=False).print(renderable)
+    Console(width=width, highlight=False, emoji=False).print(renderable)
 
 
 def compare_notes(result: dict[str, Any], layout: CompareLayout, all_keys: bool) -> list[str]:

@@ -20,9 +20,9 @@ from console.fmt import fmt_bytes, fmt_count, fmt_num, fmt_pct, fmt_seconds  # n
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Messages on stderr are never broken into lines by rich: a long path stays one greppable line (the terminal wraps).
-err_console = Console(stderr=True, soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True, emoji=False)
 # Piped or captured output is not cut to 80 columns: tables stay whole in files and logs.
-out_console = Console(width=None if sys.stdout.isatty() else 200)
+out_console = Console(width=None if sys.stdout.isatty() else 200, emoji=False)
 
 RunsDirOption = Annotated[
     Path | None,

@@ -374,8 +374,26 @@ def resolve_experiment(name: str, overrides: list[str] | None = None) -> cfg.Exp
     path = find_preset("experiment", name)
     raw = apply_overrides(_compose_raw(path), overrides or [])
     config = cfg.from_dict(raw, str(path))
-    validate_deep(config, str(path))
+    try:
+        validate_deep(config, str(path))
+    except ConfigError as exc:  # a problem of a key the user set names the --set, not the preset file
+        blamed = [_blamed_on_override(p, str(path), overrides or []) for p in cfg.problems_of(exc)]
+        cfg.raise_problems(blamed, "--set" if all(p.startswith("--set ") for p in blamed) else str(path))
     return config
+
+
+def _blamed_on_override(problem: str, source: str, overrides: list[str]) -> str:
+    """`FILE: model.options.x: ...` as `--set model.options.x=1: model.options.x: ...` when a `--set` gave that key
+    (or the section or field above it, or a field under it)."""
+    if not problem.startswith(f"{source}: "):
+        return problem
+    rest = problem.removeprefix(f"{source}: ")
+    key = rest.split(": ", 1)[0]
+    for text in reversed(overrides):  # the last --set of a key is the one that counts
+        given = text.partition("=")[0].strip()
+        if given == key or key.startswith(given + ".") or given.startswith(key + "."):
+            return f"--set {text}: {rest}"
+    return problem
 
 
 def validate_deep(config: cfg.ExperimentConfig, source: str | None) -> None:

@@ -84,3 +84,19 @@ def test_a_single_error_stays_one_line() -> None:
         cfg.from_dict({"optim": {"lrr": 0.1}}, "exp.yaml")
     assert str(caught.value) == "exp.yaml: optim.lrr: unknown key (did you mean `lr`?)"
     assert not isinstance(caught.value, cfg.ConfigErrors)
+
+
+def test_a_deep_problem_of_a_set_value_names_that_set_and_every_bad_model_option(isolated_dirs: Path) -> None:
+    result = runner.invoke(app, ["train", "quickstart", "--set", "model.options.bogus=1", "model.options.other=2",
+                                 "optim.lr=0.1"])
+    assert result.exit_code == 2
+    lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+    assert lines[0] == "error: --set: 2 errors:"  # not quickstart.yaml, which has neither key
+    assert lines[1].startswith("--set model.options.bogus=1: model.options.bogus: unknown option for model")
+    assert lines[2].startswith("--set model.options.other=2: model.options.other: unknown option for model")
+    tta = runner.invoke(app, ["train", "quickstart", "--set", "eval.tta=random:abc"])
+    assert tta.stderr == ("error: --set eval.tta=random:abc: eval.tta: 'random:abc' needs a whole number of passes "
+                          "from 1 to 1000, e.g. random:8\n")  # `:abc:` not drawn as an emoji, no `in 'random:abc'`
+    preset = write(isolated_dirs / "mine.yaml", "base: quickstart\nmodel: {options: {bogus: 1}}\n")
+    from_file = runner.invoke(app, ["train", str(preset), "--set", "optim.lr=0.1"])
+    assert from_file.stderr.startswith(f"error: {preset}: model.options.bogus: unknown option")  # the file's own

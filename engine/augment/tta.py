@@ -20,10 +20,15 @@ def shift_views(pixels: int) -> list[str]:
     return [f"shift:{dx},{dy}" for dx in (pixels, -pixels) for dy in (pixels, -pixels)]
 
 
+def _within(part: str, spec: str) -> str:
+    """`'random:abc'`, or `'random:abc' in 'flip+random:abc'` when the spec has more parts."""
+    return repr(part) if part == str(spec).strip().lower() else f"{part!r} in {spec!r}"
+
+
 def _count(part: str, spec: str, what: str) -> int:
     _, _, text = part.partition(":")
     if not text.strip().isdigit() or not 1 <= int(text) <= MAX_COUNT:
-        raise ConfigError(f"eval.tta: {part!r} in {spec!r} needs a whole number of {what} from 1 to {MAX_COUNT}, "
+        raise ConfigError(f"eval.tta: {_within(part, spec)} needs a whole number of {what} from 1 to {MAX_COUNT}, "
                           f"e.g. {part.split(':')[0]}:{'8' if what == 'passes' else '2'}")
     return int(text)
 
@@ -46,7 +51,7 @@ def tta_views(spec: str) -> list[str]:
         elif part.startswith("random:"):
             randoms += _count(part, spec, "passes")
         else:
-            raise ConfigError(f"eval.tta: unknown part {part!r} in {spec!r}{did_you_mean(part, PARTS)}; "
+            raise ConfigError(f"eval.tta: unknown part {_within(part, spec)}{did_you_mean(part, PARTS)}; "
                               f"use {', '.join(PARTS)} joined by '+', e.g. flip+shift or random:8")
     unique = list(dict.fromkeys(views))
     return (["identity"] + unique if deterministic else []) + ["random"] * randoms

@@ -69,13 +69,12 @@ def check_model_config(model: ModelConfig, source: str | None = None) -> None:
     prefix = f"{source}: " if source else ""
     if model.name not in _BUILDERS:
         raise ConfigError(f"{prefix}model.name: {_unknown_model_message(model.name)}")
+    from engine.config import raise_problems
+
     allowed = model_option_names(model.name)
-    for key in model.options:
-        if key not in allowed:
-            raise ConfigError(
-                f"{prefix}model.options.{key}: unknown option for model {model.name!r}"
-                f"{did_you_mean(str(key), allowed)}; options: {', '.join(allowed) or '(none)'}"
-            )
+    raise_problems([f"{prefix}model.options.{key}: unknown option for model {model.name!r}"
+                    f"{did_you_mean(str(key), allowed)}; options: {', '.join(allowed) or '(none)'}"
+                    for key in model.options if key not in allowed], source)  # every one, not the first
 
 
 def create_model(
