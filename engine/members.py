@@ -391,24 +391,36 @@ def view_logits(ref: CheckpointRef, options: EvalOptions, progress: Progress | N
         release(ref)
 
 
+def tta_warnings(ref: CheckpointRef, options: EvalOptions) -> list[str]:
+    """What to tell a person about the TTA this checkpoint is evaluated (or predicts) with: random views of a run
+    trained without augmentations are the plain image; a flip or shift training never applied may cost accuracy."""
+    from engine.augment import tta_views
+    from engine.augment.tta import unseen_views
+
+    tta = effective_tta(ref, options)
+    views = tta_views(tta)
+    warnings = []
+    if "random" in views and not eval_config(ref, options).augment.ops:
+        warnings.append(f"{ref.label}: tta {tta}: the run has no training augmentations (augment.ops is empty), so "
+                        "each random view is the plain image; use flip/shift views, or an augment preset")
+    unseen = unseen_views(views, ref.config.augment.ops)
+    if unseen:
+        warnings.append(f"{ref.label}: tta {tta}: training never applied {' or '.join(unseen)}, so those views may "
+                        "cost accuracy; compare with tta none")
+    return warnings
+
+
 def _view_logits(ref: CheckpointRef, options: EvalOptions, progress: Progress) -> ViewLogits:
     """view_logits of one pinned version of the checkpoint."""
     from engine.augment import tta_views
-    from engine.augment.tta import unseen_views
 
     listed_epoch = ref.meta.get("epoch")
     pinned(ref)
     note_live_checkpoint(ref, listed_epoch, progress)
     config = eval_config(ref, options)
-    tta = effective_tta(ref, options)
-    views = tta_views(tta)
-    if "random" in views and not config.augment.ops:
-        progress.warn(f"{ref.label}: tta {tta}: the run has no training augmentations (augment.ops is empty), so "
-                      "each random view is the plain image; use flip/shift views, or an augment preset", log)
-    unseen = unseen_views(views, ref.config.augment.ops)
-    if unseen:
-        progress.warn(f"{ref.label}: tta {tta}: training never applied {' or '.join(unseen)}, so those views may "
-                      "cost accuracy; compare with tta none", log)
+    views = tta_views(effective_tta(ref, options))
+    for warning in tta_warnings(ref, options):
+        progress.warn(warning, log)
     key = cache_key(ref, options, config, views)
     path = cache_path(ref, key)
     cached = read_cache(path, views, key)

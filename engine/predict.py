@@ -13,7 +13,8 @@ import torch
 
 from engine.config import DataConfig
 from engine.errors import CheckpointError, ConfigError, DataError
-from engine.members import CheckpointRef, EvalOptions, check_same_classes, effective_tta, eval_config
+from engine.members import (CheckpointRef, EvalOptions, check_same_classes, effective_tta, eval_config,
+                            tta_warnings)
 from engine.metrics import combine
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,8 @@ def member_image_logits(ref: CheckpointRef, images_dir: Path, options: EvalOptio
     from engine.inference import build_runtime, is_out_of_memory, out_of_memory_error, run_views
 
     config = eval_config(ref, options)
+    for warning in tta_warnings(ref, options):  # as eval says them
+        log.warning("%s", warning)
     try:
         runtime = build_runtime(ref, config, options, with_data=False)
     except Exception as exc:

@@ -92,6 +92,9 @@ def test_predictions_csv_one_row_per_image_with_class_names(runs_root: Path, tmp
     assert all(r[1] in ref.classes for r in table[1:])
     evaluated = view_logits(ref, EvalOptions(split="test")).logits[0][:25].argmax(1)
     assert [r[1] for r in table[1:]] == [ref.classes[i] for i in evaluated.tolist()]  # same pixels, same answers
+    flipped = runner.invoke(app, ["predict", seed0.name, "--images", str(tmp_path / "unlabeled"), "--out",
+                                  str(tmp_path / "flip.csv"), "--tta", "flip", "--runs-dir", str(runs_root)])
+    assert flipped.exit_code == 0 and "tta flip: training never applied hflip" in flipped.output  # as eval says
     ensemble_out = tmp_path / "ensemble.csv"
     result = runner.invoke(app, ["predict", seed0.name, f"{_run(runs_root, 'seed1').name}:last", "--images",
                                  str(tmp_path / "unlabeled"), "--out", str(ensemble_out), "--combine", "vote",
