@@ -18,6 +18,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from console.palette import ActionCommands, PresetCommands, RunCommands, SweepCommands
+from console.settings import load_settings, save_settings
 
 # How long a thread may hold the GIL while another wants it (Python's default: 5 ms). The UI thread takes it
 # back from the worker threads (charts being built, runs tailed, evaluations) within 1 ms: keys answer sooner
@@ -63,11 +64,25 @@ class ConsoleApp(App[None]):
         super().__init__(**kwargs)
         self.runs_root = runs_root
         self.experiment = experiment
+        self.settings = load_settings()  # the theme and Runs sort of the last session (console/settings.py)
 
     def on_mount(self) -> None:
         sys.setswitchinterval(UI_SWITCH_INTERVAL_S)
+        if self.settings["theme"] in self.available_themes:
+            self.theme = self.settings["theme"]
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
         if self.DEFAULT_MODE != "monitor":
             self.run_worker(self._tell_running_runs, thread=True, exit_on_error=False, group="app-start")
+
+    def _remember_theme(self, theme: Any) -> None:
+        """A theme picked (ctrl+p → Theme) is the next session's too."""
+        if theme.name != self.settings["theme"]:
+            self.remember(theme=theme.name)
+
+    def remember(self, **changes: Any) -> None:
+        """Keep settings for the next session (written in a thread: a slow home folder never holds a key)."""
+        self.settings.update(changes)
+        self.run_worker(lambda: save_settings(changes), thread=True, exit_on_error=False, group="settings")
 
     def _tell_running_runs(self) -> None:
         """Worker: runs still training when the app opens (it was closed while they trained, or they were started

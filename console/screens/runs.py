@@ -131,8 +131,9 @@ class RunsScreen(Screen[None]):
         self._root_changed: int | None = None  # the runs folder's mtime when last read (a run added or removed)
         self._last_load = 0.0  # time.monotonic() of the last quiet reload
         self._count_said = False  # the status line shows how many runs there are (kept up to date)
-        self.sort_column = "started"
-        self.sort_descending = True
+        settings = getattr(self.app, "settings", {})  # the last session's sort (console/settings.py)
+        self.sort_column = settings.get("runs_sort") if settings.get("runs_sort") in dict(COLUMNS) else "started"
+        self.sort_descending = bool(settings.get("runs_sort_descending", True))
         self.compared: frozenset[str] = frozenset()
         self.overlay_labels: list[str] = []  # the series on the accuracy chart, one per compared run
         self.diff_keys: list[str] = []  # the config keys in the diff table
@@ -332,9 +333,12 @@ class RunsScreen(Screen[None]):
                           else column in NUMERIC_COLUMNS)
 
     def _sort_by(self, column: str, descending: bool) -> None:
-        """Sort the table by a column."""
+        """Sort the table by a column (kept for the next session)."""
         self.sort_column, self.sort_descending = column, descending
         self._show_rows()
+        remember = getattr(self.app, "remember", None)
+        if remember is not None:
+            remember(runs_sort=column, runs_sort_descending=descending)
 
     def action_sort_next(self) -> None:
         """Sort by the next column (numbers largest first)."""

@@ -359,3 +359,41 @@ def test_a_run_started_from_a_shell_appears_while_runs_is_shown(runs_root: Path)
             assert "no runs in" not in status_text(screen)  # the count said before is not left behind
 
     asyncio.run(main())
+
+
+def test_the_runs_sort_and_the_theme_are_kept_for_the_next_session(trained_run: Path, second_run: Path,
+                                                                   runs_root: Path, isolated_dirs: Path) -> None:
+    from console.settings import load_settings, settings_path
+
+    assert settings_path() == isolated_dirs / "console.yaml"  # beside the (test's) user presets, never the user's
+
+    async def first() -> None:
+        app = create_app(runs_root, mode="runs")
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = await open_runs(app, pilot)
+            assert (screen.sort_column, screen.sort_descending) == ("started", True)
+            await pilot.press("S")  # oldest first
+            app.theme = "nord"
+            await wait_for(pilot, lambda: load_settings() == {"theme": "nord", "runs_sort": "started",
+                                                              "runs_sort_descending": False})
+
+    async def second() -> None:
+        app = create_app(runs_root, mode="runs")
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = await open_runs(app, pilot)
+            assert (screen.sort_column, screen.sort_descending, app.theme) == ("started", False, "nord")
+            assert [row[2] for row in table_rows(screen)] == [trained_run.name, second_run.name]
+
+    asyncio.run(first())
+    asyncio.run(second())
+    settings_path().write_text("theme: [not, a, name]\nruns_sort: 3\n: : broken")  # damaged: the defaults
+    assert load_settings() == {"theme": None, "runs_sort": "started", "runs_sort_descending": True}
+    settings_path().write_text("theme: no-such-theme\nruns_sort: no-such-column\n")
+
+    async def third() -> None:
+        app = create_app(runs_root, mode="runs")
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = await open_runs(app, pilot)
+            assert screen.sort_column == "started" and app.theme != "no-such-theme"
+
+    asyncio.run(third())
