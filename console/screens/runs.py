@@ -570,12 +570,18 @@ class RunsScreen(Screen[None]):
         from engine.presets import load_mapping
 
         try:
-            name = str(load_mapping(config).get("name") or row.name)
+            raw = load_mapping(config)
         except EngineError as exc:
             self._say(f"{row.name}: {exc}", error=True)
             return
-        self.app.launch_experiment(str(config), [field_override("name", f"{name}-ft")],  # type: ignore[attr-defined]
-                                   finetune_from=str(row.path))
+        name = str(raw.get("name") or row.name)
+        overrides = [field_override("name", f"{name}-ft")]
+        schedule = raw.get("schedule") if isinstance(raw.get("schedule"), dict) else {}
+        if schedule.get("plan_epochs") is not None or schedule.get("extend"):
+            # the run was trained on (resume to more epochs): a new run plans its schedule over its own epochs,
+            # as `finetune` does, and a from-scratch start or a saved preset of this composition too
+            overrides += ["schedule.plan_epochs=null", "schedule.extend=[]"]
+        self.app.launch_experiment(str(config), overrides, finetune_from=str(row.path))  # type: ignore[attr-defined]
 
     def action_export(self) -> None:
         """Write the run's fully resolved config as an experiment preset file."""

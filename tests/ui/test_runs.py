@@ -342,6 +342,31 @@ def test_fine_tune_from_runs_starts_from_the_runs_weights(trained_run: Path, run
     assert config.name == "quickstart-ft" and config.model.pretrained.endswith("best/weights.safetensors")
 
 
+def test_fine_tune_of_a_run_trained_on_plans_its_schedule_over_its_own_epochs(trained_run: Path,
+                                                                             runs_root: Path) -> None:
+    """A run resumed to more epochs keeps `schedule.plan_epochs` and `extend` (its LR went on after its plan):
+    the composition Runs' `f` opens must not carry them, or a longer new run (fine-tuned, from scratch or saved
+    as a preset) would spend its epochs past the old plan at the end LR."""
+    from console.screens.launch import LaunchScreen
+
+    resumed = CliRunner().invoke(cli_app, ["resume", str(trained_run), "--set", "train.epochs=3", "-q"])
+    assert resumed.exit_code == 0, resumed.output
+    assert yaml.safe_load((trained_run / "config.yaml").read_text())["schedule"]["plan_epochs"] == 2
+
+    async def main() -> None:
+        app = create_app(runs_root, mode="runs")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await open_runs(app, pilot)
+            await pilot.press("f")
+            await wait_for(pilot, lambda: app.current_mode == "launch")
+            launch = app.get_screen("launch", LaunchScreen)
+            await wait_for(pilot, lambda: launch.config is not None and launch.problem is None, tries=1200)
+            assert (launch.config.schedule.plan_epochs, launch.config.schedule.extend) == (None, [])
+            assert launch.config.train.epochs == 3
+
+    asyncio.run(main())
+
+
 def test_a_run_started_from_a_shell_appears_while_runs_is_shown(runs_root: Path) -> None:
     """No run trains, so nothing else would read the folder again: a run folder added by another process (the
     CLI in another terminal) shows up within a few seconds, without a key."""
