@@ -134,3 +134,25 @@ def test_a_relative_data_root_that_is_not_there_says_where_it_was_looked_for(tmp
     with pytest.raises(DataError, match=rf"data\.root: folder d200/train does not exist \(relative paths are taken "
                                         rf"from the working folder, {re.escape(str(tmp_path))}\)"):
         load_dataset(config.data)
+
+
+def test_a_root_of_split_folders_is_not_read_as_two_classes(isolated_dirs: Path) -> None:
+    from PIL import Image
+
+    root = isolated_dirs / "pets"
+    for split in ("train", "test"):
+        for name in ("cat", "dog"):
+            (root / split / name).mkdir(parents=True)
+            for index in range(3):
+                Image.new("L", (8, 8), index * 40).save(root / split / name / f"{index}.png")
+    result = runner.invoke(app, ["train", "quickstart", "--set", "data.source=folder", f"data.root={root}"])
+    assert result.exit_code == 2 and len(_error_lines(result)) == 1
+    assert (f"data.root: {root} holds split folders (test, train) that hold class folders, not classes; set "
+            f"data.root={root / 'train'} data.test_root={root / 'test'}") in result.stderr
+    assert not (isolated_dirs / "runs").exists() or not any((isolated_dirs / "runs").iterdir())  # nothing made
+    split = load_dataset(DataConfig(source="folder", root=str(root / "train"), test_root=str(root / "test"),
+                                    val_fraction=0.0))
+    assert split.classes == ["cat", "dog"] and len(split.test_idx) == 6  # the advice works
+    (root / "test").rename(root / "one-class")  # a class folder of another name: classes, as before
+    assert load_dataset(DataConfig(source="folder", root=str(root), val_fraction=0.0, test_fraction=0.5)).classes \
+        == ["one-class", "train"]

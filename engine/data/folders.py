@@ -36,6 +36,7 @@ def scan_class_folders(root: Path, key: str = "data.root",
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(f"{root}: no class sub-folders; expected {root}/<class name>/<image files>")
+    _not_split_folders(root, class_dirs, key)
     if declared is not None:
         by_name = {p.name: p for p in class_dirs}
         extra = [name for name in by_name if name not in declared]
@@ -57,6 +58,28 @@ def scan_class_folders(root: Path, key: str = "data.root",
         files.extend(images)
         names.extend([class_dir.name] * len(images))
     return [p.name for p in class_dirs] if declared is None else list(declared), files, names
+
+
+SPLIT_NAMES = {"train": "train", "training": "train", "test": "test", "testing": "test", "val": "val",
+               "valid": "val", "validation": "val"}
+
+
+def _not_split_folders(root: Path, class_dirs: list[Path], key: str) -> None:
+    """Refuse `root/train/<class>/…`, `root/test/<class>/…` read as two classes `train` and `test` (a model of the
+    wrong classes, trained without a word): every folder named like a split, each holding class folders."""
+    if not all(p.name.lower() in SPLIT_NAMES for p in class_dirs):
+        return
+    if not all(any(child.is_dir() and not child.name.startswith(".") for child in p.iterdir()) for p in class_dirs):
+        return
+    kinds = {SPLIT_NAMES[p.name.lower()]: p for p in class_dirs}
+    train = kinds.get("train")
+    advice = [f"data.root={train}"] if train else []
+    if "test" in kinds and key == "data.root":
+        advice.append(f"data.test_root={kinds['test']}")
+    names = ", ".join(p.name for p in class_dirs)
+    fix = f"; set {' '.join(advice)}" if advice else "; point it at the folder of class folders"
+    val = " (a val folder is not read apart: val is held out of train by data.val_fraction)" if "val" in kinds else ""
+    raise DataError(f"{key}: {root} holds split folders ({names}) that hold class folders, not classes{fix}{val}")
 
 
 def _file_digest(files: list[Path], labels: list[int]) -> str:
