@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -225,9 +226,10 @@ def ensemble(
 @reports_errors
 def predict(
     refs: RefsArgument,
-    images: Annotated[Path, typer.Option("--images", help="Folder of unlabeled images (one row per image, "
-                                                          "its id taken from the file name: see --ids).")],
-    out: Annotated[Path, typer.Option("--out", help="CSV to write: one row per image (id, predicted class).")],
+    images: Annotated[Path, typer.Option("--images", help="Folder of unlabeled images, or one image file (one row "
+                                                          "per image, its id taken from the file name: see --ids).")],
+    out: Annotated[Path, typer.Option("--out", help="CSV to write: one row per image (id, predicted class); "
+                                                    "- writes it to stdout.")],
     combine: CombineOption = None,
     tta: TtaOption = None,
     no_ema: NoEmaOption = False,
@@ -242,19 +244,31 @@ def predict(
                                      "file names have extensions; stem for runs not trained on a CSV).")] = Ids.auto,
 ) -> None:
     """Predict a folder of images with one checkpoint or an ensemble; writes the submission CSV."""
+    from engine.errors import ConfigError
     from engine.predict import predict_folder
 
+    to_stdout = str(out) == "-"
+    if to_stdout and json_out:
+        raise ConfigError("--out - writes the CSV to stdout, where --json would write too: give one of them")
     members = _refs(runs_dir, refs)
-    summary = predict_folder(members, images, out, _options("test", tta, no_ema, device, overrides),
+    summary = predict_folder(members, images, None if to_stdout else out,
+                             _options("test", tta, no_ema, device, overrides),
                              combine.value if combine else None, skip_bad_images=skip_bad_images, ids=ids.value)
+    where = "stdout" if to_stdout else summary["out"]
     if summary["skipped"]:
-        err_console.print(f"[yellow]warning:[/] {len(summary['skipped'])} unreadable images have no row in "
-                          f"{summary['out']}: {', '.join(summary['skipped'][:10])}", highlight=False)
-    if json_out:
+        err_console.print(f"[yellow]warning:[/] {plural(len(summary['skipped']), 'unreadable image')} "
+                          f"{'has' if len(summary['skipped']) == 1 else 'have'} no row in {where}: "
+                          f"{', '.join(summary['skipped'][:10])}", highlight=False)
+    csv_text = summary.pop("csv")
+    if to_stdout:  # the CSV is the output; what is said about it goes to stderr
+        sys.stdout.write(csv_text)
+        sys.stdout.flush()
+    if json_out and not to_stdout:
         print_json(summary)
         return
-    out_console.print(f"{plural(summary['images'], 'prediction')} by {plural(len(summary['members']), 'checkpoint')} "
-                      f"(tta {summary['tta']}, {summary['combine']}) written to {summary['out']}", highlight=False)
+    (err_console if to_stdout else out_console).print(
+        f"{plural(summary['images'], 'prediction')} by {plural(len(summary['members']), 'checkpoint')} "
+        f"(tta {summary['tta']}, {summary['combine']}) written to {where}", highlight=False)
     kept, other = ("with", "stem") if summary["ids"] == "name" else ("without", "name")
     err_console.print(f"note: ids {kept} extension (e.g. {summary['first_id']}), {summary['ids_why']}"
                       + ("" if ids != Ids.auto else f"; --ids {other} for the other form"), highlight=False,

@@ -98,7 +98,10 @@ def image_names(images_dir: Path) -> dict[str, str]:
     """Image file name by stem, for the images of a folder (stems are unique: `load_unlabeled` checks it)."""
     from engine.data.decode import is_image_file
 
-    return {p.stem: p.name for p in Path(images_dir).expanduser().iterdir() if p.is_file() and is_image_file(p)}
+    given = Path(images_dir).expanduser()
+    if given.is_file():  # one image
+        return {given.stem: given.name}
+    return {p.stem: p.name for p in given.iterdir() if p.is_file() and is_image_file(p)}
 
 
 def submission_text(ids: list[str], labels: list[str], header: tuple[str, str]) -> str:
@@ -110,7 +113,7 @@ def submission_text(ids: list[str], labels: list[str], header: tuple[str, str]) 
     return buffer.getvalue()
 
 
-def predict_folder(refs: list[CheckpointRef], images_dir: Path, out_csv: Path, options: EvalOptions,
+def predict_folder(refs: list[CheckpointRef], images_dir: Path, out_csv: Path | None, options: EvalOptions,
                    combine_how: str | None = None, *, skip_bad_images: bool = False,
                    ids: str = "auto") -> dict[str, Any]:
     """Predict every image of `images_dir` with the ensemble of `refs` and write `out_csv` (id, label name).
@@ -118,7 +121,8 @@ def predict_folder(refs: list[CheckpointRef], images_dir: Path, out_csv: Path, o
     The header is the training CSV's column names (data.file_column, data.label_column: Id,Category by default);
     the ids keep or drop the file extension as `ids` says (see `id_style`: auto follows the training CSV).
     An unreadable image stops the prediction (a submission must have every row) unless `skip_bad_images`,
-    and then the skipped file names are returned under `skipped`.
+    and then the skipped file names are returned under `skipped`. With `out_csv` None nothing is written: the
+    CSV text is returned under `csv`.
     """
     from engine.ensemble import non_finite_images
     from engine.runs import atomic_write_text
@@ -150,13 +154,16 @@ def predict_folder(refs: list[CheckpointRef], images_dir: Path, out_csv: Path, o
     predictions = combine(torch.cat(stacks), how).predictions.tolist()
     labels = [classes[p] for p in predictions]
     written = output_ids(ids, Path(images_dir), style)
-    out_csv = Path(out_csv)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_csv, submission_text(written, labels, (data.file_column, data.label_column)))
+    text = submission_text(written, labels, (data.file_column, data.label_column))
+    if out_csv is not None:
+        out_csv = Path(out_csv)
+        out_csv.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_csv, text)
     counts = {name: labels.count(name) for name in classes}
     predicted = set(ids)
     skipped = sorted(name for stem, name in image_names(Path(images_dir)).items() if stem not in predicted)
-    return {"out": str(out_csv), "images": len(ids), "members": [r.label for r in refs],
+    return {"out": str(out_csv) if out_csv is not None else None, "csv": None if out_csv is not None else text,
+            "images": len(ids), "members": [r.label for r in refs],
             "tta": effective_tta(refs[0], options), "combine": how, "predicted_counts": counts,
             "ids": style, "ids_why": style_why, "first_id": written[0] if written else None,
             "skipped": skipped,

@@ -181,3 +181,15 @@ def test_predict_stops_on_a_bad_image_unless_told_to_skip(tmp_path: Path) -> Non
     skipped = runner.invoke(app, ["predict", run, "--images", str(folder), "--out", str(out), "--skip-bad-images"])
     assert skipped.exit_code == 0 and "broken" in skipped.output
     assert out.read_text().count("\n") == 4  # header + the three readable images
+    assert "1 unreadable image has no row" in skipped.output
+    (folder / "broken.png").unlink()
+    (folder / "later").mkdir()
+    Image.new("L", (8, 8)).save(folder / "later" / "img9.png")
+    piped = runner.invoke(app, ["predict", run, "--images", str(folder), "--out", "-"])
+    assert piped.exit_code == 0 and piped.stdout.splitlines()[0] == "Id,Category"
+    assert len(piped.stdout.splitlines()) == 4 and not (tmp_path / "-").exists()  # the CSV on stdout, not a file `-`
+    assert "1 image file in its sub-folders not read" in piped.stderr and "written to stdout" in piped.stderr
+    one = runner.invoke(app, ["predict", run, "--images", str(folder / "img1.png"), "--out", "-"])
+    assert one.exit_code == 0 and one.stdout.splitlines()[1].startswith("img1,")  # one image file, not a folder
+    both = runner.invoke(app, ["predict", run, "--images", str(folder), "--out", "-", "--json"])
+    assert both.exit_code == 2 and "--out - writes the CSV to stdout" in both.stderr

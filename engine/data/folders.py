@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from engine.data.paths import resolve_under
 from engine.data.sources import Located
 from engine.data.table import Progress, Table, cache_key, load_cached, save_cached
 from engine.errors import DataError, did_you_mean
+
+log = logging.getLogger(__name__)
 
 
 def _existing_dir(path: Path, key: str) -> Path:
@@ -172,9 +175,19 @@ def locate_files(cfg: DataConfig) -> Located:
 def load_unlabeled(folder: str | Path, *, image_size: int, channels: int, on_bad_image: str = "error",
                    progress: Progress | None = None,
                    max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[torch.Tensor, list[str]]:
-    """Images (uint8 N, C, S, S) of an unlabeled folder and their ids (file name without suffix), sorted by id."""
-    root = _existing_dir(Path(folder).expanduser(), "images to predict (--images)")
-    files = sorted((p for p in root.iterdir() if p.is_file() and is_image_file(p)), key=lambda p: (p.stem, p.name))
+    """Images (uint8 N, C, S, S) of an unlabeled folder (or of one image file) and their ids (file name without
+    suffix), sorted by id. Images in sub-folders are not read: said, with how many."""
+    given = Path(folder).expanduser()
+    if given.is_file() and is_image_file(given):
+        root, files = given.parent, [given]
+    else:
+        root = _existing_dir(given, "images to predict (--images)")
+        files = sorted((p for p in root.iterdir() if p.is_file() and is_image_file(p)),
+                       key=lambda p: (p.stem, p.name))
+        nested = sum(1 for p in root.rglob("*") if p.parent != root and p.is_file() and is_image_file(p))
+        if nested:
+            log.warning("%s: %d image file%s in its sub-folders not read (a folder's own images are; give a "
+                        "sub-folder to --images for its images)", root, nested, "" if nested == 1 else "s")
     if not files:
         raise DataError(f"{root}: no image files to predict (.png, .jpg, .jpeg, .bmp, .gif, .webp, .tif)")
     ids = [p.stem for p in files]
