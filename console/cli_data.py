@@ -85,7 +85,7 @@ def stats(
     stds = ", ".join(f"{v:.4f}" for v in ds.std)
     out_console.print(f"train mean: [{means}]  std: [{stds}]", highlight=False)
     if ds.info.get("skipped"):
-        out_console.print(f"skipped {ds.info['skipped']} unreadable files", highlight=False)
+        out_console.print(f"skipped {plural(ds.info['skipped'], 'unreadable file')}", highlight=False)
     if ds.info.get("cached"):
         cache = f"cache {ds.info['cache_key']} ({'hit' if ds.info.get('cache_hit') else 'written'})"
     else:

@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Static
 
-from console.fmt import fmt_count
+from console.fmt import fmt_count, plural
 from console.run_charts import whole_epoch_ticks
 from console.widgets.background_plot import BackgroundPlot
 from engine.preview import DataSummary, ModelCost, SchedulePreview
@@ -108,7 +108,7 @@ class DataPanel(VerticalScroll):
             + ", ".join(f"{v:.3f}" for v in summary.std) + "]",
         ]
         if summary.info.get("skipped"):
-            lines.append(f"skipped {summary.info['skipped']} unreadable images")
+            lines.append(f"skipped {plural(summary.info['skipped'], 'unreadable image')}")
         info = self.query_one("#data-info", Static)
         info.remove_class("error")
         info.update("\n".join(lines))

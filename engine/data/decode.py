@@ -167,6 +167,8 @@ def decode_files(paths: list[Path], size: int | None, channels: int, *, on_bad_i
     failed.sort(key=lambda item: item[0])
     if failed and on_bad_image != "skip":
         index, exc = failed[0]
-        more = f" ({len(failed) - 1} more bad files)" if len(failed) > 1 else ""
+        others = [paths[i].name for i, _ in failed[1:4]]
+        more = (f" ({len(failed) - 1} more bad file{'s' if len(failed) > 2 else ''}: {', '.join(others)}"
+                f"{', …' if len(failed) > 4 else ''})" if len(failed) > 1 else "")
         raise DataError(bad_image_message(paths[index], exc) + more)
     return out, [index for index, _ in failed]
