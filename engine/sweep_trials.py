@@ -112,10 +112,11 @@ def _objective(spec: SweepSpec, overrides: list[str], runs_root: Path, outer: St
         trial.set_user_attr("run_state", status.get("state"))
         if stop.pruned:
             raise optuna.TrialPruned(f"pruned at epoch {len(watcher.values)}")
-        if outer is not None and outer.requested:
+        finished = status.get("state") == "finished" and bool(watcher.values)
+        if outer is not None and outer.requested and not finished:  # a run that trained all its epochs counts
             trial.set_user_attr("interrupted", True)
             raise _SweepInterrupted()
-        if status.get("state") != "finished" or not watcher.values:
+        if not finished:
             raise TrialFailed(f"run {status.get('state')}: {status.get('reason')}")
         return watcher.best()
 

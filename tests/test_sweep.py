@@ -188,3 +188,24 @@ def test_a_sweep_whose_base_preset_is_gone_is_still_listed_shown_and_reported(is
     resumed = invoke("sweep", "resume", "mine-lr", "--trials", "2")  # new trials need the base: said in a line
     assert resumed.exit_code != 0 and resumed.stderr.count("\n") == 1
     assert "base: no experiment preset named 'mine'" in resumed.stderr
+
+
+def test_a_stop_asked_once_a_trials_run_has_trained_all_its_epochs_keeps_that_trial(isolated_dirs: Path) -> None:
+    """Ctrl-C while a trial's run scores its test split (its epochs all trained): the trial is complete with its
+    value, not thrown away and trained again on resume."""
+    spec_path = write(isolated_dirs / "digits-lr.yaml", SPEC)
+    overrides = ["train.epochs=1", "data.limit=300"]
+    spec = load_spec(str(spec_path), overrides)
+    study = create_study(spec, open_storage(storage_url(isolated_dirs / "runs", spec.name, None)), overrides)
+    stop = StopRequest()
+
+    def stop_at_the_test_pass(event: dict) -> None:
+        if event.get("type") == "test":
+            stop.count = 1
+
+    result = run_sweep(study, spec, overrides, isolated_dirs / "runs", stop=stop,
+                       listeners=lambda trial: [stop_at_the_test_pass])
+    assert (result["done"], result["trials"]) == (1, 3)  # stopped after the first trial, which counts
+    (row,) = result["ranked"]
+    assert row["state"] == "complete" and row["val_acc"] is not None
+    assert json.loads((Path(row["run_dir"]) / "status.json").read_text())["state"] == "finished"
