@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from console.common import fmt_count, fmt_pct
+from console.common import fmt_count, fmt_pct, fmt_seconds
 
 REPORTED_BY_THE_COMMAND = ("failed", "diverged")  # end states the commands print themselves, after the run
+# Where stderr is not a terminal (nohup, a log file, a batch job) the bars are not drawn: a plain line says how
+# far a long epoch or a first decode has come at most this often, so a log never goes quiet for minutes.
+PLAIN_EVERY_S = 30.0
 
 
 class ProgressListener:
@@ -28,6 +32,18 @@ class ProgressListener:
         self.epoch_task: Any = None
         self.started: dict[str, Any] | None = None
         self.data_task: Any = None
+        self.plain = not quiet and not console.is_terminal  # lines in place of bars (see PLAIN_EVERY_S)
+        self.plain_every_s = PLAIN_EVERY_S
+        self._plain_at = time.monotonic()  # when a line was last printed
+        self._epoch = 0
+
+    def _plain_due(self) -> bool:
+        """Whether a plain progress line is due (and, if so, that it is being printed now)."""
+        now = time.monotonic()
+        if not self.plain or now - self._plain_at < self.plain_every_s:
+            return False
+        self._plain_at = now
+        return True
 
     def __enter__(self) -> ProgressListener:
         self.progress.start()
@@ -64,6 +80,9 @@ class ProgressListener:
         if self.data_task is None:
             self.data_task = self.progress.add_task(event.get("stage") or "data", total=event["total"], info="")
         self.progress.update(self.data_task, completed=event["done"], total=event["total"])
+        if self._plain_due():
+            self.console.print(f"  {event.get('stage') or 'data'}: {event['done']}/{event['total']} images",
+                               highlight=False, soft_wrap=True)
 
     def on_model_ready(self, event: dict[str, Any]) -> None:
         self.console.print(f"model {event['model']}: {fmt_count(event['params'])} params, "
@@ -78,6 +97,8 @@ class ProgressListener:
         self.console.print(event["message"], highlight=False, soft_wrap=True)
 
     def on_epoch_start(self, event: dict[str, Any]) -> None:
+        self._plain_at = time.monotonic()  # the first line of an epoch comes a while into it
+        self._epoch = event["epoch"]
         if self.started is not None:
             resumed = f" (resumed in epoch {event['epoch']})" if self.started.get("resumed_from") else ""
             self.console.print(f"run [bold]{self.started['name']}[/] in {escape(self.started['run'])}{resumed}",
@@ -93,6 +114,13 @@ class ProgressListener:
         if self.epoch_task is not None:
             self.progress.update(self.epoch_task, completed=event["step"],
                                  info=f"loss {event['loss']:.4f} lr {event['lr']:.3g} {event['images_per_s']:.0f} img/s")
+        if self._plain_due():
+            task = self.progress.tasks[self.epoch_task] if self.epoch_task is not None else None
+            left = task.time_remaining if task is not None else None
+            eta = f", epoch ends in {fmt_seconds(left)}" if left is not None else ""
+            total = f"/{task.total:.0f}" if task is not None and task.total else ""
+            self.console.print(f"  epoch {self._epoch} step {event['step']}{total}  loss {event['loss']:.4f}  lr {event['lr']:.3g}  "
+                               f"{event['images_per_s']:.0f} img/s{eta}", highlight=False, soft_wrap=True)
 
     def on_epoch(self, event: dict[str, Any]) -> None:
         self.progress.update(self.run_task, completed=event["epoch"])

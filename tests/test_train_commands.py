@@ -73,3 +73,30 @@ def test_epoch_checkpoint_names_are_forgiving() -> None:
     run = Path(json.loads(trained.stdout)["run_dir"]).name
     for spelling in ("epoch-2", "epoch2", "2", "epoch-002"):
         assert parse_ref(runs_dir(), f"{run}:{spelling}").name == "epoch-002"
+
+
+def test_a_log_that_is_not_a_terminal_gets_plain_progress_lines_during_an_epoch(isolated_dirs: Path) -> None:
+    """No bars are drawn into a file (nohup, a batch job's log): plain lines say how far a long epoch has come
+    (every 30 s; every step here), then each epoch's line as on a terminal."""
+    import io
+
+    from rich.console import Console
+
+    from console.progress import ProgressListener
+    from engine.presets import resolve_experiment
+    from engine.runner import start_run
+
+    log = io.StringIO()
+    listener = ProgressListener(Console(file=log, width=200))
+    assert listener.plain
+    listener.plain_every_s = 0.0
+    with listener:
+        status = start_run(resolve_experiment("quickstart", ["train.epochs=1", "data.limit=300"]),
+                           isolated_dirs / "runs", listeners=[listener])
+    assert status["state"] == "finished"
+    lines = log.getvalue().splitlines()
+    steps = [line for line in lines if line.startswith("  epoch 1 step ")]
+    assert steps and all("/" in line.split()[3] and "img/s" in line for line in steps), lines
+    assert any(line.startswith("epoch   1  train loss") for line in lines)
+    terminal = ProgressListener(Console(file=io.StringIO(), force_terminal=True))
+    assert not terminal.plain  # bars there, no extra lines
