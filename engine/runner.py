@@ -17,7 +17,7 @@ from typing import Any
 from engine import checkpoint as ckpt
 from engine import distributed
 from engine.config import ExperimentConfig, with_absolute_paths
-from engine.errors import CheckpointError, EngineError
+from engine.errors import Cancelled, CheckpointError, EngineError
 from engine.events import EventWriter
 from engine.presets import content_hash
 from engine.runs import RunFolder
@@ -291,6 +291,11 @@ def _drive(config: ExperimentConfig, run_dir: Path, listeners: list[Any] | None,
         if fresh and trainer.parts is None and info.is_main:
             events.close()
             shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        if isinstance(exc, Cancelled) and trainer.parts is None and resume_from is None:  # stopped while loading
+            trainer.record_status("interrupted", reason=str(exc), ended=time.time())
+            events.emit("run_end", state="interrupted", reason=str(exc), epochs_done=0, best_val_acc=None,
+                        test_acc=None, wall_s=trainer.wall_s())
             raise
         _record_outcome(trainer, events, exc, resume_from)
         raise

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from engine import distributed
 from engine.config import ExperimentConfig
 from engine.events import EventWriter
+from engine.errors import Cancelled
 
 
 class ModelEma:
@@ -119,16 +120,18 @@ def _loaders(config: ExperimentConfig, dataset: Any, device: torch.device,
 
 
 def build_parts(config: ExperimentConfig, device: torch.device, events: EventWriter, *,
-                resuming: bool = False, dist_info: distributed.Dist = distributed.SINGLE) -> TrainingParts:
+                resuming: bool = False, dist_info: distributed.Dist = distributed.SINGLE,
+                stop: Any = None) -> TrainingParts:
     """Load the data and build every part of a run on `device`; a resumed run gets its weights from the
-    checkpoint afterwards, so `model.pretrained` is not read then."""
+    checkpoint afterwards, so `model.pretrained` is not read then. A `stop` (engine.stop.StopRequest) asked for
+    while the data is decoded ends it there: `Cancelled`, before any training."""
     from engine.augment import Augmenter, resolve_normalization
     from engine.data import class_weights, load_dataset
     from engine.models import count_macs, count_params, create_model
     from engine.optim import LRSchedule, build_optimizer, unused_milestones_note
 
     clock = time.perf_counter()
-    dataset = load_dataset(config.data, progress=_data_progress(events))
+    dataset = load_dataset(config.data, progress=_data_progress(events, stop))
     train_loader, val_loader, test_loader = _loaders(config, dataset, device, dist_info)
     events.emit("data_ready", source=config.data.source, classes=dataset.num_classes,
                 counts={"train": len(dataset.train_idx), "val": len(dataset.val_idx), "test": len(dataset.test_idx)},
@@ -242,11 +245,15 @@ def _load_pretrained(model: torch.nn.Module, spec: str, classes: list[str], even
     events.emit("weights_loaded", source=spec, replaced=replaced)
 
 
-def _data_progress(events: EventWriter) -> Callable[[str, int, int], None]:
-    """A load_dataset progress callback that emits `data_progress` events, at most twice a second."""
+def _data_progress(events: EventWriter, stop: Any = None) -> Callable[[str, int, int], None]:
+    """A load_dataset progress callback that emits `data_progress` events, at most twice a second, and ends the
+    loading when `stop` is asked for (a first decode of a large data set can take minutes)."""
     last = [0.0]
 
     def report(stage: str, done: int, total: int) -> None:
+        if stop is not None and stop.requested:
+            raise Cancelled(f"{stop.describe()} while loading the data ({done} of {total} images decoded), "
+                            "before any training")
         now = time.perf_counter()
         if done >= total or now - last[0] >= 0.5:
             last[0] = now

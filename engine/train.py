@@ -102,7 +102,8 @@ class Trainer:
         configure_cpu_threads(self.config.train.cpu_threads, self.device)
         try:
             self.parts = build_parts(self.config, self.device, self.events, resuming=resume_from is not None,
-                                     dist_info=self.dist)
+                                     dist_info=self.dist,  # under torchrun every rank loads on: no rank left alone
+                                     stop=None if self.dist.enabled else self.stop)
         except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
             if not is_out_of_memory(exc):
                 raise

@@ -156,3 +156,34 @@ def test_a_root_of_split_folders_is_not_read_as_two_classes(isolated_dirs: Path)
     (root / "test").rename(root / "one-class")  # a class folder of another name: classes, as before
     assert load_dataset(DataConfig(source="folder", root=str(root), val_fraction=0.0, test_fraction=0.5)).classes \
         == ["one-class", "train"]
+
+
+def test_a_stop_asked_for_while_the_data_is_decoded_ends_it_there(isolated_dirs: Path) -> None:
+    """Ctrl-C (or the app's stop) during a first decode, which can take minutes, is acted on at once: a new run
+    of the `train` command leaves no folder; a launched run (its folder the viewer's) is `interrupted`."""
+    from PIL import Image
+
+    from engine.errors import Cancelled
+    from engine.launch import prepare_run
+    from engine.presets import resolve_experiment
+    from engine.runner import start_run, train_prepared
+    from engine.runs import read_status
+    from engine.stop import StopRequest
+
+    root = isolated_dirs / "shapes"
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for index in range(120):
+            Image.new("L", (8, 8), index).save(root / name / f"{index}.png")
+    config = resolve_experiment("quickstart", ["data.source=folder", f"data.root={root}", "train.epochs=1"])
+    stopped = StopRequest(signal_number=2, count=1)  # as the first Ctrl-C leaves it
+    runs = isolated_dirs / "runs"
+    with pytest.raises(Cancelled, match=r"stopped by signal 2 while loading the data \(\d+ of 240 images decoded\)"):
+        start_run(config, runs, stop=stopped)
+    assert list(runs.iterdir()) == []  # nothing trained: no folder kept
+    run_dir = prepare_run(config, runs)
+    with pytest.raises(Cancelled):
+        train_prepared(run_dir, stop=StopRequest(signal_number=15, count=1))
+    status = read_status(run_dir)
+    assert status["state"] == "interrupted" and "while loading the data" in status["reason"]
+    assert start_run(config, runs)["state"] == "finished"  # nothing half-decoded was cached

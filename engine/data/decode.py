@@ -159,11 +159,15 @@ def decode_files(paths: list[Path], size: int | None, channels: int, *, on_bad_i
             min(chunk, len(paths) - i)
             for i in range(0, len(paths), chunk)
         }
-        for future in as_completed(futures):
-            failed.extend(future.result())
-            done += futures[future]
-            if progress is not None:
-                progress("decode", done, len(paths))
+        try:
+            for future in as_completed(futures):
+                failed.extend(future.result())
+                done += futures[future]
+                if progress is not None:
+                    progress("decode", done, len(paths))
+        except BaseException:  # a stop asked for (or an error): the chunks not started are not decoded
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     failed.sort(key=lambda item: item[0])
     if failed and on_bad_image != "skip":
         index, exc = failed[0]
