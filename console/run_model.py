@@ -64,6 +64,7 @@ class RunModel:
 
     def _on_run_start(self, event: Mapping[str, Any]) -> None:
         self.state, self.error, self.reason = "running", None, None
+        self.warnings = []  # those of this session (a refused resume's, before it, said what is now past)
         self.session_start = float(event.get("time", time.time()))
         self.started = self.started or self.session_start
         self.session_first_epoch = self.epoch

@@ -68,12 +68,13 @@ class ActionDone(Message):
     """A worker finished an action: a one-line result, and what to do next."""
 
     def __init__(self, text: str, *, error: bool = False, reload: bool = False,
-                 monitor: Path | None = None) -> None:
+                 monitor: Path | None = None, handle: Any = None) -> None:
         super().__init__()
         self.text = text
         self.error = error
         self.reload = reload
         self.monitor = monitor
+        self.handle = handle  # the engine.launch.RunHandle of a process started for `monitor`
 
 
 class NotesSaved(Message):
@@ -542,20 +543,31 @@ class RunsScreen(Screen[None]):
         if row.state in ACTIVE_STATES:
             self._say(f"{row.name} is {row.state}: nothing to resume (enter watches it)", error=True)
             return
+        if row.state == "finished" and row.epochs and row.epoch is not None and row.epoch >= row.epochs:
+            from console.screens.runs_dialogs import EpochsDialog  # nothing left to resume: train it further?
+
+            def extend(epochs: int | None) -> None:
+                if epochs is not None:
+                    self._say(f"training {row.name} on to {epochs} epochs ...")
+                    self._resume(row.path, [f"train.epochs={epochs}"])
+
+            self.app.push_screen(EpochsDialog(row.name, row.epochs), extend)
+            return
         self._say(f"resuming {row.name} ...")
         self._resume(row.path)
 
     @work(thread=True, exit_on_error=False, group="runs-action")
-    def _resume(self, run_dir: Path) -> None:
-        """Worker: start the resume (engine.launch) and hand the run to Monitor."""
+    def _resume(self, run_dir: Path, overrides: list[str] | None = None) -> None:
+        """Worker: start the resume (engine.launch) and hand the run, with its process, to Monitor (which waits
+        on the process: a refused resume's error is shown there, and no finished child is left unreaped)."""
         try:
             from engine.launch import launch_resume
 
-            launch_resume(run_dir)
+            handle = launch_resume(run_dir, overrides)
         except Exception as exc:
             self.post_message(ActionDone(f"{run_dir.name}: not resumed: {_error_text(exc)}", error=True))
             return
-        self.post_message(ActionDone(f"resumed {run_dir.name}", monitor=run_dir))
+        self.post_message(ActionDone(f"resumed {run_dir.name}", monitor=run_dir, handle=handle))
 
     def action_finetune(self) -> None:
         """Open Launch on the run's resolved config, named `<name>-ft`, whose Start fine-tunes from the run's best
@@ -653,7 +665,7 @@ class RunsScreen(Screen[None]):
         """Say how an action went; open Monitor or read the runs again when it asks."""
         self._say(message.text, error=message.error)
         if message.monitor is not None:
-            self.app.monitor_run(message.monitor)  # type: ignore[attr-defined]
+            self.app.monitor_run(message.monitor, message.handle)  # type: ignore[attr-defined]
         elif message.reload:
             self._load_rows(Path(self.app.runs_root), announce=False)
 

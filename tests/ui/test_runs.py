@@ -367,6 +367,33 @@ def test_fine_tune_of_a_run_trained_on_plans_its_schedule_over_its_own_epochs(tr
     asyncio.run(main())
 
 
+def test_r_on_a_finished_run_asks_to_how_many_epochs_and_monitor_waits_on_the_process(trained_run: Path,
+                                                                                     runs_root: Path) -> None:
+    """Runs' r on a run that trained all its epochs asks, as Monitor's does (it started a resume that was refused
+    and pointed to the CLI), and hands the process to Monitor, which reaps it (it was left a zombie)."""
+    from console.screens.monitor import MonitorScreen
+    from console.screens.runs_dialogs import EpochsDialog
+
+    async def main() -> None:
+        app = create_app(runs_root, mode="runs")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await open_runs(app, pilot)
+            await pilot.press("r")
+            await wait_for(pilot, lambda: isinstance(app.screen, EpochsDialog))
+            app.screen.query_one("#epochs-input", Input).value = "3"
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.current_mode == "monitor", tries=600)
+            monitor = app.get_screen("monitor", MonitorScreen)
+            followed = monitor.followed[trained_run.resolve()]
+            assert followed.handle is not None  # the process is Monitor's to wait on
+            model = monitor.models[trained_run.resolve()]
+            await wait_for(pilot, lambda: model.state == "finished" and sorted(model.rows) == [1, 2, 3], tries=4800)
+            await wait_for(pilot, lambda: followed.handle.poll() is not None, tries=600)  # its exit is known
+            assert not model.warnings
+
+    asyncio.run(main())
+
+
 def test_a_run_started_from_a_shell_appears_while_runs_is_shown(runs_root: Path) -> None:
     """No run trains, so nothing else would read the folder again: a run folder added by another process (the
     CLI in another terminal) shows up within a few seconds, without a key."""
