@@ -216,10 +216,14 @@ class RunsScreen(Screen[None]):
 
     @on(RowsLoaded)
     def _rows_loaded(self, message: RowsLoaded) -> None:
-        """Show the rows read; selections of runs that are gone are dropped."""
+        """Show the rows read; selections of runs that are gone are dropped; a comparison of runs that have
+        trained further (or been resumed to more epochs) since it was read is read again."""
+        before = {row.key: _progress_mark(row) for row in self.rows if row.key in self.compared}
         self.rows = message.rows
         self.loaded = True
         self.selected &= {row.key for row in self.rows}
+        if before and any(_progress_mark(row) != before.get(row.key) for row in self.rows if row.key in before):
+            self.compared = frozenset()  # so that _selection_changed reads it again
         self._show_rows()
         if message.announce or self._count_said:  # a quiet reload keeps a count on show up to date
             runs = sum(1 for r in self.rows if r.kind != KFOLD)
@@ -668,6 +672,11 @@ class RunsScreen(Screen[None]):
             self.app.monitor_run(message.monitor, message.handle)  # type: ignore[attr-defined]
         elif message.reload:
             self._load_rows(Path(self.app.runs_root), announce=False)
+
+
+def _progress_mark(row: RunRow) -> tuple[Any, ...]:
+    """What changes when a run trains further or its config changes (a resume to more epochs)."""
+    return (row.state, row.epoch, row.epochs, row.best_val_acc, row.test_acc)
 
 
 def _delete_refusal(row: RunRow, runs_root: Path) -> str:

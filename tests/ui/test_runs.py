@@ -394,6 +394,27 @@ def test_r_on_a_finished_run_asks_to_how_many_epochs_and_monitor_waits_on_the_pr
     asyncio.run(main())
 
 
+def test_the_comparison_is_read_again_when_a_compared_run_trains_further(trained_run: Path, second_run: Path,
+                                                                          runs_root: Path) -> None:
+    """Two runs compared; one is resumed to more epochs (here from a shell): on the next read of the folder the
+    diff and curves are those of the runs as they are now (the diff kept `train.epochs 2 vs 2`)."""
+
+    async def main() -> None:
+        app = create_app(runs_root, mode="runs")
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = await open_runs(app, pilot)
+            await pilot.press("ctrl+home", "space", "space")
+            await wait_for(pilot, lambda: len(screen.overlay_labels) == 2)
+            assert "train.epochs" not in screen.diff_keys
+            resumed = CliRunner().invoke(cli_app, ["resume", str(trained_run), "--set", "train.epochs=3", "-q"])
+            assert resumed.exit_code == 0, resumed.output
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: "train.epochs" in screen.diff_keys, tries=400)
+            assert "schedule.plan_epochs" in screen.diff_keys
+
+    asyncio.run(main())
+
+
 def test_a_run_started_from_a_shell_appears_while_runs_is_shown(runs_root: Path) -> None:
     """No run trains, so nothing else would read the folder again: a run folder added by another process (the
     CLI in another terminal) shows up within a few seconds, without a key."""
